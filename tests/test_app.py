@@ -1,0 +1,354 @@
+"""Pilot tests of the console: what the screen shows as the (scripted) session reports events.
+
+The session here is ``tests.app_fakes.ScriptedSession``, a UI-only stand-in; the real session is
+tested against a real sshd elsewhere.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.command import CommandList
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from app_fakes import ScriptedSession
+from tui.app import DETACHED, TetherApp, ThemeFileError, load_themes
+from tui.app.messages import LinkUpdated, ProgressReported, UnhandledEvent, message_for
+from tui.app.screens import HelpScreen, PasswordScreen
+from tui.app.widgets import EventLog, LinkStatus
+from tui.app.widgets.link_header import describe_link
+from tui.events import LinkChanged, LinkState, Notice, PasswordPrompt, Progress
+
+SIZE = (100, 30)
+
+
+def screen_text(app: TetherApp) -> str:
+    """Everything on the terminal as plain text (from the SVG screenshot, a public API)."""
+    svg = app.export_screenshot()
+    body = svg.split("</style>", 1)[-1]  # drop the CSS block, keep the drawn text
+    return html.unescape(re.sub(r"<[^>]+>", "", body)).replace("\xa0", " ")
+
+
+def header_state(app: TetherApp) -> str:
+    return describe_link(app.query_one(LinkStatus).link)
+
+
+async def wait_until(pilot: Pilot, condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Let the app work until ``condition`` holds; fail after ``seconds`` (never a bare sleep)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {seconds} s: {condition}")
+        await pilot.pause(0.02)
+
+
+def console() -> tuple[ScriptedSession, TetherApp]:
+    """A fresh scripted session and the console that shows it."""
+    session = ScriptedSession()
+    return session, TetherApp(session)
+
+
+# -- header -------------------------------------------------------------------------------------
+
+
+async def test_header_shows_workspace_and_chain() -> None:
+    session = ScriptedSession(title="mnist", chain=("login", "compute01"))
+    app = TetherApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        await pilot.pause()
+        text = screen_text(app)
+        assert "mnist" in text
+        assert "laptop → login → compute01" in text
+
+
+async def test_header_follows_the_link_state() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        steps = [
+            (LinkChanged(LinkState.CONNECTING, detail="login.example.org"), "connecting… — login.example.org", "-connecting"),
+            (LinkChanged(LinkState.UP, rtt_ms=12.4), "up 12 ms", "-up"),
+            (LinkChanged(LinkState.LOST, detail="connection reset by peer"), "lost — connection reset by peer", "-lost"),
+            (LinkChanged(LinkState.RECONNECTING, attempt=3), "reconnecting (attempt 3)", "-reconnecting"),
+            (LinkChanged(LinkState.UP, rtt_ms=8.6), "up 9 ms", "-up"),
+        ]
+        status = app.query_one(LinkStatus)
+        for event, shown, css_class in steps:
+            session.emit(event)
+            await pilot.pause()
+            assert shown in screen_text(app)
+            assert status.has_class(css_class)
+            assert [c for c in status.classes if c.startswith("-")] == [css_class]
+
+
+@pytest.mark.parametrize(
+    ("event", "shown"),
+    [
+        (LinkChanged(LinkState.UP), "up"),
+        (LinkChanged(LinkState.RECONNECTING), "reconnecting"),
+        (LinkChanged(LinkState.NEEDS_PASSWORD, detail="login"), "needs password — login"),
+        (LinkChanged(LinkState.CLOSED), "closed"),
+    ],
+)
+def test_describe_link(event: LinkChanged, shown: str) -> None:
+    assert describe_link(event) == shown
+
+
+# -- log ----------------------------------------------------------------------------------------
+
+
+async def test_notice_and_progress_appear_in_the_log() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        session.emit(Notice("Node compute01 is ready"))
+        session.emit(Notice("GPU 0 is busy", level="warning"))
+        session.emit(Progress("sync", "first sync", 0.42))
+        session.emit(Progress("agent", "starting"))
+        await pilot.pause()
+        text = screen_text(app)
+        assert "Node compute01 is ready" in text
+        assert "warning: GPU 0 is busy" in text
+        assert "sync: first sync 42%" in text
+        assert "agent: starting" in text
+        lines = app.query_one(EventLog).lines_text
+        assert lines.index("Node compute01 is ready") < lines.index("agent: starting")  # newest last
+
+
+async def test_events_from_another_thread_reach_the_screen() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        thread = threading.Thread(target=session.emit, args=(Notice("from the ssh reader thread"),))
+        thread.start()
+        thread.join(timeout=5)
+        await pilot.pause()
+        await pilot.pause()
+        assert "from the ssh reader thread" in screen_text(app)
+
+
+async def test_a_failing_session_is_shown_not_crashed() -> None:
+    session = ScriptedSession(fail_with=ConnectionRefusedError("login.example.org:22 refused"))
+    app = TetherApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        await pilot.pause()
+        text = screen_text(app)
+        assert "The session stopped: ConnectionRefusedError: login.example.org:22 refused" in text
+        assert header_state(app) == "closed — session failed"
+        assert app.is_running
+        assert any(n.severity == "error" for n in app._notifications)
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+async def test_help_lists_the_bindings_and_escape_closes_it() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = screen_text(app)
+        for description in ("Help", "Detach (run keeps going)", "Theme", "Commands"):
+            assert description in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_q_detaches_the_session_and_exits_with_detached() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        await pilot.press("q")
+        await pilot.pause()
+    assert session.detach_calls == 1
+    assert app.return_value == DETACHED
+    assert session.cancelled  # leaving the console stops watching the link, nothing more
+    assert app.detach_message.startswith("Detached: the run keeps going on compute01.")
+
+
+async def test_a_failed_detach_is_reported_and_the_console_stays() -> None:
+    session = ScriptedSession(detach_error=TimeoutError("login host did not answer"))
+    app = TetherApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.is_running
+        assert "Detach failed: TimeoutError: login host did not answer" in screen_text(app)
+
+
+async def test_keys_can_be_remapped_by_binding_id() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        app.set_keymap({"tether.detach": "ctrl+d"})
+        await pilot.press("q")
+        await pilot.pause()
+        assert session.detach_calls == 0
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+    assert app.return_value == DETACHED
+
+
+# -- password -----------------------------------------------------------------------------------
+
+
+async def test_password_prompt_answers_the_session_without_showing_the_secret() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        session.emit(PasswordPrompt("Password for alice@login:", host="login"))
+        await pilot.pause()
+        assert isinstance(app.screen, PasswordScreen)
+        # q and t are bindings on the main screen: in the prompt they must be typed, not acted on.
+        await pilot.press(*"s3cret-qt")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "Password for alice@login:" in text
+        assert "s3cret" not in text
+        assert "•" * len("s3cret-qt") in text
+        await pilot.press("enter")
+        await pilot.pause()
+        assert session.answers == ["s3cret-qt"]
+        assert session.detach_calls == 0
+        assert not isinstance(app.screen, PasswordScreen)
+
+
+async def test_escape_cancels_the_password_prompt() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        session.emit(PasswordPrompt("Verification code:", host="login", echo=True))
+        await pilot.pause()
+        assert app.screen.query_one(Input).password is False  # echo=True: codes may be shown
+        await pilot.press("escape")
+        await pilot.pause()
+        assert session.answers == [None]
+
+
+# -- themes and commands ------------------------------------------------------------------------
+
+
+async def test_t_cycles_the_tether_themes() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.theme == "dark"
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.theme == "light"
+        assert app.current_theme.dark is False
+        await pilot.press("t")
+        assert app.theme == "dark"
+
+
+async def test_unknown_theme_falls_back_to_dark_and_says_so() -> None:
+    app = TetherApp(ScriptedSession(), theme_name="neon")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.theme == "dark"
+        assert "Theme 'neon' not found; using 'dark'" in screen_text(app)
+
+
+async def test_command_palette_switches_theme_and_detaches() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        for command, check in (("Switch theme: light", lambda: app.theme == "light"), ("Detach", None)):
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*command)
+
+            def found(command: str = command) -> bool:
+                # The palette searches in the background; wait until our command is the top hit.
+                hits = app.screen.query(CommandList)
+                return bool(hits) and hits.first().option_count > 0 and str(
+                    hits.first().get_option_at_index(0).prompt
+                ).startswith(command)
+
+            await wait_until(pilot, found)
+            await pilot.press("enter")
+            await pilot.pause()
+            if check is not None:
+                assert check()
+    assert session.detach_calls == 1
+    assert app.return_value == DETACHED
+
+
+def test_bundled_themes_load() -> None:
+    themes = load_themes()
+    assert list(themes) == ["dark", "light"]
+    assert themes["dark"].dark is True and themes["light"].dark is False
+
+
+def test_a_malformed_theme_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "broken.toml").write_text('name = "broken"\nprimary = \n')
+    with pytest.raises(ThemeFileError) as caught:
+        load_themes(tmp_path)
+    message = str(caught.value)
+    assert "broken.toml" in message
+    assert "not valid TOML" in message and "line 2" in message
+
+
+def test_every_theme_problem_is_reported_at_once(tmp_path: Path) -> None:
+    good = (Path(__file__).parents[1] / "themes" / "dark.toml").read_text()
+    bad = good.replace("primary =", "primay =").replace("dark = true", 'dark = "yes"')
+    bad = bad.replace('error = "#E8645A"', 'error = "#not-a-colour"')
+    (tmp_path / "mine.toml").write_text(bad)
+    with pytest.raises(ThemeFileError) as caught:
+        load_themes(tmp_path)
+    problems = caught.value.problems
+    assert "unknown key 'primay' (did you mean 'primary'?)" in problems
+    assert "missing required key 'primary'" in problems
+    assert any("'dark' must be true or false" in p for p in problems)
+    assert any("'error' is not a colour" in p for p in problems)
+    assert "mine.toml" in str(caught.value)
+
+
+def test_two_files_with_one_theme_name_are_refused(tmp_path: Path) -> None:
+    good = (Path(__file__).parents[1] / "themes" / "dark.toml").read_text()
+    (tmp_path / "a.toml").write_text(good)
+    (tmp_path / "b.toml").write_text(good)
+    with pytest.raises(ThemeFileError, match=r"b\.toml: theme name 'dark' is already defined by .*a\.toml"):
+        load_themes(tmp_path)
+
+
+# -- messages and layering ----------------------------------------------------------------------
+
+
+def test_core_events_map_to_messages() -> None:
+    assert isinstance(message_for(LinkChanged(LinkState.UP)), LinkUpdated)
+    assert isinstance(message_for(object()), UnhandledEvent)  # newer events are not dropped
+
+
+def test_progress_for_one_task_coalesces() -> None:
+    older = ProgressReported(Progress("sync", "10%", 0.1))
+    assert older.can_replace(ProgressReported(Progress("sync", "20%", 0.2)))
+    assert not older.can_replace(ProgressReported(Progress("agent", "starting")))
+
+
+def test_the_app_imports_no_core_subsystem() -> None:
+    """The console is a pure view: it may use tui.events and tui.console_api, nothing deeper."""
+    code = (
+        "import sys, tui.app; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[:2] in "
+        "(['tui', 'remote'], ['tui', 'sync'], ['tui', 'node'], ['tui', 'debug'])); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,236 @@
+"""TetherApp: the console, a pure view over a ``ConsoleSession``.
+
+The app shows what the core reports and sends the core commands; it never opens a connection
+itself. That is why it imports only ``tui.events`` and ``tui.console_api`` from the core: the same
+session drives the plain CLI, and UI tests drive the app with a scripted session.
+
+Data flow: ``session.run(sink)`` runs in a worker; the sink (``EventForwarder``) posts each core
+event as a message (messages up); the app routes it to the widget that shows it by calling that
+widget's methods (method calls down).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
+
+from tui.app.messages import (
+    EventForwarder,
+    LinkUpdated,
+    NoticePosted,
+    PasswordRequested,
+    ProgressReported,
+    UnhandledEvent,
+)
+from tui.app.screens import HelpScreen, KeyHelp, PasswordScreen
+from tui.app.themes import load_themes
+from tui.app.widgets import EventLog, LinkHeader, LogLine
+from tui.console_api import ConsoleSession
+from tui.events import LinkChanged, LinkState
+
+DETACHED = "detached"
+"""``TetherApp.run()`` returns this after ``q``: the session detached and the run keeps going."""
+
+DEFAULT_THEME = "dark"
+SESSION_WORKER = "session"
+DETACH_WORKER = "detach"
+
+
+class TetherCommands(Provider):
+    """Command palette entries for what the console can do (detach, themes, help)."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        app = self.app
+        assert isinstance(app, TetherApp)
+        commands: list[tuple[str, str, Callable[[], object]]] = [
+            ("Detach", "Leave the console; the run keeps going on the node", app.action_detach),
+            ("Help: keys", "Show every key and what it does", app.action_help),
+        ]
+        for name in app.tether_themes:
+            commands.append(
+                (f"Switch theme: {name}", f"Use Tether's {name} theme", partial(app.switch_theme, name))
+            )
+        return commands
+
+    async def discover(self) -> Hits:
+        for text, help_text, command in self._commands():
+            yield DiscoveryHit(text, command, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, help_text, command in self._commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)
+
+
+class TetherApp(App[str]):
+    """The full-screen console for one workspace session."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "Tether"
+    COMMANDS = App.COMMANDS | {TetherCommands}
+
+    # Every binding has an id so users can remap keys from config (``App.set_keymap``).
+    BINDINGS: list[BindingType] = [
+        Binding(
+            "question_mark",
+            "help",
+            "Help",
+            key_display="?",
+            tooltip="Show every key and what it does",
+            id="tether.help",
+        ),
+        Binding(
+            "q",
+            "detach",
+            "Detach (run keeps going)",
+            tooltip="Leave the console; everything keeps running on the node",
+            id="tether.detach",
+        ),
+        Binding("t", "cycle_theme", "Theme", tooltip="Switch to the next Tether theme", id="tether.theme"),
+        # Declared here (Textual adds an id-less one otherwise) so the palette key is remappable too.
+        Binding(
+            "ctrl+p",
+            "command_palette",
+            "Commands",
+            show=False,
+            priority=True,
+            tooltip="Open the command palette",
+            id="tether.palette",
+        ),
+    ]
+
+    def __init__(self, session: ConsoleSession, theme_name: str = DEFAULT_THEME) -> None:
+        super().__init__()
+        self.session = session
+        # Loaded here, before the terminal is taken over, so a broken theme file is a plain
+        # error message (ThemeFileError names the file) rather than a crash inside the UI.
+        self.tether_themes = load_themes()
+        for theme in self.tether_themes.values():
+            self.register_theme(theme)
+        self._requested_theme = theme_name
+        self._detach_worker: Worker[None] | None = None
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield LinkHeader(self.session.title, tuple(self.session.chain), id="header")
+        yield EventLog(id="events")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._apply_requested_theme()
+        self._run_session()
+
+    @property
+    def detach_message(self) -> str:
+        """What the CLI prints after the console returns ``DETACHED``."""
+        node = self.session.chain[-1] if self.session.chain else "the node"
+        return (
+            f"Detached: the run keeps going on {node}. "
+            "`tether attach` to come back, `tether down` to stop it."
+        )
+
+    # -- the session --------------------------------------------------------------------------
+
+    @work(name=SESSION_WORKER, group=SESSION_WORKER, exclusive=True, exit_on_error=False)
+    async def _run_session(self) -> None:
+        await self.session.run(EventForwarder(self))
+
+    @work(name=DETACH_WORKER, group=DETACH_WORKER, exit_on_error=False)
+    async def _detach(self) -> None:
+        await self.session.detach()
+        self.exit(DETACHED)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state is WorkerState.ERROR:
+            error = worker.error
+            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            if worker.name == SESSION_WORKER:
+                self._show_link_closed("session failed")
+                self._report_error(f"The session stopped: {reason}")
+            elif worker.name == DETACH_WORKER:
+                self._report_error(f"Detach failed: {reason}")
+        elif event.state is WorkerState.SUCCESS and worker.name == SESSION_WORKER:
+            self.query_one(EventLog).add_line(LogLine("The session ended."))
+
+    def _report_error(self, text: str) -> None:
+        self.query_one(EventLog).add_line(LogLine(f"error: {text}", "error"))
+        self.notify(text, title="Tether", severity="error")
+
+    def _show_link_closed(self, detail: str) -> None:
+        self.query_one(LinkHeader).show_link(LinkChanged(LinkState.CLOSED, detail=detail))
+
+    # -- core events (messages up) ------------------------------------------------------------
+
+    def on_link_updated(self, message: LinkUpdated) -> None:
+        self.query_one(LinkHeader).show_link(message.link)
+
+    def on_notice_posted(self, message: NoticePosted) -> None:
+        self.query_one(EventLog).add_notice(message.notice)
+
+    def on_progress_reported(self, message: ProgressReported) -> None:
+        self.query_one(EventLog).add_progress(message.progress)
+
+    def on_password_requested(self, message: PasswordRequested) -> None:
+        self.push_screen(PasswordScreen(message.prompt), callback=self._answer_prompt)
+
+    def _answer_prompt(self, answer: str | None) -> None:
+        self.session.answer_prompt(answer)
+
+    def on_unhandled_event(self, message: UnhandledEvent) -> None:
+        # Newer core events (sync, run state) get their widgets later; keep a trace for debugging.
+        self.log.debug("event not shown yet", message.event)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self._key_help()))
+
+    def action_detach(self) -> None:
+        # A second q while detaching must not start a second detach.
+        if self._detach_worker is not None and self._detach_worker.is_running:
+            return
+        self.query_one(EventLog).add_line(LogLine("Detaching…"))
+        self._detach_worker = self._detach()
+
+    def action_cycle_theme(self) -> None:
+        names = list(self.tether_themes)
+        index = names.index(self.theme) if self.theme in names else -1
+        self.switch_theme(names[(index + 1) % len(names)])
+
+    def switch_theme(self, name: str) -> None:
+        """Use a registered theme (Tether's own or one of Textual's)."""
+        self.theme = name
+
+    def _apply_requested_theme(self) -> None:
+        name = self._requested_theme
+        if name in self.available_themes:
+            self.theme = name
+            return
+        fallback = DEFAULT_THEME if DEFAULT_THEME in self.tether_themes else next(iter(self.tether_themes))
+        self.theme = fallback
+        known = ", ".join(self.tether_themes)
+        text = f"Theme {name!r} not found; using {fallback!r}. Tether themes: {known}."
+        self.query_one(EventLog).add_line(LogLine(f"warning: {text}", "warning"))
+        self.notify(text, title="Tether", severity="warning")
+
+    def _key_help(self) -> list[KeyHelp]:
+        """The app's live bindings (after any keymap), Tether's own first."""
+        rows: list[tuple[bool, KeyHelp]] = []
+        for active in self.screen.active_bindings.values():
+            binding = active.binding
+            if active.node is not self or not binding.description or binding.system:
+                continue
+            own = (binding.id or "").startswith("tether.")
+            rows.append((own, KeyHelp(self.get_key_display(binding), binding.description, binding.tooltip)))
+        return [row for own, row in rows if own] + [row for own, row in rows if not own]
