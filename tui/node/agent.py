@@ -1,0 +1,111 @@
+"""The node agent: runs on the compute node, speaks JSON lines on stdin/stdout.
+
+Started by Tether over one ssh channel (``python -m tui.node.agent``) and ended when that channel
+closes. Stdlib only: it runs on whatever interpreter the node offers (>= 3.10), with nothing
+installed there. It keeps no state that must outlive it: what survives a disconnect lives on the
+node (the tmux session, files), so a new agent finds everything again.
+
+Capabilities register handlers on ``Agent.handlers``; an unknown or malformed message is logged to
+stderr (the agent's log file) and answered with an error, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from typing import Any, BinaryIO, Callable
+
+from tui.node import protocol
+
+Handler = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+
+class Agent:
+    """Reads requests, dispatches them by ``op``, writes replies."""
+
+    def __init__(self, reader: BinaryIO, writer: BinaryIO, log: Callable[[str], None], version: str) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._log = log
+        self.version = version
+        self.running = True
+        self.handlers: dict[str, Handler] = {"ping": self._ping, "bye": self._bye}
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._writer.write(protocol.encode(message))
+        self._writer.flush()
+
+    def hello(self) -> None:
+        self.send(
+            {
+                "op": "hello",
+                "protocol": protocol.PROTOCOL_VERSION,
+                "version": self.version,
+                "python": ".".join(map(str, sys.version_info[:3])),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            }
+        )
+
+    def serve(self) -> None:
+        """Handle lines until stdin closes or a ``bye`` arrives."""
+        self.hello()
+        while self.running:
+            line = self._reader.readline(protocol.MAX_LINE_BYTES + 1)
+            if not line:
+                return
+            if not line.strip():
+                continue
+            self.handle_line(line)
+
+    def handle_line(self, line: bytes) -> None:
+        try:
+            message = protocol.decode(line)
+        except protocol.MalformedMessage as exc:
+            self._log(f"skipped malformed message ({exc}): {line[:200]!r}")
+            self.send({"op": "error", "error": f"malformed message: {exc}"})
+            return
+        request_id = message.get("id")
+        handler = self.handlers.get(message["op"])
+        if handler is None:
+            self._log(f"skipped unknown op {message['op']!r}")
+            self.send({"op": "error", "id": request_id, "error": f"unknown op {message['op']!r}"})
+            return
+        try:
+            reply = handler(message)
+        except Exception as exc:  # a capability's bug must not end the channel
+            self._log(f"op {message['op']!r} failed: {exc!r}")
+            reply = {"op": "error", "error": f"{message['op']} failed: {exc}"}
+        if reply is not None:
+            if request_id is not None:
+                reply["id"] = request_id
+            self.send(reply)
+
+    def _ping(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {"op": "pong", "time": time.time()}
+
+    def _bye(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.running = False
+        return {"op": "bye"}
+
+
+def _log_to_stderr(text: str) -> None:
+    sys.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} agent[{os.getpid()}]: {text}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    version = args[0] if args else "unknown"
+    agent = Agent(sys.stdin.buffer, sys.stdout.buffer, _log_to_stderr, version)
+    try:
+        agent.serve()
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

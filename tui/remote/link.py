@@ -1,0 +1,201 @@
+"""The link supervisor: the one owner of the connection's state for a workspace.
+
+It brings the link up (login master, node master, agent channel), measures the round trip with a
+ping over the agent's channel, notices a drop (the channel closes, or a ping goes unanswered) and
+reconnects with backoff. Nothing else reconnects on its own: sync, forwards and the scheduler
+listen to ``LinkChanged`` and pause on "lost", resume on "up".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from tui.errors import TetherError
+from tui.events import EventSink, LinkChanged, LinkState
+from tui.remote.agent_channel import AgentChannel, AgentError, launch_agent
+from tui.remote.ssh import ControlMaster
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between reconnect attempts: quick at first, then at most ``maximum`` seconds."""
+
+    first: float = 0.5
+    factor: float = 2.0
+    maximum: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.maximum, self.first * self.factor ** max(0, attempt - 1))
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    interpreter: str = "python3"
+    env_lines: tuple[str, ...] = ()
+
+
+NodeResolver = Callable[[], Awaitable["ControlMaster | None"]]
+
+
+class LinkSupervisor:
+    """Connects, watches and reconnects the chain laptop -> login -> node -> agent."""
+
+    def __init__(
+        self,
+        login: ControlMaster,
+        resolve_node: NodeResolver,
+        sink: EventSink,
+        *,
+        agent_options: AgentOptions = AgentOptions(),
+        ping_interval: float = 2.0,
+        ping_timeout: float = 10.0,
+        backoff: Backoff = Backoff(),
+        on_agent_event: Callable[[dict], None] = lambda message: None,
+    ) -> None:
+        self.login = login
+        self._resolve_node = resolve_node
+        self._sink = sink
+        self._agent_options = agent_options
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._backoff = backoff
+        self._on_agent_event = on_agent_event
+        self._listeners: list[Callable[[LinkChanged], None]] = []
+        self._up = asyncio.Event()
+        self.node: ControlMaster | None = None
+        self.agent: AgentChannel | None = None
+        self.state = LinkChanged(LinkState.CLOSED)
+        self.agent_shipped = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- observers ---------------------------------------------------------------------------
+    def add_listener(self, listener: Callable[[LinkChanged], None]) -> None:
+        """Called when the state changes, not on every round-trip update (sync and forwards pause and resume on these)."""
+        self._listeners.append(listener)
+
+    async def wait_up(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._up.wait(), timeout)
+
+    @property
+    def node_master(self) -> ControlMaster:
+        """The master that reaches the node (the login master when the node is the login host)."""
+        return self.node or self.login
+
+    def report(self, state: LinkState, *, detail: str = "") -> None:
+        """Let the session report a state only it sees (ssh waiting on a password prompt)."""
+        self._set(state, detail=detail)
+
+    def _set(self, state: LinkState, *, rtt_ms: float | None = None, detail: str = "", attempt: int = 0) -> None:
+        moved = state is not self.state.state
+        self.state = LinkChanged(state, rtt_ms, detail, attempt)
+        if state is LinkState.UP:
+            self._up.set()
+        else:
+            self._up.clear()
+        self._sink(self.state)
+        if moved:
+            for listener in self._listeners:
+                listener(self.state)
+
+    # -- connecting --------------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Bring every hop and the agent up once; raises TetherError with a fix on failure."""
+        await self.login.start()
+        self.node = await self._resolve_node()
+        if self.node is not None:
+            await self.node.start()
+        launch = await launch_agent(
+            self.node_master,
+            interpreter=self._agent_options.interpreter,
+            env_lines=self._agent_options.env_lines,
+            on_event=self._on_agent_event,
+        )
+        self.agent = launch.channel
+        self.agent_shipped = self.agent_shipped or launch.shipped
+        rtt = await self.agent.ping(self._ping_timeout)
+        self._set(LinkState.UP, rtt_ms=rtt)
+
+    async def run(self, *, connected: bool = False) -> None:
+        """Supervise until detached, shut down or cancelled. The first connect's failure is raised."""
+        self._task = asyncio.current_task()
+        if not connected:
+            self._set(LinkState.CONNECTING)
+            await self.connect()
+        while True:
+            reason = await self._watch()
+            self._set(LinkState.LOST, detail=reason)
+            await self._drop_agent()
+            await self._reconnect()
+
+    async def _watch(self) -> str:
+        """Ping until the link fails; returns why it failed."""
+        assert self.agent is not None
+        while True:
+            closed = asyncio.ensure_future(self.agent.wait_closed())
+            try:
+                await asyncio.wait_for(asyncio.shield(closed), self._ping_interval)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                closed.cancel()
+            if self.agent.closed:
+                return "the connection closed"
+            try:
+                rtt = await self.agent.ping(self._ping_timeout)
+            except asyncio.TimeoutError:
+                # A silent link: the masters may hang on a dead TCP connection; start afresh.
+                await self._stop_masters()
+                return f"no answer for {self._ping_timeout:.0f} s"
+            except AgentError as exc:
+                return str(exc)
+            self._set(LinkState.UP, rtt_ms=rtt)
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            self._set(LinkState.RECONNECTING, attempt=attempt)
+            try:
+                await self.connect()
+                return
+            except (TetherError, OSError, asyncio.TimeoutError) as exc:
+                delay = self._backoff.delay(attempt)
+                self._set(LinkState.RECONNECTING, attempt=attempt, detail=f"{exc}; next try in {delay:.0f} s")
+                await asyncio.sleep(delay)
+
+    # -- leaving -----------------------------------------------------------------------------
+    async def _drop_agent(self) -> None:
+        if self.agent is not None:
+            with contextlib.suppress(Exception):
+                await self.agent.close(timeout=1)
+            self.agent = None
+
+    async def _stop_masters(self) -> None:
+        for master in (self.node, self.login):
+            if master is not None:
+                with contextlib.suppress(Exception):
+                    await master.stop()
+
+    async def _stop_supervising(self) -> None:
+        """Stop the watch loop first, so our own closing of the channel is not taken for a drop."""
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def detach(self) -> None:
+        """End the agent channel and leave the masters up (ControlPersist keeps them a while)."""
+        await self._stop_supervising()
+        await self._drop_agent()
+        self._set(LinkState.CLOSED, detail="detached")
+
+    async def shutdown(self) -> None:
+        """End the agent channel and close the masters."""
+        await self._stop_supervising()
+        await self._drop_agent()
+        await self._stop_masters()
+        self._set(LinkState.CLOSED, detail="closed")

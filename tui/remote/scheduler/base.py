@@ -1,0 +1,61 @@
+"""Where the node comes from: one interface for direct hosts, Slurm, PBS and Kubernetes.
+
+A scheduler runs its commands on the login host through the login master (``LoginShell``), reports
+long waits as ``Progress`` events, and returns an ``Allocation`` naming the node. Allocations are
+recorded in the workspace's state so a reattach finds the same node (``find``).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Protocol
+
+from tui.events import EventSink
+from tui.remote.ssh import CommandResult
+
+
+class LoginShell(Protocol):
+    """Runs a shell command on the login host (the login ControlMaster satisfies this)."""
+
+    def run(self, command: str, *, input_bytes: bytes | None = None, timeout: float | None = 60) -> Awaitable[CommandResult]:
+        ...
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A node held for the workspace. ``node`` is an ssh destination; "" means the login host."""
+
+    node: str
+    job_id: str | None = None
+    ends_at: float | None = None  # epoch seconds; None when the allocation does not expire
+
+    def time_left(self, now: float | None = None) -> float | None:
+        """Seconds until the allocation ends, None when it does not end."""
+        if self.ends_at is None:
+            return None
+        return max(0.0, self.ends_at - (time.time() if now is None else now))
+
+
+class Scheduler(abc.ABC):
+    """Allocate, wait, find, release. Implementations keep no state beyond the Allocation."""
+
+    kind: str
+
+    @abc.abstractmethod
+    async def allocate(self, progress: EventSink) -> Allocation:
+        """Ask for a node and wait (reporting progress) until it can be used."""
+
+    @abc.abstractmethod
+    async def find(self, recorded: Allocation | None) -> Allocation | None:
+        """The allocation still usable from a recorded one (reattach), or None if it is gone."""
+
+    @abc.abstractmethod
+    async def release(self, allocation: Allocation) -> None:
+        """Give the node back. Safe to call for an allocation that already ended."""
+
+    async def acquire(self, recorded: Allocation | None, progress: EventSink) -> Allocation:
+        """Reuse the recorded allocation when it is still alive, else allocate a new one."""
+        found = await self.find(recorded)
+        return found if found is not None else await self.allocate(progress)

@@ -1,0 +1,158 @@
+"""A workspace session: the core object behind `tether up`, `attach`, `down` and the console.
+
+It turns a ``Workspace`` into hops (login master, node master through it), gets the node from the
+scheduler, and runs the link supervisor. The console talks to it through ``ConsoleSession``; the
+CLI calls the same methods without a console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+
+from tui.config import HostSpec, Workspace
+from tui.events import EventSink, LinkState, Notice, PasswordPrompt
+from tui.remote.askpass import AskpassBridge, user_chose_askpass
+from tui.remote.link import AgentOptions, LinkSupervisor
+from tui.remote.scheduler import scheduler_for
+from tui.remote.scheduler.base import Allocation
+from tui.remote.ssh import ControlMaster, Destination, Hop, SshSettings
+from tui.state import SessionRecord, StateStore, runtime_dir, workspace_id
+
+
+def destination_of(spec: HostSpec) -> Destination:
+    return Destination(spec.host, spec.user, spec.port)
+
+
+class Session:
+    """Connects a workspace's chain and keeps it supervised."""
+
+    def __init__(self, workspace: Workspace, *, store: StateStore | None = None, ping_interval: float = 2.0) -> None:
+        self.workspace = workspace
+        self.ws_id = workspace_id(workspace.config_path)
+        self.store = store or StateStore()
+        self._ping_interval = ping_interval
+        self._runtime = runtime_dir()
+        connection = workspace.connection
+        self.settings = SshSettings(
+            ssh_config=connection.ssh_config,
+            connect_timeout=connection.connect_timeout,
+            control_persist=connection.control_persist,
+        )
+        self.login_hop = Hop(
+            destination_of(connection.login),
+            self._runtime / f"{self.ws_id}-l",
+            jumps=tuple(destination_of(j) for j in connection.jump),
+        )
+        self.scheduler = scheduler_for(workspace)
+        self.allocation: Allocation | None = None
+        self.supervisor: LinkSupervisor | None = None
+        self._prompt_answer: asyncio.Future[str | None] | None = None
+        self._sink: EventSink = lambda event: None
+
+    # -- ConsoleSession ----------------------------------------------------------------------
+    @property
+    def title(self) -> str:
+        return self.workspace.name
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        login = self.workspace.connection.login.host
+        node = self.allocation.node if self.allocation else self.workspace.connection.node
+        if self.workspace.connection.node_from_scheduler and not (self.allocation and self.allocation.node):
+            node = f"{self.scheduler.kind} node"
+        return (login,) if not node or node == login else (login, node)
+
+    def login_master(self, settings: SshSettings | None = None) -> ControlMaster:
+        return ControlMaster(settings or self.settings, self.login_hop)
+
+    def node_master(self, node: str, settings: SshSettings | None = None) -> ControlMaster | None:
+        """The master for ``node`` through the login master; None when the node is the login host."""
+        if not node or node == self.workspace.connection.login.host:
+            return None
+        hop = Hop(Destination.parse(node), self._runtime / f"{self.ws_id}-n", via=self.login_hop)
+        return ControlMaster(settings or self.settings, hop)
+
+    async def prepare(self) -> None:
+        """Log in to the login host with the terminal at hand (before the console takes it).
+
+        ssh asks for a password or one-time code in the terminal as usual; everything after rides on
+        the master this leaves, so the console does not ask again.
+        """
+        await self.login_master().start()
+
+    async def run(self, sink: EventSink) -> None:
+        self._sink = sink
+        bridge = None
+        settings = self.settings
+        if not user_chose_askpass():
+            bridge = AskpassBridge(self._runtime, self._ask)
+            settings = dataclasses.replace(settings, extra_env=await bridge.start())
+        self.supervisor = LinkSupervisor(
+            self.login_master(settings),
+            lambda: self._resolve_node(settings),
+            sink,
+            agent_options=AgentOptions(self.workspace.run.interpreter, tuple(self.workspace.run.env)),
+            ping_interval=self._ping_interval,
+        )
+        try:
+            await self.supervisor.run()
+        finally:
+            if bridge is not None:
+                await bridge.close()
+
+    async def detach(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.detach()
+
+    def answer_prompt(self, answer: str | None) -> None:
+        if self._prompt_answer is not None and not self._prompt_answer.done():
+            self._prompt_answer.set_result(answer)
+
+    # -- internals ---------------------------------------------------------------------------
+    async def _ask(self, prompt: str) -> str | None:
+        self._prompt_answer = asyncio.get_running_loop().create_future()
+        if self.supervisor is not None:
+            self.supervisor.report(LinkState.NEEDS_PASSWORD, detail=prompt.strip())
+        self._sink(PasswordPrompt(prompt, self.workspace.connection.login.host))
+        return await self._prompt_answer
+
+    def _recorded_allocation(self) -> Allocation | None:
+        record = self.store.load(self.ws_id)
+        if record is None or record.scheduler != self.scheduler.kind:
+            return None
+        return Allocation(node=record.node, job_id=record.job_id)
+
+    async def _resolve_node(self, settings: SshSettings) -> ControlMaster | None:
+        self.allocation = await self.scheduler.acquire(self._recorded_allocation(), self._sink)
+        self.store.save(
+            SessionRecord(
+                workspace=self.workspace.name,
+                config_path=str(self.workspace.config_path),
+                login=self.workspace.connection.login.text,
+                node=self.allocation.node,
+                scheduler=self.scheduler.kind,
+                job_id=self.allocation.job_id,
+            )
+        )
+        return self.node_master(self.allocation.node, settings)
+
+    async def down(self, sink: EventSink = lambda event: None) -> list[str]:
+        """Stop everything the session left running; returns what was stopped, for the user."""
+        stopped: list[str] = []
+        recorded = self._recorded_allocation()
+        if self.supervisor is not None:
+            await self.supervisor.detach()
+        node = self.node_master(recorded.node if recorded else self.workspace.connection.node)
+        if node is not None and await node.stop():
+            stopped.append(f"connection to {node.name}")
+        if recorded is not None and recorded.job_id:
+            with contextlib.suppress(Exception):
+                await self.scheduler.release(recorded)
+                stopped.append(f"{self.scheduler.kind} job {recorded.job_id}")
+        if await self.login_master().stop():
+            stopped.append(f"connection to {self.workspace.connection.login.host}")
+        self.store.delete(self.ws_id)
+        sink(Notice("down: " + (", ".join(stopped) or "nothing was running")))
+        return stopped

@@ -1,0 +1,101 @@
+"""What must survive the console on the laptop: which node and job a workspace uses.
+
+One small JSON file per workspace under ``$XDG_STATE_HOME/tether``. Writes are atomic (temporary
+file, fsync, rename), so a crash never leaves half a file. Nothing secret is ever stored here.
+Control sockets live in a private runtime directory with short paths (Unix sockets allow ~100
+bytes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui.errors import TetherError
+
+
+def workspace_id(config_path: Path) -> str:
+    """A short stable id for the workspace defined by this tether.toml."""
+    return hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:10]
+
+
+def _xdg(variable: str, fallback: str) -> Path:
+    value = os.environ.get(variable)
+    return Path(value) if value else Path.home() / fallback
+
+
+def state_dir() -> Path:
+    return _xdg("XDG_STATE_HOME", ".local/state") / "tether"
+
+
+def runtime_dir() -> Path:
+    """Private directory for control sockets and the askpass socket."""
+    value = os.environ.get("XDG_RUNTIME_DIR")
+    path = Path(value) / "tether" if value else Path.home() / ".cache" / "tether" / "run"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """The workspace's live session: enough for `attach` and `down` from a new process."""
+
+    workspace: str
+    config_path: str
+    login: str
+    node: str = ""  # the node's ssh destination; "" while unknown or when it is the login host
+    scheduler: str = "direct"
+    job_id: str | None = None
+    started_at: float = field(default_factory=time.time)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StateError(TetherError):
+    pass
+
+
+class StateStore:
+    """Session records by workspace id."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or state_dir()
+
+    def path(self, ws_id: str) -> Path:
+        return self.root / f"{ws_id}.json"
+
+    def load(self, ws_id: str) -> SessionRecord | None:
+        path = self.path(ws_id)
+        try:
+            data = json.loads(path.read_text())
+            return SessionRecord(**data)
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            raise StateError(
+                f"{path}: unreadable session record ({exc})",
+                fix=f"delete {path} (the run on the node is not affected), then `tether up`",
+            ) from None
+
+    def save(self, record: SessionRecord) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.path(workspace_id(Path(record.config_path)))
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(dataclasses.asdict(record), handle, indent=2)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete(self, ws_id: str) -> None:
+        self.path(ws_id).unlink(missing_ok=True)
