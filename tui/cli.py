@@ -1,0 +1,162 @@
+"""The `tether` command: init, up, attach, down, doctor, status, demo.
+
+Every command that reads tether.toml validates it first: a bad file prints every problem and exits
+2 before anything else happens. Errors meant for the user print their fix and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from tui import __version__
+from tui.config import ConfigError, Workspace, find_config, load_workspace
+from tui.errors import TetherError
+from tui.state import StateStore, workspace_id
+
+
+def _load(args: argparse.Namespace) -> Workspace:
+    path = Path(args.config) if args.config else find_config(Path.cwd())
+    return load_workspace(path)
+
+
+def _print_event(event: object) -> None:
+    message = getattr(event, "message", None)
+    if message:
+        print(message, file=sys.stderr)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from tui.init import InitAnswers, ask_answers, write_config
+
+    target = Path(args.config or "tether.toml")
+    interactive = not args.yes and sys.stdin.isatty()
+    defaults = InitAnswers.defaults_for(target.resolve().parent)
+    overrides = {k: v for k, v in vars(args).items() if k in InitAnswers.flag_names() and v is not None}
+    answers = ask_answers(defaults.with_overrides(overrides)) if interactive else defaults.with_overrides(overrides)
+    write_config(target, answers, force=args.force)
+    print(f"wrote {target}: check it, then `tether doctor` and `tether up`")
+    return 0
+
+
+def _run_console(workspace: Workspace, *, theme: str | None) -> int:
+    from tui.app import TetherApp
+    from tui.session import Session
+
+    session = Session(workspace)
+    asyncio.run(session.prepare())
+    app = TetherApp(session, theme_name=theme or workspace.ui.theme)
+    result = app.run()
+    if result == "detached":
+        node = session.chain[-1]
+        print(f"Detached: everything keeps running on {node}. `tether attach` to come back, `tether down` to stop it.")
+    return app.return_code or 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    return _run_console(_load(args), theme=args.theme)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    workspace = _load(args)
+    if StateStore().load(workspace_id(workspace.config_path)) is None:
+        raise TetherError(f"nothing to attach to for {workspace.name}", fix="start it with `tether up`")
+    return _run_console(workspace, theme=args.theme)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from tui.session import Session
+
+    workspace = _load(args)
+    stopped = asyncio.run(Session(workspace).down())
+    print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from tui.doctor import run_doctor
+
+    workspace = _load(args)
+    ok = asyncio.run(run_doctor(workspace, lambda check: print(check.render(), flush=True)))
+    print("all checks passed" if ok else "some checks failed: see the fixes above")
+    return 0 if ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    workspace = _load(args)
+    record = StateStore().load(workspace_id(workspace.config_path))
+    status = {
+        "workspace": workspace.name,
+        "config": str(workspace.config_path),
+        "session": None if record is None else {"login": record.login, "node": record.node, "scheduler": record.scheduler, "job_id": record.job_id},
+    }
+    if args.json:
+        print(json.dumps(status))
+    elif record is None:
+        print(f"{workspace.name}: no session (`tether up` starts one)")
+    else:
+        print(f"{workspace.name}: session on {record.node or record.login} ({record.scheduler})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tui.demo import demo_cluster
+    from tui.session import Session
+
+    with demo_cluster() as cluster:
+        workspace = load_workspace(cluster.config_path)
+        print(f"demo cluster up (sshd pid {cluster.sshd_pid}); project in {cluster.config_path.parent}", flush=True)
+        try:
+            return _run_console(workspace, theme=args.theme)
+        finally:
+            asyncio.run(Session(workspace).down())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tether", description="A console for code that runs on a cluster node.")
+    parser.add_argument("--version", action="version", version=f"tether {__version__}")
+    parser.add_argument("-c", "--config", help="path to tether.toml (default: found in this folder or a parent)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    init = add("init", cmd_init, "write a commented tether.toml")
+    init.add_argument("-y", "--yes", action="store_true", help="take the defaults without asking")
+    init.add_argument("-f", "--force", action="store_true", help="overwrite an existing tether.toml")
+    init.add_argument("--name")
+    init.add_argument("--login", help="login host: an ssh_config alias or user@host[:port]")
+    init.add_argument("--node", help="the node's host name (empty: the login host)")
+    init.add_argument("--remote-root", dest="remote_root", help="where the code goes on the node, e.g. ~/work/NAME")
+    init.add_argument("--command", dest="run_command", help="what to run, e.g. 'python train.py'")
+    init.add_argument("--scheduler", choices=["direct", "slurm", "pbs", "kube"])
+    for name, handler, text in (
+        ("up", cmd_up, "connect, get the node and open the console"),
+        ("attach", cmd_attach, "open the console on a session started earlier"),
+        ("demo", cmd_demo, "try Tether on a throwaway local cluster (needs openssh-server)"),
+    ):
+        add(name, handler, text).add_argument("--theme", help="console theme (dark, light, ...)")
+    add("down", cmd_down, "stop the run, release the node, close the connections")
+    add("doctor", cmd_doctor, "check every hop to the node and say how to fix what is broken")
+    add("status", cmd_status, "show the workspace's session").add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return ConfigError.exit_code
+    except TetherError as exc:
+        print(f"tether: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

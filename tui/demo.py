@@ -1,0 +1,180 @@
+"""`tether demo`: a throwaway local "cluster" and a sample project, removed on exit.
+
+An sshd on loopback with its own host key and client key plays both login host and node, as the
+user who runs the demo. Nothing outside the demo's temporary directory is touched; the sshd is
+ended by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from tui.errors import TetherError
+
+SAMPLE_TRAIN = '''"""A training-like loop: prints a loss that goes down, one epoch a second."""
+
+import math
+import time
+
+for epoch in range(1, 10_001):
+    loss = 2.0 * math.exp(-epoch / 30) + 0.05
+    print(f"epoch {epoch:5d}  loss {loss:.4f}", flush=True)
+    time.sleep(1)
+'''
+
+
+class DemoError(TetherError):
+    pass
+
+
+def find_sshd() -> str:
+    for candidate in (shutil.which("sshd"), "/usr/sbin/sshd", "/usr/local/sbin/sshd"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise DemoError("the demo needs an OpenSSH server (sshd) on this machine", fix="apt-get install openssh-server (or run `bash .ci/setup`)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@dataclass(frozen=True)
+class DemoCluster:
+    root: Path
+    config_path: Path
+    sshd_pid: int
+
+
+def _write_sshd_config(root: Path, port: int) -> Path:
+    config = root / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {root / 'host_key'}",
+                f"AuthorizedKeysFile {root / 'authorized_keys'}",
+                f"PidFile {root / 'sshd.pid'}",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PubkeyAuthentication yes",
+                "PermitRootLogin prohibit-password",
+                "StrictModes no",
+                "UsePAM no",
+                "AllowTcpForwarding yes",
+                "",
+            ]
+        )
+    )
+    return config
+
+
+def _write_client_config(root: Path, port: int) -> Path:
+    config = root / "ssh_config"
+    config.write_text(
+        "\n".join(
+            [
+                "Host tether-demo",
+                "  HostName 127.0.0.1",
+                f"  Port {port}",
+                f"  User {pwd.getpwuid(os.getuid()).pw_name}",
+                f"  IdentityFile {root / 'client_key'}",
+                "  IdentitiesOnly yes",
+                f"  UserKnownHostsFile {root / 'known_hosts'}",
+                "  StrictHostKeyChecking accept-new",
+                "  BatchMode yes",
+                "",
+            ]
+        )
+    )
+    return config
+
+
+def _write_project(root: Path, ssh_config: Path) -> Path:
+    project = root / "project"
+    project.mkdir()
+    (project / "train.py").write_text(SAMPLE_TRAIN)
+    config = project / "tether.toml"
+    config.write_text(
+        "\n".join(
+            [
+                "# The demo workspace: a loopback sshd plays login host and node.",
+                "[workspace]",
+                'name = "demo"',
+                f'remote_root = "{root / "remote"}"',
+                "",
+                "[connection]",
+                'login = "tether-demo"',
+                f'ssh_config = "{ssh_config}"',
+                "control_persist = 60",
+                "",
+                "[run]",
+                'command = "python3 train.py"',
+                "",
+            ]
+        )
+    )
+    return config
+
+
+def _wait_for_port(port: int, pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                raise DemoError("the demo sshd exited at start", fix="run `sshd -t` to check the OpenSSH server install")
+        time.sleep(0.05)
+    raise DemoError(f"the demo sshd did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def demo_cluster() -> Iterator[DemoCluster]:
+    """Start the loopback cluster; on exit stop its sshd and remove every file it made."""
+    sshd = find_sshd()
+    root = Path(tempfile.mkdtemp(prefix="tether-demo-"))
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        _keygen(root / "host_key")
+        _keygen(root / "client_key")
+        shutil.copy(root / "client_key.pub", root / "authorized_keys")
+        (root / "remote").mkdir()
+        port = free_port()
+        sshd_config = _write_sshd_config(root, port)
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+        process = subprocess.Popen(
+            [sshd, "-D", "-f", str(sshd_config), "-E", str(root / "sshd.log")],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the console must not reach the demo's server
+        )
+        _wait_for_port(port, process.pid)
+        config = _write_project(root, _write_client_config(root, port))
+        yield DemoCluster(root, config, process.pid)
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,183 @@
+"""`tether doctor`: walk laptop -> login -> node and say, for each broken link, how to fix it.
+
+All node checks run in ONE remote command that prints ``key=value`` lines (a round trip costs on a
+slow link); parsing that report is a pure function.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from tui.config import Workspace
+from tui.errors import TetherError
+from tui.remote.agent_channel import environment_prelude, interpreter_probe
+from tui.session import Session
+
+MIN_FREE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def render(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        line = f"[{mark}] {self.name}: {self.detail}"
+        return f"{line}\n       fix: {self.fix}" if self.fix and not self.ok else line
+
+
+Report = Callable[[Check], None]
+
+
+def local_rsync_check(version_output: str | None) -> Check:
+    """rsync 3 is needed on the laptop; macOS ships rsync 2.6.9 or openrsync."""
+    if version_output is None:
+        return Check("rsync (laptop)", False, "not found", "install rsync 3 (macOS: `brew install rsync`; Debian: `apt install rsync`)")
+    first = version_output.splitlines()[0] if version_output else ""
+    if "openrsync" in version_output:
+        return Check("rsync (laptop)", False, f"openrsync found ({first.strip()})", "install rsync 3: `brew install rsync`, and put it first on PATH")
+    match = re.search(r"version\s+(\d+)\.(\d+)", first)
+    if not match or int(match.group(1)) < 3:
+        return Check("rsync (laptop)", False, f"too old ({first.strip()})", "install rsync 3: `brew install rsync` (macOS ships 2.6.9)")
+    return Check("rsync (laptop)", True, first.strip())
+
+
+def node_report_script(workspace: Workspace) -> str:
+    """One remote command printing everything the doctor wants to know about the node."""
+    run = workspace.run
+    interpreter = shlex.quote(run.interpreter)
+    remote_root = workspace.remote_root
+    # The remote root may not exist yet: measure the nearest existing parent.
+    root_expr = '"$HOME"' + shlex.quote(remote_root[1:]) if remote_root.startswith("~") else shlex.quote(remote_root)
+    return "\n".join(
+        [
+            "echo host=$(hostname)",
+            "echo tmux=$(command -v tmux || true)",
+            "echo rsync=$(command -v rsync || true)",
+            environment_prelude(tuple(run.env)),
+            interpreter_probe(run.interpreter),
+            'echo agent_python="$py"',
+            'if [ -n "$py" ]; then echo agent_python_version=$("$py" -c "import sys; print(sys.version.split()[0])"); fi',
+            f"echo run_python=$(command -v {interpreter} || true)",
+            f"echo debugpy=$({interpreter} -c 'import debugpy; print(debugpy.__version__)' 2>/dev/null || true)",
+            f"p={root_expr}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done",
+            "echo disk_path=$p",
+            "echo disk_free_kb=$(df -Pk \"$p\" | awk 'NR==2 {print $4}')",
+        ]
+    )
+
+
+def parse_node_report(output: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in output.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.isidentifier():
+            values[key] = value.strip()
+    return values
+
+
+def node_checks(workspace: Workspace, values: dict[str, str]) -> list[Check]:
+    """Turn the node's report into checks, each failure with its fix."""
+    host = values.get("host") or "the node"
+    run = workspace.run
+    checks: list[Check] = []
+    if values.get("agent_python"):
+        checks.append(Check("python (agent)", True, f"{values['agent_python']} {values.get('agent_python_version', '')} on {host}".strip()))
+    else:
+        checks.append(
+            Check(
+                "python (agent)",
+                False,
+                f"no Python >= 3.10 on {host} (RHEL 8 ships 3.6, RHEL 9 3.9)",
+                "set [run] interpreter to a newer python there (a conda env's, say), or add the env lines that provide one to [run] env",
+            )
+        )
+    for tool, fix in (
+        ("tmux", "install tmux on the node or load it in [run] env (e.g. `module load tmux`, or `conda install -c conda-forge tmux`)"),
+        ("rsync", "install rsync on the node, or ask the site's admins (sync needs it)"),
+    ):
+        found = values.get(tool, "")
+        checks.append(Check(f"{tool} (node)", bool(found), found or f"not on PATH on {host}", "" if found else fix))
+    if not values.get("run_python"):
+        checks.append(Check("run interpreter", False, f"{run.interpreter!r} not found on {host}", "fix [run] interpreter or the [run] env lines that provide it"))
+    elif values.get("debugpy"):
+        checks.append(Check("debugpy", True, f"{values['debugpy']} importable by {values['run_python']}"))
+    else:
+        checks.append(
+            Check(
+                "debugpy",
+                False,
+                f"{values['run_python']} cannot import debugpy",
+                f"on the node: `{run.interpreter} -m pip install --user debugpy` (after your [run] env lines)",
+            )
+        )
+    free_kb = values.get("disk_free_kb", "")
+    if free_kb.isdigit():
+        free = int(free_kb) * 1024
+        detail = f"{free / (1 << 30):.1f} GiB free at {values.get('disk_path', workspace.remote_root)}"
+        checks.append(Check("disk", free >= MIN_FREE_BYTES, detail, "" if free >= MIN_FREE_BYTES else "free some space or pick another remote_root (scratch)"))
+    else:
+        checks.append(Check("disk", False, "could not measure free space", f"check that {workspace.remote_root} is on a mounted filesystem"))
+    return checks
+
+
+async def run_doctor(workspace: Workspace, report: Report) -> bool:
+    """Run every check, reporting each as it completes; True when all passed."""
+    all_ok = True
+
+    def emit(check: Check) -> None:
+        nonlocal all_ok
+        all_ok = all_ok and check.ok
+        report(check)
+
+    emit(Check("config", True, f"{workspace.config_path} is valid"))
+    rsync = shutil.which("rsync")
+    version = subprocess.run([rsync, "--version"], capture_output=True, text=True).stdout if rsync else None
+    emit(local_rsync_check(version))
+    if not shutil.which("ssh"):
+        emit(Check("ssh (laptop)", False, "not found", "install OpenSSH's client"))
+        return False
+
+    session = Session(workspace)
+    login = session.login_master()
+    started = time.perf_counter()
+    try:
+        await login.start()
+    except TetherError as exc:
+        emit(Check("login host", False, exc.message, exc.fix))
+        return False
+    emit(Check("login host", True, f"{login.name} reachable ({(time.perf_counter() - started) * 1000:.0f} ms)"))
+
+    try:
+        allocation = await session.scheduler.acquire(session._recorded_allocation(), lambda event: None)
+    except TetherError as exc:
+        emit(Check("scheduler", False, exc.message, exc.fix))
+        return False
+    node = session.node_master(allocation.node)
+    target = node or login
+    if node is not None:
+        started = time.perf_counter()
+        try:
+            await node.start()
+        except TetherError as exc:
+            emit(Check("node", False, exc.message, exc.fix))
+            return False
+        emit(Check("node", True, f"{node.name} reachable through {login.name} ({(time.perf_counter() - started) * 1000:.0f} ms)"))
+    result = await target.run(node_report_script(workspace), timeout=60)
+    if not result.ok and not result.stdout:
+        emit(Check("node tools", False, f"the checks could not run on {target.name}: {result.stderr.strip()}", "run `ssh` to the node by hand to see why"))
+        return False
+    for check in node_checks(workspace, parse_node_report(result.stdout)):
+        emit(check)
+    return all_ok
