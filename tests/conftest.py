@@ -1,0 +1,114 @@
+"""Shared fixtures: the real testbed (login sshd + compute node in a netns), ssh, isolated state."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import Iterator, NoReturn
+
+import pytest
+
+from testbed import PasswordLogin, Testbed, TestbedUnavailable, build_testbed
+from testbed.ssh import SshCmd, run_ssh
+from testbed.sshd import SSHD
+
+_built: list[Testbed] = []
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip on a laptop; under CI (CI=true) every testbed test must run, so a skip fails."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, so this may not be skipped: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs_netns: needs the full testbed (root: compute node in a network namespace)"
+    )
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[Testbed]:
+    """The login host and compute node, built once per session and always torn down."""
+    if shutil.which("ssh") is None or not os.access(SSHD, os.X_OK):
+        skip_or_fail(f"the testbed needs the OpenSSH client and server ({SSHD})")
+    # SIGTERM (a CI timeout, `kill`) would end Python without running teardown; pytest turns a
+    # KeyboardInterrupt into an orderly shutdown that does run it.
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    bed = build_testbed()
+    _built.append(bed)
+    try:
+        yield bed
+    finally:
+        bed.close()
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.fixture
+def needs_netns(testbed: Testbed) -> Testbed:
+    """The full testbed; skips (fails under CI) in loopback mode, saying why."""
+    if not testbed.has_netns:
+        skip_or_fail(f"needs the network-namespace testbed: {testbed.unavailable_reason}")
+    return testbed
+
+
+@pytest.fixture(autouse=True)
+def _needs_netns_marker(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("needs_netns") is not None:
+        request.getfixturevalue("needs_netns")
+
+
+@pytest.fixture
+def ssh_cmd(testbed: Testbed) -> SshCmd:
+    """`ssh -F <testbed config> [options] ALIAS COMMAND` -> CompletedProcess (text, captured)."""
+    return functools.partial(run_ssh, testbed.ssh_config)
+
+
+@pytest.fixture
+def password_login(needs_netns: Testbed) -> PasswordLogin:
+    """The password-only login host (alias `pwlogin`), started on first use."""
+    try:
+        return needs_netns.password_login()
+    except TestbedUnavailable as exc:
+        skip_or_fail(str(exc))
+
+
+@pytest.fixture
+def tether_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh, short base directory for Tether's state, cache, config and runtime files.
+
+    Short on purpose (/tmp/tt-XXXXXXXX): ssh ControlPath and tmux sockets must stay < 104 bytes.
+    """
+    base = Path(tempfile.mkdtemp(prefix="tt-", dir="/tmp"))
+    for variable, name in (
+        ("XDG_STATE_HOME", "state"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_RUNTIME_DIR", "run"),
+    ):
+        path = base / name
+        path.mkdir(mode=0o700)
+        monkeypatch.setenv(variable, str(path))
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for bed in _built:
+        detail = f"netns, node {bed.node_ip}" if bed.has_netns else f"loopback ({bed.unavailable_reason})"
+        terminalreporter.write_line(f"testbed {bed.run_id}: {detail}, set up in {bed.setup_seconds:.2f}s")
