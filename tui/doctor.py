@@ -17,6 +17,7 @@ from typing import Callable
 from tui.config import Workspace
 from tui.errors import TetherError
 from tui.remote.agent_channel import environment_prelude, interpreter_probe
+from tui.remote.ssh import ControlMaster
 from tui.session import Session
 
 MIN_FREE_BYTES = 1 << 30
@@ -134,50 +135,73 @@ def node_checks(workspace: Workspace, values: dict[str, str]) -> list[Check]:
 
 async def run_doctor(workspace: Workspace, report: Report) -> bool:
     """Run every check, reporting each as it completes; True when all passed."""
-    all_ok = True
+    results: list[Check] = []
 
     def emit(check: Check) -> None:
-        nonlocal all_ok
-        all_ok = all_ok and check.ok
+        results.append(check)
         report(check)
 
     emit(Check("config", True, f"{workspace.config_path} is valid"))
     rsync = shutil.which("rsync")
     version = subprocess.run([rsync, "--version"], capture_output=True, text=True).stdout if rsync else None
     emit(local_rsync_check(version))
-    if not shutil.which("ssh"):
+    if shutil.which("ssh"):
+        await _remote_checks(workspace, emit)
+    else:
         emit(Check("ssh (laptop)", False, "not found", "install OpenSSH's client"))
-        return False
+    return all(check.ok for check in results)
 
+
+async def _remote_checks(workspace: Workspace, emit: Report) -> None:
+    """login -> scheduler -> node -> the node's tools; stops at the first broken hop."""
     session = Session(workspace)
+    login = session.login_master()
+    # Leave things as found: connections the doctor opens itself are closed again at the end.
+    opened: list[ControlMaster] = [] if await login.pid() else [login]
+    try:
+        target = await _reach_node(session, emit, opened)
+        if target is None:
+            return
+        result = await target.run(node_report_script(workspace), timeout=60)
+        if not result.ok and not result.stdout:
+            emit(Check("node tools", False, f"the checks could not run on {target.name}: {result.stderr.strip()}", "run `ssh` to the node by hand to see why"))
+            return
+        for check in node_checks(workspace, parse_node_report(result.stdout)):
+            emit(check)
+    finally:
+        for master in reversed(opened):
+            await master.stop()
+
+
+def _elapsed_ms(started: float) -> str:
+    return f"{(time.perf_counter() - started) * 1000:.0f} ms"
+
+
+async def _reach_node(session: Session, emit: Report, opened: list[ControlMaster]) -> ControlMaster | None:
+    """The master that reaches the node, with a check line per hop; None at the first failure."""
     login = session.login_master()
     started = time.perf_counter()
     try:
         await login.start()
     except TetherError as exc:
         emit(Check("login host", False, exc.message, exc.fix))
-        return False
-    emit(Check("login host", True, f"{login.name} reachable ({(time.perf_counter() - started) * 1000:.0f} ms)"))
-
+        return None
+    emit(Check("login host", True, f"{login.name} reachable ({_elapsed_ms(started)})"))
     try:
-        allocation = await session.scheduler.acquire(session._recorded_allocation(), lambda event: None)
+        allocation = await session.scheduler.acquire(session.recorded_allocation(), lambda event: None)
     except TetherError as exc:
         emit(Check("scheduler", False, exc.message, exc.fix))
-        return False
+        return None
     node = session.node_master(allocation.node)
-    target = node or login
-    if node is not None:
-        started = time.perf_counter()
-        try:
-            await node.start()
-        except TetherError as exc:
-            emit(Check("node", False, exc.message, exc.fix))
-            return False
-        emit(Check("node", True, f"{node.name} reachable through {login.name} ({(time.perf_counter() - started) * 1000:.0f} ms)"))
-    result = await target.run(node_report_script(workspace), timeout=60)
-    if not result.ok and not result.stdout:
-        emit(Check("node tools", False, f"the checks could not run on {target.name}: {result.stderr.strip()}", "run `ssh` to the node by hand to see why"))
-        return False
-    for check in node_checks(workspace, parse_node_report(result.stdout)):
-        emit(check)
-    return all_ok
+    if node is None:
+        return login
+    if not await node.pid():
+        opened.append(node)
+    started = time.perf_counter()
+    try:
+        await node.start()
+    except TetherError as exc:
+        emit(Check("node", False, exc.message, exc.fix))
+        return None
+    emit(Check("node", True, f"{node.name} reachable through {login.name} ({_elapsed_ms(started)})"))
+    return node

@@ -118,14 +118,14 @@ class Session:
         self._sink(PasswordPrompt(prompt, self.workspace.connection.login.host))
         return await self._prompt_answer
 
-    def _recorded_allocation(self) -> Allocation | None:
+    def recorded_allocation(self) -> Allocation | None:
         record = self.store.load(self.ws_id)
         if record is None or record.scheduler != self.scheduler.kind:
             return None
         return Allocation(node=record.node, job_id=record.job_id)
 
     async def _resolve_node(self, settings: SshSettings) -> ControlMaster | None:
-        self.allocation = await self.scheduler.acquire(self._recorded_allocation(), self._sink)
+        self.allocation = await self.scheduler.acquire(self.recorded_allocation(), self._sink)
         self.store.save(
             SessionRecord(
                 workspace=self.workspace.name,
@@ -141,7 +141,7 @@ class Session:
     async def down(self, sink: EventSink = lambda event: None) -> list[str]:
         """Stop everything the session left running; returns what was stopped, for the user."""
         stopped: list[str] = []
-        recorded = self._recorded_allocation()
+        recorded = self.recorded_allocation()
         if self.supervisor is not None:
             await self.supervisor.detach()
         node = self.node_master(recorded.node if recorded else self.workspace.connection.node)

@@ -235,12 +235,17 @@ class ControlMaster:
 
 
 PAM_SLURM_ADOPT = "pam_slurm_adopt"
+# What ssh says when the hop before (our `ssh -W` through the login master) could not connect: the
+# master does not pass on why, so the node being down and its sshd being stopped look the same.
+PROXIED_CONNECT_FAILED = "Connection closed by UNKNOWN port 65535"
 
 
 def describe_failure(host: str, stderr: str) -> str:
     """One line saying why ssh to ``host`` failed, from its stderr."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("Warning:")]
     reason = lines[-1] if lines else "ssh exited with an error and said nothing"
+    if PROXIED_CONNECT_FAILED in stderr:
+        reason = "the login host could not open a connection to it"
     if PAM_SLURM_ADOPT in stderr or "you have no active jobs on this node" in stderr:
         reason = "the node refuses ssh because you hold no Slurm job on it (pam_slurm_adopt)"
     return f"cannot reach {host}: {reason}"
@@ -249,6 +254,7 @@ def describe_failure(host: str, stderr: str) -> str:
 _FIXES = (
     ("you have no active jobs on this node", "allocate a job on that node first (set [scheduler] kind = \"slurm\"), or use a node you hold a job on"),
     (PAM_SLURM_ADOPT, "allocate a job on that node first (set [scheduler] kind = \"slurm\"), or use a node you hold a job on"),
+    (PROXIED_CONNECT_FAILED, "check the node's name in [connection] node, that the node is up, and that its sshd runs (try `ssh LOGIN ssh NODE` by hand)"),
     ("Could not resolve hostname", "check the host name, or add a Host entry for it in your ssh config"),
     ("Connection refused", "is sshd running on that host and port? check the port in [connection]"),
     ("No route to host", "the host is unreachable from here: does it need a jump host ([connection] jump)?"),
