@@ -6,21 +6,17 @@ tested against a real sshd elsewhere.
 
 from __future__ import annotations
 
-import html
-import re
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from app_fakes import ScriptedSession
+from console_helpers import header_state, screen_text, wait_until
 from textual.command import CommandList
-from textual.pilot import Pilot
 from textual.widgets import Input
 
-from app_fakes import ScriptedSession
 from tui.app import DETACHED, TetherApp, ThemeFileError, load_themes
 from tui.app.messages import LinkUpdated, ProgressReported, UnhandledEvent, message_for
 from tui.app.screens import HelpScreen, PasswordScreen
@@ -29,26 +25,6 @@ from tui.app.widgets.link_header import describe_link
 from tui.events import LinkChanged, LinkState, Notice, PasswordPrompt, Progress
 
 SIZE = (100, 30)
-
-
-def screen_text(app: TetherApp) -> str:
-    """Everything on the terminal as plain text (from the SVG screenshot, a public API)."""
-    svg = app.export_screenshot()
-    body = svg.split("</style>", 1)[-1]  # drop the CSS block, keep the drawn text
-    return html.unescape(re.sub(r"<[^>]+>", "", body)).replace("\xa0", " ")
-
-
-def header_state(app: TetherApp) -> str:
-    return describe_link(app.query_one(LinkStatus).link)
-
-
-async def wait_until(pilot: Pilot, condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Let the app work until ``condition`` holds; fail after ``seconds`` (never a bare sleep)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still false after {seconds} s: {condition}")
-        await pilot.pause(0.02)
 
 
 def console() -> tuple[ScriptedSession, TetherApp]:

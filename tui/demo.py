@@ -146,9 +146,29 @@ def _wait_for_port(port: int, pid: int, timeout: float = 10.0) -> None:
     raise DemoError(f"the demo sshd did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _cleanup_on_hangup() -> Iterator[None]:
+    """A closed terminal (SIGHUP) or a `kill` (SIGTERM) must still run the demo's cleanup."""
+    previous = {sig: signal.signal(sig, _exit_on_signal) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @contextlib.contextmanager
 def demo_cluster() -> Iterator[DemoCluster]:
     """Start the loopback cluster; on exit stop its sshd and remove every file it made."""
+    with _cleanup_on_hangup():
+        yield from _demo_cluster()
+
+
+def _demo_cluster() -> Iterator[DemoCluster]:
     sshd = find_sshd()
     root = Path(tempfile.mkdtemp(prefix="tether-demo-"))
     process: subprocess.Popen[bytes] | None = None

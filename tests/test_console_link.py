@@ -1,0 +1,78 @@
+"""The console on the real testbed: the link goes up with a round trip, survives a cut, and `q`
+leaves only the ControlMasters, which `tether down` closes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from console_helpers import header_state, screen_text, wait_until
+from testbed import Testbed
+from testbed.procs import ProcessRef
+from testbed.wait import wait_until as wait_until_sync
+from workspaces import write_workspace
+
+from tui.app import DETACHED, TetherApp
+from tui.app.messages import LinkUpdated
+from tui.cli import main
+from tui.config import load_workspace
+from tui.events import LinkState
+from tui.session import Session
+
+pytestmark = pytest.mark.needs_netns
+
+
+def agent_running_on_node(testbed: Testbed) -> bool:
+    return bool(testbed.node_run_as_user("pgrep -u $(id -u) -f '[t]ui[.]node[.]agent' || true").stdout.strip())
+
+
+def states_in_order(seen: list[LinkState], wanted: list[LinkState]) -> bool:
+    """``wanted`` appears in ``seen`` as a subsequence."""
+    position = iter(seen)
+    return all(any(state is want for state in position) for want in wanted)
+
+
+async def test_console_link_up_lost_reconnecting_up_then_detach_and_down(
+    needs_netns: Testbed, tether_home: Path, tmp_path: Path
+):
+    testbed = needs_netns
+    config = write_workspace(tmp_path / "ws", testbed)
+    session = Session(load_workspace(config), ping_interval=0.5)
+    await session.prepare()  # `tether up` logs in before the console takes the terminal
+    seen: list[LinkState] = []
+
+    def record(message: object) -> None:
+        if isinstance(message, LinkUpdated):
+            seen.append(message.link.state)
+
+    app = TetherApp(session)
+    async with app.run_test(size=(100, 30), message_hook=record) as pilot:
+        await wait_until(pilot, lambda: header_state(app).startswith("up "), 30)
+        text = screen_text(app)
+        assert "laptop → login → compute01" in text and " ms" in text
+
+        # Cut the link: the node's sshd goes away and the connection to it is killed.
+        testbed.node.stop()
+        node_master = await session.supervisor.node.pid()
+        os.kill(node_master, signal.SIGTERM)
+        await wait_until(pilot, lambda: "reconnecting (attempt" in screen_text(app), 20)
+        testbed.node.start()
+        await wait_until(pilot, lambda: header_state(app).startswith("up "), 40)
+        assert states_in_order(seen, [LinkState.UP, LinkState.LOST, LinkState.RECONNECTING, LinkState.UP]), seen
+
+        login_master = ProcessRef.of(await session.login_master().pid())
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_value is not None, 20)
+    assert app.return_value == DETACHED
+
+    # Detached: the agent is gone from the node, the masters stay for a quick reattach.
+    await asyncio.to_thread(wait_until_sync, lambda: not agent_running_on_node(testbed), 10)
+    assert login_master.is_alive()
+    assert await session.node_master("compute01").pid()
+
+    assert await asyncio.to_thread(main, ["-c", str(config), "down"]) == 0
+    await asyncio.to_thread(wait_until_sync, lambda: not login_master.is_alive(), 10)
+    assert await session.node_master("compute01").pid() is None

@@ -1,0 +1,69 @@
+"""`tether demo` in a real terminal: the link comes up, `q` leaves, and nothing of the demo is left.
+
+The terminal is a private tmux server (its own socket, killed at the end); the test reads the
+screen with capture-pane and types with send-keys, as a person would.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from testbed.procs import ProcessRef
+from testbed.wait import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def demo_processes() -> list[ProcessRef]:
+    """Processes whose command line names a demo folder (its sshd, ssh connections to it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            found.append(ProcessRef.of(int(entry.name))) if b"/tether-demo-" in cmdline else None
+        except (OSError, ProcessLookupError):
+            continue
+    return [p for p in found if p.is_alive()]
+
+
+@pytest.fixture
+def terminal():
+    if shutil.which("tmux") is None or shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
+        pytest.skip("the demo needs tmux and openssh-server")
+    socket = f"tether-demo-test-{uuid.uuid4().hex[:8]}"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True, text=True, timeout=10).stdout
+
+    yield tmux
+    tmux("kill-server")
+
+
+def test_demo_comes_up_and_leaves_nothing_running(terminal, tether_home):
+    command = f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m tui demo; echo DEMO-EXITED-$?; sleep 600"
+    terminal("new-session", "-d", "-x", "110", "-y", "32", command)
+    screen = lambda: terminal("capture-pane", "-p")  # noqa: E731
+
+    wait_until(lambda: " ms" in screen() and "up " in screen(), 60)
+    assert "laptop → tether-demo" in screen()
+    started = demo_processes()
+    # sshd rewrites its process title into one string: "sshd: /usr/sbin/sshd -D -f DIR/sshd_config ...".
+    titles = " ".join(Path(f"/proc/{p.pid}/cmdline").read_bytes().decode().replace("\0", " ") for p in started)
+    demo_root = Path(re.search(r"-f (\S+/tether-demo-[^/\s]+)/sshd_config", titles).group(1))
+    assert demo_root.is_dir() and (demo_root / "project" / "train.py").exists()
+
+    terminal("send-keys", "q")
+    wait_until(lambda: "DEMO-EXITED-0" in screen(), 30)
+    wait_until(lambda: not any(p.is_alive() for p in started), 10)
+    assert demo_processes() == []
+    assert not demo_root.exists()
