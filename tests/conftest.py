@@ -12,7 +12,6 @@ from types import FrameType
 from typing import Iterator, NoReturn
 
 import pytest
-
 from testbed import PasswordLogin, Testbed, TestbedUnavailable, build_testbed
 from testbed.ssh import SshCmd, run_ssh
 from testbed.sshd import SSHD

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from testbed import Testbed
+from workspaces import load_test_workspace, write_workspace
+
 from tui.cli import main
 from tui.doctor import local_rsync_check, node_checks, parse_node_report
-from workspaces import load_test_workspace, write_workspace
 
 pytestmark = pytest.mark.needs_netns
 

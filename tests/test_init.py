@@ -9,8 +9,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tui.config import CONFIG_FILENAME, ConfigError, Workspace, load_workspace, parse_workspace
-from tui.init import ConfigExistsError, InitAnswers, ask_answers, render_config, write_config
+from tui.config import (
+    CONFIG_FILENAME,
+    ConfigError,
+    Workspace,
+    load_workspace,
+    parse_workspace,
+)
+from tui.init import (
+    ConfigExistsError,
+    InitAnswers,
+    ask_answers,
+    render_config,
+    write_config,
+)
 
 SECTIONS = ("workspace", "connection", "run", "sync", "ports", "layout", "debug", "scheduler", "ui")
 

@@ -8,15 +8,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from testbed import Testbed
 from testbed.procs import ProcessRef
 from testbed.wait import wait_until
+from workspaces import load_test_workspace
+
 from tui.events import LinkChanged, LinkState
 from tui.remote.agent_channel import agent_version
 from tui.remote.ssh import rsync_shell
 from tui.session import Session
-from workspaces import load_test_workspace
 
 pytestmark = pytest.mark.needs_netns
 

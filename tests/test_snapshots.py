@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from app_fakes import ScriptedSession
 from textual.pilot import Pilot
 
-from app_fakes import ScriptedSession
 from tui.app import TetherApp
 from tui.events import LinkChanged, LinkState, Notice, Progress
 

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from testbed import PasswordLogin, Testbed, build_testbed, wait_until
 from testbed.procs import ProcessRef
-from testbed.resources import REGISTRY_DIR, registry_lock, sweep_stale_runs, user_processes
+from testbed.resources import (
+    REGISTRY_DIR,
+    registry_lock,
+    sweep_stale_runs,
+    user_processes,
+)
 from testbed.ssh import SshCmd
 
 

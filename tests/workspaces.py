@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from testbed import Testbed
+
 from tui.config import Workspace, load_workspace
 
 

@@ -30,7 +30,14 @@ from .procs import ProcessRef
 from .resources import Registry, Resources, registry_lock, release, sweep_stale_runs
 from .sshconfig import ClientFiles, HostEntry, SshClientConfig, known_hosts_line
 from .sshd import Sshd, SshdSettings, SshdStartError, make_key
-from .users import TestUser, create_user, current_user, free_uid, set_password, user_exists
+from .users import (
+    TestUser,
+    create_user,
+    current_user,
+    free_uid,
+    set_password,
+    user_exists,
+)
 from .wait import free_tcp_port, wait_until
 
 NODE_HOSTNAME = "compute01"
