@@ -4,7 +4,6 @@ leaves only the ControlMasters, which `tether down` closes."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from pathlib import Path
 
@@ -54,12 +53,15 @@ async def test_console_link_up_lost_reconnecting_up_then_detach_and_down(
         text = screen_text(app)
         assert "laptop → login → compute01" in text and " ms" in text
 
-        # Cut the link: the node's sshd goes away and the connection to it is killed.
+        # Cut the link: the node's sshd goes away and the connection to it is killed (it may
+        # already have ended with the node's sshd).
+        node_master = ProcessRef.of(await session.supervisor.node.pid())
         testbed.node.stop()
-        node_master = await session.supervisor.node.pid()
-        os.kill(node_master, signal.SIGTERM)
-        await wait_until(pilot, lambda: "reconnecting (attempt" in screen_text(app), 20)
-        testbed.node.start()
+        try:
+            node_master.signal(signal.SIGTERM)
+            await wait_until(pilot, lambda: "reconnecting (attempt" in screen_text(app), 20)
+        finally:
+            testbed.node.start()
         await wait_until(pilot, lambda: header_state(app).startswith("up "), 40)
         assert states_in_order(seen, [LinkState.UP, LinkState.LOST, LinkState.RECONNECTING, LinkState.UP]), seen
 
