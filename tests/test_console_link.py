@@ -15,6 +15,7 @@ from testbed.wait import wait_until as wait_until_sync
 from workspaces import write_workspace
 
 from tui.app import DETACHED, TetherApp
+from tui.app.screens import PasswordScreen
 from tui.app.messages import LinkUpdated
 from tui.cli import main
 from tui.config import load_workspace
@@ -78,3 +79,37 @@ async def test_console_link_up_lost_reconnecting_up_then_detach_and_down(
     assert await asyncio.to_thread(main, ["-c", str(config), "down"]) == 0
     await asyncio.to_thread(wait_until_sync, lambda: not login_master.is_alive(), 10)
     assert await session.node_master("compute01").pid() is None
+
+
+async def test_console_asks_for_the_password_and_again_only_when_a_new_login_is_needed(
+    needs_netns: Testbed, password_login, tether_home: Path, tmp_path: Path, monkeypatch
+):
+    """No askpass of the user's: ssh's prompt comes to the console through Tether's askpass bridge."""
+    testbed = needs_netns
+    for variable in ("SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", "DISPLAY"):
+        monkeypatch.delenv(variable, raising=False)
+    config = write_workspace(tmp_path / "ws", testbed, login=password_login.alias)
+    session = Session(load_workspace(config), ping_interval=0.5)
+    auths_before = password_login.count_auths()
+    app = TetherApp(session)
+    async with app.run_test(size=(100, 30)) as pilot:
+
+        async def answer_prompt() -> None:
+            await wait_until(
+                pilot, lambda: isinstance(app.screen, PasswordScreen) and "password" in screen_text(app).lower(), 30
+            )
+            await pilot.press(*testbed.password)
+            assert testbed.password not in screen_text(app)  # masked
+            await pilot.press("enter")
+
+        await answer_prompt()
+        await wait_until(pilot, lambda: header_state(app).startswith("up "), 30)
+
+        # A drop that ends the login connection needs a new login: asked once more.
+        ProcessRef.of(await session.login_master().pid()).signal(signal.SIGTERM)
+        await answer_prompt()
+        await wait_until(pilot, lambda: header_state(app).startswith("up "), 30)
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_value is not None, 20)
+    assert password_login.count_auths() - auths_before == 2
+    assert await asyncio.to_thread(main, ["-c", str(config), "down"]) == 0

@@ -74,8 +74,8 @@ class AskpassBridge:
                 answer = await self._ask(str(request.get("prompt", "")))
             writer.write((json.dumps({"answer": answer}) + "\n").encode())
             await writer.drain()
-        except (ValueError, ConnectionError):
-            pass
+        except (ValueError, ConnectionError, asyncio.CancelledError):
+            pass  # the console closed mid-prompt: ssh's askpass sees EOF and gives up
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
