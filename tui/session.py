@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from typing import Any, Callable
 
 from tui.config import HostSpec, Workspace
 from tui.events import EventSink, LinkState, Notice, PasswordPrompt
@@ -50,6 +51,15 @@ class Session:
         self.supervisor: LinkSupervisor | None = None
         self._prompt_answer: asyncio.Future[str | None] | None = None
         self._sink: EventSink = lambda event: None
+        self._agent_listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def add_agent_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Receive the agent's events (messages without a request id), e.g. new pane output."""
+        self._agent_listeners.append(listener)
+
+    def _agent_event(self, message: dict[str, Any]) -> None:
+        for listener in self._agent_listeners:
+            listener(message)
 
     # -- ConsoleSession ----------------------------------------------------------------------
     @property
@@ -95,6 +105,7 @@ class Session:
             sink,
             agent_options=AgentOptions(self.workspace.run.interpreter, tuple(self.workspace.run.env)),
             ping_interval=self._ping_interval,
+            on_agent_event=self._agent_event,
         )
         try:
             await self.supervisor.run()

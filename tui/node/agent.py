@@ -5,21 +5,29 @@ closes. Stdlib only: it runs on whatever interpreter the node offers (>= 3.10), 
 installed there. It keeps no state that must outlive it: what survives a disconnect lives on the
 node (the tmux session, files), so a new agent finds everything again.
 
-Capabilities register handlers on ``Agent.handlers``; an unknown or malformed message is logged to
-stderr (the agent's log file) and answered with an error, never fatal.
+Capabilities (sync, tmux and stats, the debug loop) live in their own modules under ``tui.node``,
+each with a ``register(agent)`` that adds handlers with ``Agent.register`` and may start background
+work with ``Agent.spawn``. A capability that cannot load on this node (a missing library) is logged
+and left out; the agent still answers. An unknown or malformed message is logged to stderr (the
+agent's log file) and answered with an error, never fatal.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import sys
+import threading
 import time
 from typing import Any, BinaryIO, Callable
 
 from tui.node import protocol
 
 Handler = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+# Modules with a ``register(agent)`` function, loaded at start. Each capability adds its own here.
+CAPABILITIES: tuple[str, ...] = ()
 
 
 class Agent:
@@ -32,10 +40,41 @@ class Agent:
         self.version = version
         self.running = True
         self.handlers: dict[str, Handler] = {"ping": self._ping, "bye": self._bye}
+        self.capabilities: list[str] = []
+        self._write_lock = threading.Lock()  # background threads send events too
+
+    def register(self, op: str, handler: Handler) -> None:
+        """Answer requests named ``op`` with ``handler(message)`` (its dict is the reply)."""
+        self.handlers[op] = handler
+
+    def spawn(self, name: str, target: Callable[[], None]) -> None:
+        """Run background work (polling stats, watching panes) that sends events with ``send``."""
+
+        def guarded() -> None:
+            try:
+                target()
+            except Exception as exc:  # a capability's bug must not take the agent down
+                self.log(f"{name} stopped: {exc!r}")
+
+        threading.Thread(target=guarded, name=name, daemon=True).start()
+
+    def log(self, text: str) -> None:
+        self._log(text)
+
+    def load_capabilities(self, names: tuple[str, ...] = CAPABILITIES) -> None:
+        for name in names:
+            try:
+                importlib.import_module(name).register(self)
+            except Exception as exc:  # e.g. libtmux missing on this node: the rest still works
+                self.log(f"capability {name} not loaded: {exc!r}")
+            else:
+                self.capabilities.append(name.rsplit(".", 1)[-1])
 
     def send(self, message: dict[str, Any]) -> None:
-        self._writer.write(protocol.encode(message))
-        self._writer.flush()
+        data = protocol.encode(message)
+        with self._write_lock:
+            self._writer.write(data)
+            self._writer.flush()
 
     def hello(self) -> None:
         self.send(
@@ -46,6 +85,7 @@ class Agent:
                 "python": ".".join(map(str, sys.version_info[:3])),
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                "capabilities": self.capabilities,
             }
         )
 
@@ -100,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     version = args[0] if args else "unknown"
     agent = Agent(sys.stdin.buffer, sys.stdout.buffer, _log_to_stderr, version)
+    agent.load_capabilities()
     try:
         agent.serve()
     except (BrokenPipeError, KeyboardInterrupt):

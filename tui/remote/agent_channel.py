@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import io
 import itertools
 import shlex
@@ -25,6 +26,9 @@ from tui.node import protocol
 from tui.remote.ssh import ControlMaster, describe_failure
 
 AGENT_HOME = "$HOME/.cache/tether/agent"
+# Pure-Python packages from Tether's own environment that travel with the agent (under vendor/),
+# because compute nodes often have no internet to install them from.
+VENDORED_PACKAGES: tuple[str, ...] = ()
 MIN_PYTHON = (3, 10)
 # Tried in this order after the run's own interpreter: the first new enough runs the agent.
 FALLBACK_PYTHONS = ("python3", "python3.13", "python3.12", "python3.11", "python3.10")
@@ -34,11 +38,20 @@ class AgentError(TetherError):
     """The agent could not be started or stopped answering."""
 
 
+def _package_files(name: str) -> list[tuple[str, Path]]:
+    """Every .py file of an importable package, as (path under vendor/, local file)."""
+    module = importlib.import_module(name)
+    root = Path(module.__file__).parent  # type: ignore[arg-type]
+    return [(f"vendor/{name}/{p.relative_to(root)}", p) for p in sorted(root.rglob("*.py"))]
+
+
 def _agent_sources() -> list[tuple[str, Path]]:
     """(path inside the bundle, local file) for everything the agent needs on the node."""
     package = Path(tui.__file__).parent
     files = [("tui/__init__.py", package / "__init__.py")]
     files += [(f"tui/node/{p.name}", p) for p in sorted((package / "node").glob("*.py"))]
+    for name in VENDORED_PACKAGES:
+        files += _package_files(name)
     return files
 
 
@@ -94,7 +107,7 @@ def start_script(version: str, interpreter: str, env_lines: tuple[str, ...]) -> 
             environment_prelude(env_lines),
             interpreter_probe(interpreter),
             f"if [ -z \"$py\" ]; then echo {shlex.quote(no_python)}; exit 0; fi",
-            f'cd "$d" && PYTHONPATH="$d" exec "$py" -u -m tui.node.agent {shlex.quote(version)} 2>>"{AGENT_HOME}/agent.log"',
+            f'cd "$d" && PYTHONPATH="$d:$d/vendor" exec "$py" -u -m tui.node.agent {shlex.quote(version)} 2>>"{AGENT_HOME}/agent.log"',
         ]
     )
 
