@@ -15,8 +15,8 @@ from testbed.wait import wait_until as wait_until_sync
 from workspaces import write_workspace
 
 from tui.app import DETACHED, TetherApp
-from tui.app.screens import PasswordScreen
 from tui.app.messages import LinkUpdated
+from tui.app.screens import PasswordScreen
 from tui.cli import main
 from tui.config import load_workspace
 from tui.events import LinkState

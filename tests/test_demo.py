@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from testbed.procs import ProcessRef
 from testbed.wait import wait_until
 

@@ -19,11 +19,13 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 if sys.version_info >= (3, 11):
-    import tomllib
     from importlib.resources.abc import Traversable
+
+    import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
-    import tomli as tomllib
     from importlib.abc import Traversable
+
+    import tomli as tomllib
 
 COLOUR_KEYS: tuple[str, ...] = (
     "primary",
