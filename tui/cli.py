@@ -63,8 +63,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     workspace = _load(args)
-    if StateStore().load(workspace_id(workspace.config_path)) is None:
-        raise TetherError(f"nothing to attach to for {workspace.name}", fix="start it with `tether up`")
+    # A direct node needs no record (attaching from another laptop works); a scheduled one does,
+    # or attach would quietly allocate a new job.
+    if workspace.scheduler.kind != "direct" and StateStore().load(workspace_id(workspace.config_path)) is None:
+        raise TetherError(f"no session of {workspace.name} is known on this laptop", fix="start one with `tether up`")
     return _run_console(workspace, theme=args.theme)
 
 
