@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any, Callable
 
 from tui.config import HostSpec, Workspace
+from tui.errors import TetherError
 from tui.events import EventSink, LinkState, Notice, PasswordPrompt
 from tui.remote.askpass import AskpassBridge, user_chose_askpass
 from tui.remote.link import AgentOptions, LinkSupervisor
@@ -46,7 +47,14 @@ class Session:
             self._runtime / f"{self.ws_id}-l",
             jumps=tuple(destination_of(j) for j in connection.jump),
         )
-        self.scheduler = scheduler_for(workspace)
+        if workspace.scheduler.kind == "kube":
+            # KubeScheduler finds the pod, but commands, the agent and sync still travel over ssh
+            # here; running them through `kubectl exec` is the next step.
+            raise TetherError(
+                f"{workspace.config_path}: [scheduler] kind = \"kube\" cannot run a session yet",
+                fix="reach the pod's node over ssh with kind = \"direct\" for now",
+            )
+        self.scheduler = scheduler_for(workspace, ControlMaster(self.settings, self.login_hop))
         self.allocation: Allocation | None = None
         self.supervisor: LinkSupervisor | None = None
         self._prompt_answer: asyncio.Future[str | None] | None = None

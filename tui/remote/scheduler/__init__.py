@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from tui.config import Workspace
 from tui.errors import TetherError
-from tui.remote.scheduler.base import Allocation, Scheduler
+from tui.remote.scheduler.base import Allocation, LoginShell, Scheduler
 from tui.remote.scheduler.direct import DirectScheduler
+from tui.remote.scheduler.kube import KubeScheduler
+from tui.remote.scheduler.pbs import PbsScheduler
 
 __all__ = ["Allocation", "Scheduler", "scheduler_for"]
 
 
-def scheduler_for(workspace: Workspace) -> Scheduler:
-    kind = workspace.scheduler.kind
-    if kind == "direct":
+def scheduler_for(workspace: Workspace, login: LoginShell) -> Scheduler:
+    """The scheduler of the workspace's kind; ``login`` runs its commands on the login host."""
+    options = workspace.scheduler
+    if options.kind == "direct":
         return DirectScheduler(workspace.connection.node)
+    if options.kind == "pbs" and options.pbs is not None:
+        return PbsScheduler(login, options.pbs, workspace.name)
+    if options.kind == "kube" and options.kube is not None:
+        return KubeScheduler(options.kube)
     raise TetherError(
-        f"{workspace.config_path}: [scheduler] kind = {kind!r} is not supported by this version yet",
-        fix='use kind = "direct" with [connection] node set to a node you can reach',
+        f"{workspace.config_path}: [scheduler] kind = {options.kind!r} is not supported by this version yet",
+        fix='use kind = "direct" with [connection] node set to a node you can reach, or kind = "pbs"',
     )

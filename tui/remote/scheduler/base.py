@@ -59,3 +59,11 @@ class Scheduler(abc.ABC):
         """Reuse the recorded allocation when it is still alive, else allocate a new one."""
         found = await self.find(recorded)
         return found if found is not None else await self.allocate(progress)
+
+
+def format_elapsed(seconds: float) -> str:
+    """``1:05`` or ``2:01:05``: short enough for a progress line."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
