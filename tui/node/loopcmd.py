@@ -1,0 +1,84 @@
+"""How the debug loop turns the user's command into one that runs under debugpy on 127.0.0.1.
+
+Stdlib only (shipped to the node). See ``tui.node.loop`` for the rules a command follows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+
+HOST = "127.0.0.1"  # never 0.0.0.0: an open debugpy port lets any user on the node run code as you
+_PYTHON_WORD = re.compile(r"python(\d+(\.\d+)?)?")
+_PYTHON_FLAGS = set("bBdEiIOPqsSuvx")  # interpreter options without an argument
+
+
+class CommandError(ValueError):
+    """A command the loop cannot run under debugpy; the message says what to give instead."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: tuple[str, ...]
+    name: str  # how messages call the program: "train.py", "pkg.train", "python -c"
+
+
+def build_launch(command: list[str] | tuple[str, ...], mode: str, port: int, python: str = sys.executable) -> Launch:
+    """The argv that runs ``command`` under debugpy on 127.0.0.1:port (mode off: as given)."""
+    if not command:
+        raise CommandError("no command: give it after --, e.g. -- python train.py --lr 3")
+    words = list(command)
+    if mode == "off":
+        return Launch(tuple(words), os.path.basename(words[0]))
+    if words[0].endswith(".py"):
+        words = [python, *words]
+    if not _PYTHON_WORD.fullmatch(os.path.basename(words[0])):
+        raise CommandError(
+            f"the loop adds debugpy only to a Python command (python script.py ..., python -m module ..., "
+            f"script.py ...), not to {words[0]!r}: run it with --mode off (no debugger), or start debugpy "
+            "from the program itself"
+        )
+    options: list[str] = []
+    index = 1
+    while index < len(words):
+        word = words[index]
+        if word in ("-m", "-c") or word.startswith(("-m", "-c")) or not word.startswith("-") or word == "-":
+            break
+        if word[1:2] in ("X", "W"):
+            options.append(word)
+            if len(word) == 2:
+                if index + 1 >= len(words):
+                    raise CommandError(f"interpreter option {word} needs a value")
+                options.append(words[index + 1])
+                index += 1
+        elif word.startswith("--") or not set(word[1:]) <= _PYTHON_FLAGS:
+            raise CommandError(f"interpreter option {word!r} is not supported by the loop; leave it out")
+        else:
+            options.append(word)
+        index += 1
+    rest = words[index:]
+    if not rest:
+        raise CommandError("no script or module to run: give e.g. python train.py, or python -m package.module")
+    target, args = rest[0], rest[1:]
+    if target == "-":
+        raise CommandError("a program read from stdin (python -) cannot run under the loop; give a script file")
+    if target.startswith(("-m", "-c")):
+        flag, value = target[:2], target[2:]
+        if not value:
+            if not args:
+                raise CommandError(f"{flag} needs a value")
+            value, args = args[0], args[1:]
+        if flag == "-m" and value == "debugpy":
+            raise CommandError(
+                "the command starts debugpy itself: give it without '-m debugpy ...' (the loop adds "
+                f"-m debugpy --listen {HOST}:PORT, never 0.0.0.0)"
+            )
+        head, name = [flag, value], (value if flag == "-m" else "python -c")
+    else:
+        head, name = [target], os.path.basename(target)
+    if not any("frozen_modules" in option for option in options):
+        options += ["-X", "frozen_modules=off"]  # else debugpy warns and may miss breakpoints (3.11+)
+    debugpy = ["-m", "debugpy", "--listen", f"{HOST}:{port}"] + (["--wait-for-client"] if mode == "wait" else [])
+    return Launch((words[0], *options, *debugpy, *head, *args), name)
