@@ -1,0 +1,120 @@
+"""Local port forwards to the node: the debug port(s) and [ports] (tensorboard ...).
+
+Each forward is added to the node's ControlMaster with ``ssh -O forward`` (about 10 ms, no new
+login) and listens on 127.0.0.1 only: on a shared laptop or a VPN, a forward on every interface
+would hand the debugger (and so code execution on the node) to anyone who can reach it. The node
+side is 127.0.0.1 too, where debugpy listens. A new master after a reconnect has no forwards, so
+``Tunnels`` re-adds them whenever the link comes back up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass
+from typing import Callable
+
+from tui.errors import TetherError
+from tui.events import EventSink, LinkChanged, LinkState, Notice
+from tui.remote.ssh import ControlMaster, control_argv, run_argv
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Forward:
+    """laptop 127.0.0.1:local -> node 127.0.0.1:remote."""
+
+    name: str
+    remote_port: int
+    local_port: int
+
+    @property
+    def spec(self) -> str:
+        return f"{LOOPBACK}:{self.local_port}:{LOOPBACK}:{self.remote_port}"
+
+
+class TunnelError(TetherError):
+    pass
+
+
+def free_local_port(preferred: int = 0) -> int:
+    """``preferred`` when it is free on 127.0.0.1, else a port the kernel picks."""
+    for port in ((preferred, 0) if preferred else (0,)):
+        with socket.socket() as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise TunnelError("no free local port on 127.0.0.1")
+
+
+def accepts(port: int, timeout: float = 0.5) -> bool:
+    """Whether something listens on 127.0.0.1:port (the forward's laptop end)."""
+    with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=timeout):
+        return True
+    return False
+
+
+class Tunnels:
+    """The workspace's forwards, kept in place across reconnects."""
+
+    def __init__(self, master: Callable[[], ControlMaster], sink: EventSink = lambda event: None) -> None:
+        self._master = master  # read anew each time: a reconnect may bring a new master
+        self._sink = sink
+        self._forwards: dict[str, Forward] = {}
+        self._restoring: asyncio.Task[None] | None = None
+
+    @property
+    def forwards(self) -> tuple[Forward, ...]:
+        return tuple(self._forwards.values())
+
+    async def add(self, name: str, remote_port: int, local_port: int = 0) -> Forward:
+        """Forward ``remote_port`` on the node to a local port (``local_port`` if free)."""
+        existing = self._forwards.get(name)
+        if existing is not None and existing.remote_port == remote_port:
+            await self._request(existing)
+            return existing
+        if existing is not None:
+            await self.remove(name)
+        forward = Forward(name, remote_port, free_local_port(local_port))
+        await self._request(forward)
+        self._forwards[name] = forward
+        return forward
+
+    async def remove(self, name: str) -> None:
+        forward = self._forwards.pop(name, None)
+        if forward is not None:
+            master = self._master()
+            await run_argv(control_argv(master.settings, master.hop, "cancel", "-L", forward.spec), timeout=10)
+
+    async def restore(self) -> None:
+        """Re-add every forward on the current master (after a reconnect)."""
+        for forward in self.forwards:
+            try:
+                await self._request(forward)
+            except TunnelError as exc:
+                self._sink(Notice(str(exc), level="warning"))
+
+    def on_link(self, change: LinkChanged) -> None:
+        """A LinkSupervisor listener: forwards come back by themselves when the link does."""
+        if change.state is LinkState.UP and self._forwards:
+            self._restoring = asyncio.get_running_loop().create_task(self.restore())
+
+    async def close(self) -> None:
+        for name in list(self._forwards):
+            with contextlib.suppress(Exception):
+                await self.remove(name)
+
+    async def _request(self, forward: Forward) -> None:
+        master = self._master()
+        argv = control_argv(master.settings, master.hop, "forward", "-L", forward.spec)
+        result = await run_argv(argv, timeout=10)
+        if not result.ok:
+            raise TunnelError(
+                f"could not forward {forward.name} (node port {forward.remote_port}) to 127.0.0.1:{forward.local_port}: "
+                f"{result.stderr.strip()}",
+                fix="another program may have taken the local port: set a different local port in [ports]",
+            )
