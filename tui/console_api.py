@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tui.events import EventSink
+from tui.events import EventSink, OutputPage
 
 
 class ConsoleSession(Protocol):
@@ -30,3 +30,14 @@ class ConsoleSession(Protocol):
 
     def answer_prompt(self, answer: str | None) -> None:
         """Reply to a PasswordPrompt event (None cancels)."""
+
+    def attach_argv(self) -> list[str] | None:
+        """argv that attaches the node's tmux session in this terminal (`ssh -t ... tmux attach`);
+        None while the node is not connected."""
+
+    async def rebuild_layout(self) -> None:
+        """Kill the workspace's tmux session (and the run) on the node and lay it out again."""
+
+    async def page_output(self, before: int | None, count: int) -> OutputPage:
+        """A page of the run's whole log on the node, ``count`` lines ending at byte ``before``
+        (None: the end)."""

@@ -7,8 +7,8 @@ and the console wraps what it receives into Textual messages. The CLI prints the
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 class LinkState(enum.Enum):
@@ -63,3 +63,87 @@ class PasswordPrompt:
     prompt: str
     host: str
     echo: bool = False
+
+
+# -- the node: tmux layout, run output, stats (tui.node.layout and tui.node.stats on the node) --
+@dataclass(frozen=True)
+class PaneInfo:
+    """One pane of the workspace's tmux session."""
+
+    name: str
+    pane_id: str
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class LayoutChanged:
+    """The tmux session on the node as it is now; ``exists`` is False once it is gone."""
+
+    session: str
+    host: str
+    panes: tuple[PaneInfo, ...]
+    generation: int
+    exists: bool = True
+    notes: tuple[str, ...] = ()  # panes that show a message instead (a missing program)
+
+
+@dataclass(frozen=True)
+class OutputLines:
+    """New lines of the run's output; ``history`` lines replace what was shown (a (re)attach)."""
+
+    lines: tuple[str, ...]
+    history: bool = False
+
+
+@dataclass(frozen=True)
+class OutputPage:
+    """A page of the run's whole log on the node; pass ``start`` as ``before`` for the page before."""
+
+    lines: tuple[str, ...]
+    start: int
+    total: int
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    """Node CPU (percent of all cores) and memory in MiB."""
+
+    host: str
+    cpu_percent: int
+    mem_used_mb: int
+    mem_total_mb: int
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    cpu_percent: int
+    mem_mb: int
+    command: str
+
+
+@dataclass(frozen=True)
+class RunProcesses:
+    """The run's process tree (the run pane's shell and everything below it)."""
+
+    processes: tuple[ProcessInfo, ...]
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: str
+    name: str
+    utilization: int | None  # percent
+    memory_used_mb: int | None
+    memory_total_mb: int | None
+    temperature_c: int | None
+    power_w: int | None
+
+
+@dataclass(frozen=True)
+class GpuStats:
+    """The node's GPUs, or none with ``reason`` (``"no GPU on compute01: ..."``)."""
+
+    host: str
+    gpus: tuple[GpuInfo, ...]
+    reason: str = ""

@@ -14,9 +14,11 @@ from typing import Any, Callable
 
 from tui.config import HostSpec, Workspace
 from tui.errors import TetherError
-from tui.events import EventSink, LinkState, Notice, PasswordPrompt
+from tui.events import EventSink, LinkChanged, LinkState, Notice, OutputPage, PasswordPrompt
+from tui.remote.agent_channel import AgentChannel, AgentError, launch_agent
 from tui.remote.askpass import AskpassBridge, user_chose_askpass
 from tui.remote.link import AgentOptions, LinkSupervisor
+from tui.remote.panels import NodePanels, agent_environment, attach_command
 from tui.remote.scheduler import scheduler_for
 from tui.remote.scheduler.base import Allocation
 from tui.remote.ssh import ControlMaster, Destination, Hop, SshSettings
@@ -60,6 +62,8 @@ class Session:
         self._prompt_answer: asyncio.Future[str | None] | None = None
         self._sink: EventSink = lambda event: None
         self._agent_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.panels = NodePanels(workspace, self._emit)
+        self._panels_task: asyncio.Task[None] | None = None
 
     def add_agent_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
         """Receive the agent's events (messages without a request id), e.g. new pane output."""
@@ -68,6 +72,45 @@ class Session:
     def _agent_event(self, message: dict[str, Any]) -> None:
         for listener in self._agent_listeners:
             listener(message)
+        self.panels.handle(message)
+
+    def _emit(self, event: object) -> None:
+        self._sink(event)
+
+    # -- the node panels (tmux layout, output, stats) -------------------------------------------
+    def _link_changed(self, link: LinkChanged) -> None:
+        """Each time the link comes up (a new agent after a reconnect too), ask for the layout."""
+        if link.state is LinkState.UP and self.supervisor is not None and self.supervisor.agent is not None:
+            if self._panels_task is not None:
+                self._panels_task.cancel()
+            self._panels_task = asyncio.create_task(self._bring_up_panels(self.supervisor.agent))
+
+    async def _bring_up_panels(self, agent: AgentChannel) -> None:
+        try:
+            await self.panels.bring_up(agent)
+        except (AgentError, asyncio.TimeoutError) as exc:
+            if not agent.closed:  # a dropped link is the supervisor's to report
+                self._sink(Notice(f"tmux layout on the node: {exc or 'no answer'}", "error"))
+
+    def _agent(self) -> AgentChannel:
+        agent = self.supervisor.agent if self.supervisor is not None else None
+        if agent is None or agent.closed:
+            raise AgentError("the node is not connected right now")
+        return agent
+
+    async def rebuild_layout(self) -> None:
+        """Kill the workspace's tmux session (and the run) and build it again from [layout]."""
+        await self.panels.rebuild(self._agent())
+
+    async def page_output(self, before: int | None = None, count: int = 200) -> OutputPage:
+        """A page of the run's whole log on the node, ending at byte ``before`` (None: the end)."""
+        return await self.panels.page(self._agent(), before, count)
+
+    def attach_argv(self) -> list[str] | None:
+        """argv of `ssh -t NODE tmux attach` through the node's master; None before the link is up."""
+        if self.supervisor is None or self.supervisor.state.state is not LinkState.UP:
+            return None
+        return self.supervisor.node_master.exec_argv(attach_command(self.workspace), tty=True)
 
     # -- ConsoleSession ----------------------------------------------------------------------
     @property
@@ -111,10 +154,13 @@ class Session:
             self.login_master(settings),
             lambda: self._resolve_node(settings),
             sink,
-            agent_options=AgentOptions(self.workspace.run.interpreter, tuple(self.workspace.run.env)),
+            agent_options=AgentOptions(
+                self.workspace.run.interpreter, tuple(self.workspace.run.env), agent_environment(self.workspace)
+            ),
             ping_interval=self._ping_interval,
             on_agent_event=self._agent_event,
         )
+        self.supervisor.add_listener(self._link_changed)
         try:
             await self.supervisor.run()
         finally:
@@ -122,6 +168,8 @@ class Session:
                 await bridge.close()
 
     async def detach(self) -> None:
+        if self._panels_task is not None:
+            self._panels_task.cancel()
         if self.supervisor is not None:
             await self.supervisor.detach()
 
@@ -161,9 +209,9 @@ class Session:
         """Stop everything the session left running; returns what was stopped, for the user."""
         stopped: list[str] = []
         recorded = self.recorded_allocation()
-        if self.supervisor is not None:
-            await self.supervisor.detach()
+        await self.detach()
         node = self.node_master(recorded.node if recorded else self.workspace.connection.node)
+        stopped += await self._stop_on_node(node, sink)
         if node is not None and await node.stop():
             stopped.append(f"connection to {node.name}")
         if recorded is not None and recorded.job_id:
@@ -175,3 +223,24 @@ class Session:
         self.store.delete(self.ws_id)
         sink(Notice("down: " + (", ".join(stopped) or "nothing was running")))
         return stopped
+
+    async def _stop_on_node(self, node: ControlMaster | None, sink: EventSink) -> list[str]:
+        """End the run, the tmux session and the workspace's agents on the node, with a fresh agent."""
+        if self.workspace.connection.node_from_scheduler and self.recorded_allocation() is None:
+            return []  # no job is known: there is no node to stop anything on
+        master = node or self.login_master()
+        try:
+            await self.login_master().start()
+            if node is not None:
+                await node.start()
+            launch = await launch_agent(
+                master, interpreter=self.workspace.run.interpreter, env_lines=tuple(self.workspace.run.env)
+            )
+            try:
+                reply = await launch.channel.request("layout.down", timeout=60, workspace=self.workspace.name)
+            finally:
+                await launch.channel.close()
+        except Exception as exc:  # noqa: BLE001 - down goes on with the rest, and says what it could not do
+            sink(Notice(f"could not stop the run on {master.name}: {exc}", "error"))
+            return []
+        return [str(item) for item in reply.get("stopped", [])]

@@ -11,29 +11,33 @@ widget's methods (method calls down).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from functools import partial
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from tui.app.messages import (
     EventForwarder,
     LinkUpdated,
+    NodeUpdated,
     NoticePosted,
+    OutputReceived,
     PasswordRequested,
     ProgressReported,
     UnhandledEvent,
 )
-from tui.app.screens import HelpScreen, KeyHelp, PasswordScreen
+from tui.app.screens import HelpScreen, KeyHelp, LogsScreen, PasswordScreen
 from tui.app.themes import load_themes
-from tui.app.widgets import EventLog, LinkHeader, LogLine
+from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable
 from tui.console_api import ConsoleSession
-from tui.events import LinkChanged, LinkState
+from tui.events import GpuStats, LayoutChanged, LinkChanged, LinkState, NodeStats, RunProcesses
 
 DETACHED = "detached"
 """``TetherApp.run()`` returns this after ``q``: the session detached and the run keeps going."""
@@ -41,6 +45,7 @@ DETACHED = "detached"
 DEFAULT_THEME = "dark"
 SESSION_WORKER = "session"
 DETACH_WORKER = "detach"
+REBUILD_WORKER = "rebuild"
 
 
 class TetherCommands(Provider):
@@ -51,6 +56,9 @@ class TetherCommands(Provider):
         assert isinstance(app, TetherApp)
         commands: list[tuple[str, str, Callable[[], object]]] = [
             ("Detach", "Leave the console; the run keeps going on the node", app.action_detach),
+            ("Attach tmux", "Suspend the console and attach the tmux session on the node", app.action_attach),
+            ("Logs", "Page through the run's whole output, kept on the node", app.action_logs),
+            ("Rebuild the tmux layout", "Kill the tmux session and the run, and lay it out again", app.action_rebuild),
             ("Help: keys", "Show every key and what it does", app.action_help),
         ]
         for name in app.tether_themes:
@@ -95,6 +103,14 @@ class TetherApp(App[str]):
             tooltip="Leave the console; everything keeps running on the node",
             id="tether.detach",
         ),
+        Binding(
+            "a",
+            "attach",
+            "Attach tmux",
+            tooltip="Suspend the console and attach the tmux session on the node; detach (C-b d) to return",
+            id="tether.attach",
+        ),
+        Binding("l", "logs", "Logs", tooltip="Page through the run's whole output, kept on the node", id="tether.logs"),
         Binding("t", "cycle_theme", "Theme", tooltip="Switch to the next Tether theme", id="tether.theme"),
         # Declared here (Textual adds an id-less one otherwise) so the palette key is remappable too.
         Binding(
@@ -123,6 +139,12 @@ class TetherApp(App[str]):
 
     def compose(self) -> ComposeResult:
         yield LinkHeader(self.session.title, tuple(self.session.chain), id="header")
+        with Horizontal(id="dashboard"):
+            yield OutputPanel(id="output")
+            with Vertical(id="side"):
+                yield NodePanel(id="node")
+                yield ProcessTable(id="processes")
+                yield GpuPanel(id="gpus")
         yield EventLog(id="events")
         yield Footer()
 
@@ -160,6 +182,8 @@ class TetherApp(App[str]):
                 self._report_error(f"The session stopped: {reason}")
             elif worker.name == DETACH_WORKER:
                 self._report_error(f"Detach failed: {reason}")
+            elif worker.name == REBUILD_WORKER:
+                self._report_error(f"Rebuilding the layout failed: {reason}")
         elif event.state is WorkerState.SUCCESS and worker.name == SESSION_WORKER:
             self.query_one(EventLog).add_line(LogLine("The session ended."))
 
@@ -187,6 +211,20 @@ class TetherApp(App[str]):
     def _answer_prompt(self, answer: str | None) -> None:
         self.session.answer_prompt(answer)
 
+    def on_output_received(self, message: OutputReceived) -> None:
+        self.query_one(OutputPanel).show(message.output)
+
+    def on_node_updated(self, message: NodeUpdated) -> None:
+        snapshot = message.snapshot
+        if isinstance(snapshot, NodeStats):
+            self.query_one(NodePanel).show_stats(snapshot)
+        elif isinstance(snapshot, RunProcesses):
+            self.query_one(ProcessTable).show(snapshot)
+        elif isinstance(snapshot, GpuStats):
+            self.query_one(GpuPanel).show(snapshot)
+        elif isinstance(snapshot, LayoutChanged):
+            self.query_one(NodePanel).show_layout(snapshot)
+
     def on_unhandled_event(self, message: UnhandledEvent) -> None:
         # Newer core events (sync, run state) get their widgets later; keep a trace for debugging.
         self.log.debug("event not shown yet", message.event)
@@ -202,6 +240,36 @@ class TetherApp(App[str]):
             return
         self.query_one(EventLog).add_line(LogLine("Detaching…"))
         self._detach_worker = self._detach()
+
+    def action_attach(self) -> None:
+        """Hand the terminal to `ssh -t NODE tmux attach`; the console comes back when it ends."""
+        argv = self.session.attach_argv()
+        if not argv:
+            self.notify("The node is not connected yet.", title="Attach", severity="warning")
+            return
+        try:
+            with self.suspend():
+                # Blocking on purpose: the terminal belongs to tmux until it detaches.
+                code = subprocess.run(argv).returncode
+        except SuspendNotSupported:
+            self.notify("Attaching needs a real terminal.", title="Attach", severity="warning")
+            return
+        except OSError as exc:
+            self._report_error(f"could not attach: {exc}")
+            return
+        if code != 0:
+            self.query_one(EventLog).add_line(LogLine(f"warning: tmux attach ended with code {code}", "warning"))
+
+    def action_logs(self) -> None:
+        self.push_screen(LogsScreen(self.session.page_output))
+
+    def action_rebuild(self) -> None:
+        self.query_one(EventLog).add_line(LogLine("Rebuilding the tmux layout on the node…"))
+        self._rebuild()
+
+    @work(name=REBUILD_WORKER, group=REBUILD_WORKER, exclusive=True, exit_on_error=False)
+    async def _rebuild(self) -> None:
+        await self.session.rebuild_layout()
 
     def action_cycle_theme(self) -> None:
         names = list(self.tether_themes)

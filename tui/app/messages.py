@@ -11,7 +11,17 @@ from __future__ import annotations
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from tui.events import LinkChanged, Notice, PasswordPrompt, Progress
+from tui.events import (
+    GpuStats,
+    LayoutChanged,
+    LinkChanged,
+    NodeStats,
+    Notice,
+    OutputLines,
+    PasswordPrompt,
+    Progress,
+    RunProcesses,
+)
 
 
 class LinkUpdated(Message):
@@ -51,6 +61,26 @@ class PasswordRequested(Message):
         self.prompt = prompt
 
 
+class OutputReceived(Message):
+    """New lines of the run's output (never coalesced: every line counts)."""
+
+    def __init__(self, output: OutputLines) -> None:
+        super().__init__()
+        self.output = output
+
+
+class NodeUpdated(Message):
+    """A new snapshot of one node panel: ``NodeStats``, ``RunProcesses``, ``GpuStats`` or ``LayoutChanged``."""
+
+    def __init__(self, snapshot: NodeStats | RunProcesses | GpuStats | LayoutChanged) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+    def can_replace(self, message: Message) -> bool:
+        # Snapshots are whole: a newer one of the same kind makes a waiting older one moot.
+        return isinstance(message, NodeUpdated) and type(message.snapshot) is type(self.snapshot)
+
+
 class UnhandledEvent(Message):
     """An event this console version does not show yet (newer core, dashboards still to come)."""
 
@@ -69,6 +99,10 @@ def message_for(event: object) -> Message:
         return ProgressReported(event)
     if isinstance(event, PasswordPrompt):
         return PasswordRequested(event)
+    if isinstance(event, OutputLines):
+        return OutputReceived(event)
+    if isinstance(event, (NodeStats, RunProcesses, GpuStats, LayoutChanged)):
+        return NodeUpdated(event)
     return UnhandledEvent(event)
 
 

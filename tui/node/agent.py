@@ -41,6 +41,7 @@ class Agent:
         self.running = True
         self.handlers: dict[str, Handler] = {"ping": self._ping, "bye": self._bye}
         self.capabilities: list[str] = []
+        self._after_hello: list[Callable[[], None]] = []
         self._write_lock = threading.Lock()  # background threads send events too
 
     def register(self, op: str, handler: Handler) -> None:
@@ -57,6 +58,10 @@ class Agent:
                 self.log(f"{name} stopped: {exc!r}")
 
         threading.Thread(target=guarded, name=name, daemon=True).start()
+
+    def on_hello(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` right after the hello line (events must not come before it)."""
+        self._after_hello.append(callback)
 
     def log(self, text: str) -> None:
         self._log(text)
@@ -88,6 +93,8 @@ class Agent:
                 "capabilities": self.capabilities,
             }
         )
+        for callback in self._after_hello:
+            callback()
 
     def serve(self) -> None:
         """Handle lines until stdin closes or a ``bye`` arrives."""

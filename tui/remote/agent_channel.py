@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib
+import importlib.util
 import io
 import itertools
 import shlex
@@ -28,7 +28,7 @@ from tui.remote.ssh import ControlMaster, describe_failure
 AGENT_HOME = "$HOME/.cache/tether/agent"
 # Pure-Python packages from Tether's own environment that travel with the agent (under vendor/),
 # because compute nodes often have no internet to install them from.
-VENDORED_PACKAGES: tuple[str, ...] = ()
+VENDORED_PACKAGES: tuple[str, ...] = ("libtmux",)  # no runtime dependencies of its own
 MIN_PYTHON = (3, 10)
 # Tried in this order after the run's own interpreter: the first new enough runs the agent.
 FALLBACK_PYTHONS = ("python3", "python3.13", "python3.12", "python3.11", "python3.10")
@@ -39,9 +39,14 @@ class AgentError(TetherError):
 
 
 def _package_files(name: str) -> list[tuple[str, Path]]:
-    """Every .py file of an importable package, as (path under vendor/, local file)."""
-    module = importlib.import_module(name)
-    root = Path(module.__file__).parent  # type: ignore[arg-type]
+    """Every .py file of an installed package, as (path under vendor/, local file).
+
+    Found without importing it: importing libtmux while the console holds stdout would fail.
+    """
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise AgentError(f"{name} is not installed next to Tether", fix=f"pip install {name}")
+    root = Path(next(iter(spec.submodule_search_locations)))
     return [(f"vendor/{name}/{p.relative_to(root)}", p) for p in sorted(root.rglob("*.py"))]
 
 
@@ -93,7 +98,9 @@ def environment_prelude(env_lines: tuple[str, ...]) -> str:
     return "{ " + "; ".join(env_lines) + "; } </dev/null >/dev/null 2>&1"
 
 
-def start_script(version: str, interpreter: str, env_lines: tuple[str, ...]) -> str:
+def start_script(
+    version: str, interpreter: str, env_lines: tuple[str, ...], environment: tuple[tuple[str, str], ...] = ()
+) -> str:
     """Remote shell that execs the agent, or says why it cannot (need_ship, no_python)."""
     no_python = protocol.encode(
         {"op": "no_python", "error": f"no Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} on the node"}
@@ -107,6 +114,7 @@ def start_script(version: str, interpreter: str, env_lines: tuple[str, ...]) -> 
             environment_prelude(env_lines),
             interpreter_probe(interpreter),
             f"if [ -z \"$py\" ]; then echo {shlex.quote(no_python)}; exit 0; fi",
+            *(f"export {name}={shlex.quote(value)}" for name, value in environment),
             f'cd "$d" && PYTHONPATH="$d:$d/vendor" exec "$py" -u -m tui.node.agent {shlex.quote(version)} 2>>"{AGENT_HOME}/agent.log"',
         ]
     )
@@ -142,6 +150,7 @@ class AgentChannel:
         self._on_event = on_event
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.last_heard = time.monotonic()  # any line from the agent proves the link is alive
         self._reader = asyncio.create_task(self._read_replies())
 
     @property
@@ -207,6 +216,7 @@ class AgentChannel:
         assert self._process.stdout is not None
         try:
             while line := await self._process.stdout.readline():
+                self.last_heard = time.monotonic()
                 try:
                     message = protocol.decode(line)
                 except protocol.MalformedMessage:
@@ -260,12 +270,16 @@ async def launch_agent(
     *,
     interpreter: str = "python3",
     env_lines: tuple[str, ...] = (),
+    environment: tuple[tuple[str, str], ...] = (),
     on_event: Callable[[dict[str, Any]], None] = lambda message: None,
     timeout: float = 30,
 ) -> AgentLaunch:
-    """Start the agent on the node, shipping it first if this version is not there yet."""
+    """Start the agent on the node, shipping it first if this version is not there yet.
+
+    ``environment`` is set for the agent alone (not for the run), e.g. which workspace it serves.
+    """
     version = agent_version()
-    script = start_script(version, interpreter, env_lines)
+    script = start_script(version, interpreter, env_lines, environment)
     shipped = False
     for _ in range(2):
         process = await _spawn(master, script)

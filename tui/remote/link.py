@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -35,7 +36,10 @@ class Backoff:
 class AgentOptions:
     interpreter: str = "python3"
     env_lines: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()  # for the agent alone, e.g. its workspace
 
+
+RTT_REFRESH_S = 30.0
 
 NodeResolver = Callable[[], Awaitable["ControlMaster | None"]]
 
@@ -111,6 +115,7 @@ class LinkSupervisor:
             self.node_master,
             interpreter=self._agent_options.interpreter,
             env_lines=self._agent_options.env_lines,
+            environment=self._agent_options.environment,
             on_event=self._on_agent_event,
         )
         self.agent = launch.channel
@@ -131,8 +136,14 @@ class LinkSupervisor:
             await self._reconnect()
 
     async def _watch(self) -> str:
-        """Ping until the link fails; returns why it failed."""
+        """Watch the link until it fails; returns why it failed.
+
+        While the agent is talking (output, stats) its messages prove the link alive, so a ping is
+        sent only after a quiet interval, or every ``RTT_REFRESH_S`` to keep the round trip shown
+        fresh: on a slow link every byte counts.
+        """
         assert self.agent is not None
+        last_ping = time.monotonic()
         while True:
             closed = asyncio.ensure_future(self.agent.wait_closed())
             try:
@@ -143,6 +154,10 @@ class LinkSupervisor:
                 closed.cancel()
             if self.agent.closed:
                 return "the connection closed"
+            now = time.monotonic()
+            if now - self.agent.last_heard < self._ping_interval and now - last_ping < RTT_REFRESH_S:
+                continue
+            last_ping = now
             try:
                 rtt = await self.agent.ping(self._ping_timeout)
             except asyncio.TimeoutError:

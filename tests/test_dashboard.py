@@ -1,0 +1,136 @@
+"""The dashboard on the real testbed (pilot): run output, the run's processes, GPUs, the logs screen;
+and `a` in a real terminal: the node's tmux on screen, `C-b d` back to the console."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from console_helpers import header_state, screen_text, wait_until
+from node_helpers import ROOT, clean_node, install_standin_nvidia_smi, tick_workspace, tmux_on_node
+from testbed import Testbed
+from testbed.wait import wait_until as wait_until_sync
+
+from tui.app import DETACHED, TetherApp
+from tui.app.screens import LogsScreen
+from tui.app.widgets import GpuPanel, NodePanel, OutputPanel, ProcessTable
+from tui.cli import main
+from tui.config import load_workspace
+from tui.session import Session
+
+pytestmark = pytest.mark.needs_netns
+SIZE = (120, 40)
+
+
+@pytest.fixture
+def node(needs_netns: Testbed, tether_home: Path):
+    clean_node(needs_netns)
+    yield needs_netns
+    clean_node(needs_netns)
+
+
+def ticks_shown(app: TetherApp) -> list[str]:
+    return [line for line in app.query_one(OutputPanel).lines_text if line.startswith("tick ")]
+
+
+async def test_dashboard_shows_output_processes_and_no_gpu_then_pages_the_log(node: Testbed, tmp_path: Path):
+    config = tick_workspace(tmp_path / "ws", node)
+    session = Session(load_workspace(config), ping_interval=0.5)
+    await session.prepare()
+    app = TetherApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: header_state(app).startswith("up "), 30)
+        await wait_until(pilot, lambda: len(ticks_shown(app)) >= 3, 20)
+        count = len(ticks_shown(app))
+        await wait_until(pilot, lambda: len(ticks_shown(app)) > count + 2, 10)  # new lines keep coming
+        table = app.query_one(ProcessTable)
+        await wait_until(pilot, lambda: any("python3 tick.py" in row[3] for row in table.rows_text), 10)
+        await wait_until(pilot, lambda: app.query_one(GpuPanel).text.startswith("no GPU on compute01"), 10)
+        await wait_until(pilot, lambda: "CPU" in str(app.query_one(NodePanel).render()), 10)
+        text = screen_text(app)
+        assert "no GPU on compute01" in text and "python3 tick.py" in text and "Run output" in text
+        assert "tmux tether-tbws" in text
+
+        # The logs screen pages the node's log on demand, older pages too.
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, LogsScreen) and app.screen.lines_text, 10)
+        logs = app.screen
+        assert logs.lines_text[0] == "run pid " + logs.lines_text[0].split()[-1]  # the log's start
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, LogsScreen))
+
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_value is not None, 20)
+    assert app.return_value == DETACHED
+    await Session(load_workspace(config)).down()
+
+
+async def test_gpu_table_shows_the_standin_nvidia_smi(node: Testbed, tmp_path: Path):
+    path_line = install_standin_nvidia_smi(node)
+    config = tick_workspace(tmp_path / "ws", node, run_env=path_line)
+    session = Session(load_workspace(config), ping_interval=0.5)
+    app = TetherApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(GpuPanel)
+        await wait_until(pilot, lambda: panel.stats is not None and panel.stats.gpus, 30)
+        rows = panel.text.splitlines()
+        assert rows == [
+            "0 97% 39.3/79.6 64°C 512 W H100 80GB HBM3 (stand-in)",
+            "1 12% 1.0/79.6 41°C 118 W H100 80GB HBM3 (stand-in)",
+        ]
+        assert "97%" in screen_text(app)
+        # The `watch -n 2 nvidia-smi` pane on the node shows the (stand-in) table.
+        layout = session.panels.layout
+        gpu_pane = next(p.pane_id for p in layout.panes if p.name == "gpu")
+        await asyncio.to_thread(
+            wait_until_sync, lambda: "NVIDIA-SMI 550.54.15" in tmux_on_node(node, f"capture-pane -p -t {gpu_pane}"), 10
+        )
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_value is not None, 20)
+    await Session(load_workspace(config)).down()
+
+
+@pytest.fixture
+def terminal():
+    """A private tmux server on the laptop side: the terminal the console runs in."""
+    if shutil.which("tmux") is None:
+        pytest.skip("needs tmux")
+    socket = f"tether-attach-test-{uuid.uuid4().hex[:8]}"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True, text=True, timeout=10).stdout
+
+    yield tmux
+    tmux("kill-server")
+
+
+def test_a_attaches_the_node_tmux_and_detaching_returns_to_the_console(node: Testbed, tmp_path: Path, terminal):
+    config = tick_workspace(tmp_path / "ws", node)
+    command = (
+        f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m tui -c {shlex.quote(str(config))} up;"
+        " echo CONSOLE-EXITED-$?; sleep 600"
+    )
+    terminal("new-session", "-d", "-x", "120", "-y", "36", command)
+    screen = lambda: terminal("capture-pane", "-p")
+    try:
+        wait_until_sync(lambda: "up " in screen() and "tick " in screen() and "Run output" in screen(), 60)
+        terminal("send-keys", "a")
+        # The node's tmux session fills the terminal: its status line names the window, htop runs.
+        wait_until_sync(lambda: "0:tether*" in screen() and "Run output" not in screen(), 20)
+        wait_until_sync(lambda: "tick " in screen() and "no GPU on compute01" in screen(), 10)
+        terminal("send-keys", "C-b", "d")
+        wait_until_sync(lambda: "Run output" in screen() and "laptop → login → compute01" in screen(), 20)
+        wait_until_sync(lambda: "up " in screen(), 20)
+        terminal("send-keys", "q")
+        wait_until_sync(lambda: "CONSOLE-EXITED-0" in screen(), 30)
+        # Detached: the run goes on in the node's tmux.
+        assert node.node_run_as_user("tmux has-session -t =tether-tbws").returncode == 0
+    finally:
+        assert main(["-c", str(config), "down"]) == 0
+    assert node.node_run_as_user("tmux has-session -t =tether-tbws").returncode != 0

@@ -1,0 +1,59 @@
+"""Snapshots of the dashboard at 100x30 with fixed node panels (scripted session: UI only).
+
+Regenerate after an intended change of look, and review the SVGs:
+    python3 -m pytest tests/test_dashboard_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+from app_fakes import ScriptedSession
+from textual.pilot import Pilot
+
+from tui.app import TetherApp
+from tui.events import (
+    GpuInfo,
+    GpuStats,
+    LayoutChanged,
+    LinkChanged,
+    LinkState,
+    NodeStats,
+    Notice,
+    OutputLines,
+    PaneInfo,
+    ProcessInfo,
+    RunProcesses,
+)
+
+SIZE = (100, 30)
+LAYOUT = LayoutChanged("tether-mnist", "compute01", tuple(PaneInfo(n, f"%{i}", 100 + i) for i, n in enumerate(["run", "htop", "gpu", "shell"])), 1)
+OUTPUT = OutputLines(tuple(f"epoch 3 step {i * 50:4d}  loss {2.0 / (i + 1):.4f}" for i in range(14)), history=True)
+NODE = NodeStats("compute01", 63, 41210, 515000)
+PROCESSES = RunProcesses((ProcessInfo(4242, 0, 3, "/bin/bash ~/.cache/tether/runs/mnist/run.sh"), ProcessInfo(4250, 187, 9120, "python train.py --epochs 10")))
+
+
+def dashboard(gpus: GpuStats) -> tuple[TetherApp, object]:
+    session = ScriptedSession(
+        title="mnist",
+        chain=("login", "compute01"),
+        initial_events=[LinkChanged(LinkState.UP, rtt_ms=24.0), LAYOUT, OUTPUT, NODE, PROCESSES, gpus, Notice("Node compute01 is ready")],
+    )
+
+    async def settle(pilot: Pilot) -> None:
+        await session.wait_running()
+        await pilot.pause()
+
+    return TetherApp(session), settle
+
+
+def test_dashboard_with_gpus(snap_compare) -> None:
+    gpus = GpuStats("compute01", (
+        GpuInfo("0", "NVIDIA H100 80GB HBM3 (stand-in)", 97, 40213, 81559, 64, 512),
+        GpuInfo("1", "NVIDIA H100 80GB HBM3 (stand-in)", 12, 1024, 81559, 41, 118),
+    ))
+    app, settle = dashboard(gpus)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_dashboard_without_gpu(snap_compare) -> None:
+    app, settle = dashboard(GpuStats("compute01", (), "no GPU on compute01 (nvidia-smi is not installed)"))
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)

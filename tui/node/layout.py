@@ -1,0 +1,415 @@
+"""Agent capability ``tui.node.layout``: the workspace's tmux session on the node, and the run's output.
+
+One tmux session per workspace (``tether-<workspace>``), built with libtmux from ``[layout]``:
+created once, reused on reattach, rebuilt only on request. The run pane's output is piped into a
+rotating log (``tui.node.runlog``) under ``~/.cache/tether/runs/<workspace>/``; the agent tails it
+and sends only new lines. Everything that must outlive a disconnect is in tmux and in that folder,
+so a new agent (after a reconnect, or a second console) finds it all again. Several agents may
+serve one workspace at once: building and tearing down hold a file lock, watching is read-only.
+
+Ops:
+  layout.ensure {workspace, root, panes, run, size, rebuild} -> {layout}; starts the watchers
+  output.page   {workspace, before, count} -> {lines, start, total}
+  layout.down   {workspace} -> {stopped}: the run, the tmux session and the workspace's other agents
+Events: ``layout`` (panes changed), ``output`` (new lines; ``history`` replaces what was shown).
+
+libtmux is imported only by ``register``, so the laptop can import the pure helpers here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tui.node import runlog
+
+SESSION_PREFIX = "tether-"
+RUNS_HOME = "~/.cache/tether/runs"
+WORKSPACE_ENV = "TETHER_WORKSPACE"  # set by the laptop for the agent: rediscover at once
+PANE_OPTION = "@tether-pane"
+GENERATION_OPTION = "@tether-generation"
+WATCH_INTERVAL = 1.0
+TAIL_INTERVAL = 0.25
+DEFAULT_SIZE = (200, 50)
+_SHELL_WORDS = {"cd", "exec", "export", "source", ".", "env", "nice", "time", "while", "for", "if", "{", "("}
+
+
+def session_name(workspace: str) -> str:
+    """The tmux session of a workspace (tmux refuses '.' and ':' in names)."""
+    return SESSION_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", workspace)
+
+
+def state_dir(workspace: str) -> Path:
+    return Path(os.path.expanduser(RUNS_HOME)) / re.sub(r"[^A-Za-z0-9_-]", "_", workspace)
+
+
+def log_path(workspace: str) -> Path:
+    return state_dir(workspace) / "run.log"
+
+
+def read_state(workspace: str) -> dict[str, Any]:
+    try:
+        return json.loads((state_dir(workspace) / "layout.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(workspace: str, state: dict[str, Any]) -> None:
+    path = state_dir(workspace) / "layout.json"
+    tmp = path.with_name(f".layout.{os.getpid()}.json")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def workspace_lock(workspace: str) -> Iterator[None]:
+    """Serialises building and tearing down between the agents of one workspace."""
+    folder = state_dir(workspace)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "layout.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# -- pane commands (pure) ----------------------------------------------------------------------
+def missing_message(program: str, host: str, what: str) -> str:
+    return f"{program} is not installed on {host}: {what}"
+
+
+def run_script(root: str, run: dict[str, Any]) -> str:
+    """The run pane's shell: the [run] env lines, the command, then a shell once it exits."""
+    command = " ".join(part for part in (run.get("prefix", ""), run.get("command", "")) if part)
+    # Output goes to the log through `tmux pipe-pane`, attached just after the pane starts: wait
+    # for it (at most 5 s) so that the first lines are in the log too.
+    wait_for_pipe = (
+        "i=0; while [ \"$(tmux display-message -p -t \"$TMUX_PANE\" '#{pane_pipe}' 2>/dev/null)\" != 1 ]"
+        " && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done"
+    )
+    lines = [wait_for_pipe, "export PYTHONUNBUFFERED=1", *run.get("env", []), command or ":"]
+    lines.append("printf '\\n[tether] the run exited with code %s\\n' \"$?\"")
+    lines.append('exec "${SHELL:-/bin/sh}"')
+    return "\n".join(lines)
+
+
+def message_command(text: str) -> str:
+    return f"printf '%s\\n' {shlex.quote(text)}; exec tail -f /dev/null"
+
+
+def pane_command(pane: dict[str, Any], root: str, run: dict[str, Any], host: str,
+                 which: Callable[[str], str | None] = shutil.which) -> tuple[str | None, str]:
+    """(shell command for the pane or None for a plain shell, note when a program is missing)."""
+    name, command = pane["name"], pane.get("command")
+    if command is None and name == "run":
+        return run_script(root, run), ""
+    if command is None and name == "htop":
+        if which("htop"):
+            return "htop", ""
+        note = missing_message("htop", host, "install it, or leave it out of [layout] panes")
+        return message_command(note), note
+    if command is None and name == "gpu":
+        if which("nvidia-smi") and which("watch"):
+            return "watch -n 2 nvidia-smi", ""
+        note = f"no GPU on {host}: nvidia-smi is not installed there"
+        return message_command(note), note
+    if command is None:
+        return None, ""
+    words = shlex.split(command) if command.strip() else []
+    program = words[0] if words else ""
+    if program and "=" not in program and program not in _SHELL_WORDS and not which(program):
+        note = missing_message(program, host, f"the {name} pane has nothing to run")
+        return message_command(note), note
+    return command, ""
+
+
+# -- processes -----------------------------------------------------------------------------------
+def process_tree(root_pids: list[int]) -> list[int]:
+    """``root_pids`` and all their descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], list(root_pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def is_agent(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"tui.node.agent" in handle.read()
+    except OSError:
+        return False
+
+
+def stop_processes(pids: list[int], grace: float = 2.0) -> None:
+    """TERM, then KILL what is left after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.05)
+        pids = [pid for pid in pids if _alive(pid)]
+        if not pids:
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+# -- the capability ------------------------------------------------------------------------------
+class Layout:
+    """One agent's view of one workspace's tmux session."""
+
+    def __init__(self, agent: Any, libtmux: Any) -> None:
+        self.agent = agent
+        self.server = libtmux.Server()  # the socket the ssh session's environment points at
+        self.host = socket.gethostname()
+        self.workspace: str | None = None
+        self.run_pid: int | None = None
+        self._lock = threading.Lock()
+        self._watching = False
+        self._last_layout: str | None = None
+        self._tail: runlog.Tail | None = None
+
+    # tmux ----------------------------------------------------------------------------------
+    def _tmux(self, *args: str) -> list[str]:
+        result = self.server.cmd(*args)
+        if result.stderr and result.returncode:
+            raise RuntimeError(f"tmux {args[0]}: {' '.join(result.stderr)}")
+        return result.stdout
+
+    def exists(self, workspace: str) -> bool:
+        return self.server.cmd("has-session", "-t", f"={session_name(workspace)}").returncode == 0
+
+    def panes(self, workspace: str) -> list[dict[str, Any]] | None:
+        fmt = f"#{{pane_id}}\t#{{{PANE_OPTION}}}\t#{{pane_pid}}"
+        result = self.server.cmd("list-panes", "-s", "-t", f"={session_name(workspace)}", "-F", fmt)
+        if result.returncode:
+            return None
+        out = []
+        for line in result.stdout:
+            pane_id, name, pid = (line.split("\t") + ["", ""])[:3]
+            out.append({"name": name, "id": pane_id, "pid": int(pid) if pid.isdigit() else None})
+        return out
+
+    def build(self, spec: dict[str, Any]) -> dict[str, Any]:
+        workspace = spec["workspace"]
+        name = session_name(workspace)
+        root = os.path.expanduser(spec.get("root") or "~")
+        os.makedirs(root, exist_ok=True)
+        width, height = spec.get("size") or DEFAULT_SIZE
+        env = {key: os.environ[key] for key in ("PATH", "LD_LIBRARY_PATH") if os.environ.get(key)}
+        built: list[tuple[str, Any]] = []
+        notes = []
+        for index, pane in enumerate(spec["panes"]):
+            command, note = pane_command(pane, root, spec.get("run", {}), self.host)
+            if pane["name"] == "run" and pane.get("command") is None and command:
+                script = state_dir(workspace) / "run.sh"  # a file: `ps` shows a path, not a script
+                script.write_text(command + "\n")
+                command = f'exec "${{SHELL:-/bin/sh}}" {shlex.quote(str(script))}'
+            if note:
+                notes.append(note)
+            if index == 0:
+                session = self.server.new_session(
+                    session_name=name, attach=False, start_directory=root, window_name="tether",
+                    window_command=command, x=width, y=height, environment=env,
+                )
+                handle = session.active_window.active_pane
+            else:
+                handle = built[-1][1].split(start_directory=root, shell=command, environment=env)
+                self._tmux("select-layout", "-t", handle.pane_id, "tiled")
+            built.append((pane["name"], handle))
+        for pane_name, handle in built:
+            self._tmux("set-option", "-p", "-t", handle.pane_id, PANE_OPTION, pane_name)
+            if pane_name == "run":
+                log = log_path(workspace)
+                writer = f"PYTHONPATH={shlex.quote(_agent_root())} exec {shlex.quote(sys.executable)} -m tui.node.runlog write {shlex.quote(str(log))}"
+                self._tmux("pipe-pane", "-o", "-t", handle.pane_id, writer)
+        generation = int(read_state(workspace).get("generation", 0)) + 1
+        self._tmux("set-option", "-t", built[0][1].pane_id, GENERATION_OPTION, str(generation))
+        self._tmux("select-pane", "-t", built[0][1].pane_id)
+        return {"generation": generation, "notes": notes}
+
+    def ensure(self, message: dict[str, Any]) -> dict[str, Any]:
+        workspace = message["workspace"]
+        created = False
+        with workspace_lock(workspace):
+            state = read_state(workspace)
+            exists = self.exists(workspace)
+            if message.get("rebuild") and exists:
+                self.down_session(workspace)
+                exists = False
+            if not exists:
+                if message.get("rebuild") or state:
+                    self._mark_log(workspace, "the tmux layout was rebuilt: a new run starts")
+                built = self.build(message)
+                state = {**state, **built, "spec": {k: message.get(k) for k in ("root", "panes", "run", "size")}}
+                created = True
+            state["interval"] = message.get("interval", state.get("interval", 2.0))
+            write_state(workspace, state)
+        self.watch(workspace)
+        layout = self.describe(workspace)
+        return {"op": "layout", "created": created, **layout}
+
+    def _mark_log(self, workspace: str, text: str) -> None:
+        log = log_path(workspace)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as handle:
+            handle.write(f"[tether] {time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n".encode())
+
+    def describe(self, workspace: str) -> dict[str, Any]:
+        panes = self.panes(workspace)
+        state = read_state(workspace)
+        run = next((p for p in panes or [] if p["name"] == "run"), None)
+        self.run_pid = run["pid"] if run else None
+        return {
+            "session": session_name(workspace), "host": self.host, "exists": panes is not None,
+            "panes": panes or [], "generation": int(state.get("generation", 0)), "notes": state.get("notes", []),
+        }
+
+    def down_session(self, workspace: str) -> list[int]:
+        """Kill the session and every process of its panes; returns the pids that were running."""
+        panes = self.panes(workspace) or []
+        pids = process_tree([p["pid"] for p in panes if p["pid"]])
+        self.server.cmd("kill-session", "-t", f"={session_name(workspace)}")
+        stop_processes(pids)
+        return pids
+
+    def down(self, message: dict[str, Any]) -> dict[str, Any]:
+        workspace = message["workspace"]
+        stopped = []
+        with workspace_lock(workspace):
+            if self.exists(workspace):
+                pids = self.down_session(workspace)
+                stopped.append(f"tmux session {session_name(workspace)} ({len(pids)} processes)")
+            agents = [pid for pid in registered_agents(workspace) if pid != os.getpid() and is_agent(pid)]
+            stop_processes(agents)
+            if agents:
+                stopped.append(f"{len(agents)} other agent(s)")
+            with contextlib.suppress(FileNotFoundError):
+                (state_dir(workspace) / "layout.json").unlink()
+        return {"op": "down", "stopped": stopped}
+
+    # watching -------------------------------------------------------------------------------
+    def watch(self, workspace: str) -> None:
+        """Start sending layout changes and new output lines (once per agent)."""
+        with self._lock:
+            if self._watching:
+                return
+            self._watching, self.workspace = True, workspace
+        register_agent(workspace)
+        self._tail = runlog.Tail(log_path(workspace))
+        self.agent.send({"op": "output", "history": True, "lines": self._tail.start()})
+        self._send_layout_if_changed()
+        self.agent.spawn("layout-watch", self._watch_loop)
+
+    def _send_layout_if_changed(self) -> None:
+        assert self.workspace is not None
+        layout = self.describe(self.workspace)
+        key = json.dumps([layout["exists"], layout["panes"], layout["generation"]])
+        if key != self._last_layout:
+            self._last_layout = key
+            self.agent.send({"op": "layout", **layout})
+
+    def _watch_loop(self) -> None:
+        assert self._tail is not None
+        next_layout = time.monotonic() + WATCH_INTERVAL
+        while self.agent.running:
+            lines = self._tail.read_new()
+            if lines:
+                self.agent.send({"op": "output", "lines": lines})
+            if time.monotonic() >= next_layout:
+                next_layout = time.monotonic() + WATCH_INTERVAL
+                self._send_layout_if_changed()
+            time.sleep(TAIL_INTERVAL)
+
+    def page(self, message: dict[str, Any]) -> dict[str, Any]:
+        result = runlog.page(log_path(message["workspace"]), message.get("before"), int(message.get("count", 100)))
+        return {"op": "page", "lines": result.lines, "start": result.start, "total": result.total}
+
+    def autostart(self) -> None:
+        """A new agent for a known workspace: show its layout and output without being asked."""
+        workspace = os.environ.get(WORKSPACE_ENV)
+        if workspace and read_state(workspace) and self.exists(workspace):
+            self.watch(workspace)
+
+
+def _agent_root() -> str:
+    """The folder holding this agent's ``tui`` package (``~/.cache/tether/agent/<version>``)."""
+    return str(Path(__file__).resolve().parent.parent.parent)
+
+
+def register_agent(workspace: str) -> None:
+    folder = state_dir(workspace) / "agents"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+
+
+def registered_agents(workspace: str) -> list[int]:
+    folder = state_dir(workspace) / "agents"
+    pids = []
+    for entry in folder.glob("*") if folder.exists() else []:
+        if entry.name.isdigit():
+            if is_agent(int(entry.name)):
+                pids.append(int(entry.name))
+            else:
+                entry.unlink(missing_ok=True)
+    return pids
+
+
+CURRENT: Layout | None = None
+"""This agent's layout, for ``tui.node.stats`` (the run pane's pid)."""
+
+
+def run_pane_pid() -> int | None:
+    return CURRENT.run_pid if CURRENT is not None else None
+
+
+def register(agent: Any) -> None:
+    global CURRENT
+    import libtmux
+
+    # tmux prints libtmux's field separator as '_' under a non-UTF-8 locale (TESTBED.md section 3).
+    if "UTF-8" not in (os.environ.get("LC_ALL") or os.environ.get("LC_CTYPE") or os.environ.get("LANG") or "").upper():
+        os.environ["LC_CTYPE"] = "C.UTF-8"
+        os.environ.pop("LC_ALL", None)
+    layout = Layout(agent, libtmux)
+    CURRENT = layout
+    agent.register("layout.ensure", layout.ensure)
+    agent.register("layout.down", layout.down)
+    agent.register("output.page", layout.page)
+    agent.on_hello(lambda: agent.spawn("layout-autostart", layout.autostart))

@@ -1,0 +1,160 @@
+"""The laptop side of the node panels: asks the agent for the layout, turns its messages into events.
+
+The agent sends only what changed (``tui.node.stats``); ``NodePanels`` keeps the merged view and
+emits whole snapshots (``NodeStats``, ``RunProcesses``, ``GpuStats``, ``LayoutChanged``,
+``OutputLines``), so the console never merges anything. After a reconnect the new agent starts
+with a ``full`` stats message and a ``history`` output message, which reset the view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tui.config import Workspace
+from tui.events import (
+    EventSink,
+    GpuInfo,
+    GpuStats,
+    LayoutChanged,
+    NodeStats,
+    Notice,
+    OutputLines,
+    OutputPage,
+    PaneInfo,
+    ProcessInfo,
+    RunProcesses,
+)
+from tui.node.layout import WORKSPACE_ENV, session_name
+from tui.remote.agent_channel import AgentChannel
+
+DEFAULT_SIZE = (200, 50)
+
+
+def layout_request(workspace: Workspace, *, rebuild: bool = False) -> dict[str, Any]:
+    """The fields of ``layout.ensure`` for a workspace (pure)."""
+    run = workspace.run
+    return {
+        "workspace": workspace.name,
+        "root": workspace.remote_root,
+        "panes": [{"name": pane.name, "command": pane.command} for pane in workspace.layout.panes],
+        "run": {"command": run.command, "env": list(run.env), "prefix": run.prefix},
+        "size": list(DEFAULT_SIZE),
+        "interval": workspace.ui.stats_interval,
+        "rebuild": rebuild,
+    }
+
+
+def agent_environment(workspace: Workspace) -> tuple[tuple[str, str], ...]:
+    """Names the workspace to the agent, so a new agent rediscovers its tmux session at once."""
+    return ((WORKSPACE_ENV, workspace.name),)
+
+
+def attach_command(workspace: Workspace) -> str:
+    """The remote command that attaches the workspace's tmux session (UTF-8 forced: borders)."""
+    return f"tmux -u attach-session -t ={session_name(workspace.name)}"
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+class NodePanels:
+    """Merged state of the node panels, fed with the agent's events."""
+
+    def __init__(self, workspace: Workspace, sink: EventSink) -> None:
+        self.workspace = workspace
+        self.sink = sink
+        self.host = ""
+        self.node: dict[str, Any] = {}
+        self.procs: dict[str, dict[str, Any]] = {}
+        self.gpus: dict[str, dict[str, Any]] = {}
+        self.nogpu: str | None = None
+        self.layout: LayoutChanged | None = None
+        self._told: set[str] = set()
+
+    async def bring_up(self, agent: AgentChannel) -> LayoutChanged:
+        """Ask for the layout (created once, reused after) and start the stats."""
+        self.host = str(agent.hello.get("host", "")) or self.host
+        reply = await agent.request("layout.ensure", timeout=60, **layout_request(self.workspace))
+        await agent.request("stats.watch", interval=self.workspace.ui.stats_interval, workspace=self.workspace.name)
+        return self._layout(reply)
+
+    async def rebuild(self, agent: AgentChannel) -> LayoutChanged:
+        reply = await agent.request("layout.ensure", timeout=60, **layout_request(self.workspace, rebuild=True))
+        return self._layout(reply)
+
+    async def page(self, agent: AgentChannel, before: int | None, count: int) -> OutputPage:
+        reply = await agent.request("output.page", workspace=self.workspace.name, before=before, count=count)
+        return OutputPage(tuple(reply["lines"]), int(reply["start"]), int(reply["total"]))
+
+    def handle(self, message: dict[str, Any]) -> None:
+        """One agent event (no request id)."""
+        op = message.get("op")
+        if op == "output":
+            self.sink(OutputLines(tuple(message.get("lines", ())), bool(message.get("history"))))
+        elif op == "layout":
+            self._layout(message)
+        elif op == "stats":
+            self._stats(message)
+
+    def _tell_once(self, text: str, level: str = "info") -> None:
+        if text not in self._told:
+            self._told.add(text)
+            self.sink(Notice(text, level))
+
+    def _layout(self, message: dict[str, Any]) -> LayoutChanged:
+        self.host = message.get("host") or self.host
+        layout = LayoutChanged(
+            session=message.get("session", ""),
+            host=self.host,
+            panes=tuple(PaneInfo(p.get("name", ""), p.get("id", ""), p.get("pid")) for p in message.get("panes", ())),
+            generation=int(message.get("generation", 0)),
+            exists=bool(message.get("exists", True)),
+            notes=tuple(message.get("notes", ())),
+        )
+        if self.layout is not None and layout.generation > self.layout.generation and layout.exists:
+            self.sink(Notice(f"the tmux layout on {self.host} was rebuilt"))
+        if self.layout is not None and self.layout.exists and not layout.exists:
+            self.sink(Notice(f"the tmux session {layout.session} on {self.host} is gone", "warning"))
+        self.layout = layout
+        for note in layout.notes:
+            if not note.startswith("no GPU"):  # the GPU panel says that one
+                self._tell_once(note, "warning")
+        self.sink(layout)
+        return layout
+
+    def _stats(self, message: dict[str, Any]) -> None:
+        if message.get("full"):
+            self.node, self.procs, self.gpus, self.nogpu = {}, {}, {}, None
+        if "node" in message:
+            self.node.update(message["node"])
+            self.sink(NodeStats(self.host, int(self.node.get("cpu", 0)), int(self.node.get("mem", 0)), int(self.node.get("memt", 0))))
+        if "procs" in message or "gone" in message or message.get("full"):
+            for pid in message.get("gone", ()):
+                self.procs.pop(pid, None)
+            for pid, fields in message.get("procs", {}).items():
+                self.procs.setdefault(pid, {}).update(fields)
+            self.sink(RunProcesses(tuple(
+                ProcessInfo(int(pid), int(p.get("cpu", 0)), int(p.get("mem", 0)), str(p.get("cmd", "")))
+                for pid, p in sorted(self.procs.items(), key=lambda item: int(item[0]))
+            )))
+        if "gpus" in message or "gpus_gone" in message or "nogpu" in message or message.get("full"):
+            for index in message.get("gpus_gone", ()):
+                self.gpus.pop(index, None)
+            for index, fields in message.get("gpus", {}).items():
+                self.gpus.setdefault(index, {}).update(fields)
+            if "nogpu" in message:
+                self.nogpu = message["nogpu"] or None
+            self.sink(self.gpu_stats())
+
+    def gpu_stats(self) -> GpuStats:
+        gpus = tuple(
+            GpuInfo(index, str(g.get("name", "")), _int(g.get("util")), _int(g.get("mem")), _int(g.get("memt")),
+                    _int(g.get("temp")), _int(g.get("power")))
+            for index, g in sorted(self.gpus.items(), key=lambda item: item[0])
+        )
+        reason = ""
+        if not gpus:
+            reason = f"no GPU on {self.host or 'the node'}" + (f" ({self.nogpu})" if self.nogpu else "")
+            self._tell_once(reason)
+        return GpuStats(self.host, gpus, reason)
