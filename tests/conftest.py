@@ -13,6 +13,7 @@ from typing import Iterator, NoReturn
 
 import pytest
 from testbed import PasswordLogin, Testbed, TestbedUnavailable, build_testbed
+from testbed.slurm import SlurmCluster, build_slurm, missing_programs
 from testbed.ssh import SshCmd, run_ssh
 from testbed.sshd import SSHD
 
@@ -111,3 +112,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for bed in _built:
         detail = f"netns, node {bed.node_ip}" if bed.has_netns else f"loopback ({bed.unavailable_reason})"
         terminalreporter.write_line(f"testbed {bed.run_id}: {detail}, set up in {bed.setup_seconds:.2f}s")
+
+
+@pytest.fixture(scope="session")
+def slurm(testbed: Testbed) -> Iterator[SlurmCluster]:
+    """A real single-node Slurm (munged, slurmctld, slurmd on compute01), built on first use and
+    always torn down; the test user's ssh sessions see it through SLURM_CONF. See testbed/slurm.py."""
+    missing = missing_programs()
+    if missing:
+        skip_or_fail(f"Slurm tests need slurm-wlm and munge installed: missing {', '.join(missing)}")
+    if not testbed.has_netns:
+        skip_or_fail(f"Slurm tests need the network-namespace testbed: {testbed.unavailable_reason}")
+    cluster = build_slurm(testbed)
+    try:
+        yield cluster
+    finally:
+        cluster.close()

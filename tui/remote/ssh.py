@@ -12,6 +12,7 @@ Argv builders are pure functions; ``ControlMaster`` and ``run`` are the only pla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -171,7 +172,8 @@ async def run_argv(
     try:
         out, err = await asyncio.wait_for(proc.communicate(input_bytes), timeout)
     except (asyncio.TimeoutError, asyncio.CancelledError):
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):  # it may have ended on its own meanwhile
+            proc.kill()
         await proc.wait()
         raise
     return CommandResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))

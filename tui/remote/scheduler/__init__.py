@@ -8,6 +8,7 @@ from tui.remote.scheduler.base import Allocation, LoginShell, Scheduler
 from tui.remote.scheduler.direct import DirectScheduler
 from tui.remote.scheduler.kube import KubeScheduler
 from tui.remote.scheduler.pbs import PbsScheduler
+from tui.remote.scheduler.slurm import SlurmScheduler
 
 __all__ = ["Allocation", "Scheduler", "scheduler_for"]
 
@@ -17,11 +18,13 @@ def scheduler_for(workspace: Workspace, login: LoginShell) -> Scheduler:
     options = workspace.scheduler
     if options.kind == "direct":
         return DirectScheduler(workspace.connection.node)
+    if options.kind == "slurm" and options.slurm is not None:
+        return SlurmScheduler(login, options.slurm, workspace.name)
     if options.kind == "pbs" and options.pbs is not None:
         return PbsScheduler(login, options.pbs, workspace.name)
     if options.kind == "kube" and options.kube is not None:
         return KubeScheduler(options.kube)
     raise TetherError(
         f"{workspace.config_path}: [scheduler] kind = {options.kind!r} is not supported by this version yet",
-        fix='use kind = "direct" with [connection] node set to a node you can reach, or kind = "pbs"',
+        fix='use kind = "direct", "slurm" or "pbs"',
     )
