@@ -50,18 +50,20 @@ async def test_dashboard_shows_output_processes_and_no_gpu_then_pages_the_log(no
         count = len(ticks_shown(app))
         await wait_until(pilot, lambda: len(ticks_shown(app)) > count + 2, 10)  # new lines keep coming
         table = app.query_one(ProcessTable)
-        await wait_until(pilot, lambda: any("python3 tick.py" in row[3] for row in table.rows_text), 10)
+        # The run pane runs the debug loop, which runs tick.py under debugpy (issue 5).
+        await wait_until(pilot, lambda: any("-m tui.node.loop" in row[3] for row in table.rows_text), 10)
         await wait_until(pilot, lambda: app.query_one(GpuPanel).text.startswith("no GPU on compute01"), 10)
         await wait_until(pilot, lambda: "CPU" in str(app.query_one(NodePanel).render()), 10)
         text = screen_text(app)
-        assert "no GPU on compute01" in text and "python3 tick.py" in text and "Run output" in text
+        assert "no GPU on compute01" in text and "rank 0  running" in text and "Run output" in text
         assert "tmux tether-tbws" in text
 
         # The logs screen pages the node's log on demand, older pages too.
         await pilot.press("l")
         await wait_until(pilot, lambda: isinstance(app.screen, LogsScreen) and app.screen.lines_text, 10)
         logs = app.screen
-        assert logs.lines_text[0] == "run pid " + logs.lines_text[0].split()[-1]  # the log's start
+        assert logs.lines_text[0].startswith("tether: starting ") and "tick.py" in logs.lines_text[0]  # the log's start
+        assert logs.lines_text[1] == "run pid " + logs.lines_text[1].split()[-1]
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, LogsScreen))
 

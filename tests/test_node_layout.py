@@ -149,7 +149,7 @@ async def test_after_a_reconnect_the_new_agent_finds_the_same_run(node: Testbed,
     workspace = load_workspace(tick_workspace(tmp_path / "ws", node))
     session, events = Session(workspace, ping_interval=0.5), Events()
     async with console(session, events):
-        await events.until(lambda: events.run_pids())
+        await events.until(lambda: len(events.run_pids()) >= 3)  # the pane's shell, the debug loop, tick.py
         run_pids, generation = events.run_pids(), events.layout().generation
         old_agent = session.supervisor.agent.hello["pid"]
         histories = len([e for e in events.of(OutputLines) if e.history])

@@ -38,6 +38,15 @@ class ConsoleSession(Protocol):
     async def rebuild_layout(self) -> None:
         """Kill the workspace's tmux session (and the run) on the node and lay it out again."""
 
+    async def restart_run(self) -> object:
+        """Restart the run on the node (every rank's debug loop)."""
+
+    async def stop_run(self) -> object:
+        """Stop the run; its loops wait for a restart."""
+
+    async def provide_debugpy(self) -> str:
+        """Copy Tether's own debugpy to the node for a run whose python has none; restart the run."""
+
     async def page_output(self, before: int | None, count: int) -> OutputPage:
         """A page of the run's whole log on the node, ``count`` lines ending at byte ``before``
         (None: the end)."""

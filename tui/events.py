@@ -147,3 +147,45 @@ class GpuStats:
     host: str
     gpus: tuple[GpuInfo, ...]
     reason: str = ""
+
+
+# -- the debug loop (tui.node.loop on the node, tui.debug.runs on the laptop) --------------------
+@dataclass(frozen=True)
+class RankState:
+    """One rank's debug loop: what the run is doing and where a debugger attaches to it.
+
+    ``status``: starting, waiting_for_debugger, running, attached, exited, crashed, stopped, or
+    "no loop" (none runs there). ``local_port``: the laptop's 127.0.0.1 port forwarded to ``port``
+    on the node (0 until forwarded).
+    """
+
+    rank: int
+    status: str
+    port: int
+    local_port: int = 0
+    pid: int | None = None
+    restarts: int = 0
+    started_at: float | None = None  # Unix time of the current (or last) start
+    exit_code: int | None = None
+    reason: str = ""  # why it ended or stopped, in the loop's words
+    waiting_at: str = ""  # "train.py:42" while breakpoint() waits for a debugger
+    backoff_s: float = 0.0
+    debugpy_missing: bool = False
+    fix: str = ""  # the command that installs debugpy, when it is missing
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Every rank of the run, as the loops report them (a whole snapshot each time)."""
+
+    ranks: tuple[RankState, ...]
+    mode: str = "attach"
+
+
+@dataclass(frozen=True)
+class DebuggerWaiting:
+    """breakpoint() in the run waits for a debugger at ``where`` ("train.py:42")."""
+
+    rank: int
+    where: str
+    local_port: int

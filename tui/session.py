@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import shlex
 from typing import Any, Callable
 
 from tui.config import HostSpec, Workspace
@@ -22,6 +24,9 @@ from tui.remote.panels import NodePanels, agent_environment, attach_command
 from tui.remote.scheduler import scheduler_for
 from tui.remote.scheduler.base import Allocation
 from tui.remote.ssh import ControlMaster, Destination, Hop, SshSettings
+from tui.remote.tunnel import Tunnels
+from tui.debug.runs import DebugRuns, debugpy_bundle, pass_env_values
+from tui.node.layout import DEBUGPY_HOME
 from tui.state import SessionRecord, StateStore, runtime_dir, workspace_id
 
 
@@ -64,6 +69,14 @@ class Session:
         self._agent_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.panels = NodePanels(workspace, self._emit)
         self._panels_task: asyncio.Task[None] | None = None
+        self.tunnels = Tunnels(lambda: self._node_master(), self._emit)
+        self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit)
+        self.panels.pass_env, self._pass_env_missing = pass_env_values(workspace, dict(os.environ))
+
+    def _node_master(self) -> ControlMaster:
+        if self.supervisor is None:
+            raise AgentError("the node is not connected right now")
+        return self.supervisor.node_master
 
     def add_agent_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
         """Receive the agent's events (messages without a request id), e.g. new pane output."""
@@ -73,6 +86,7 @@ class Session:
         for listener in self._agent_listeners:
             listener(message)
         self.panels.handle(message)
+        self.debug_runs.handle(message)
 
     def _emit(self, event: object) -> None:
         self._sink(event)
@@ -91,6 +105,16 @@ class Session:
         except (AgentError, asyncio.TimeoutError) as exc:
             if not agent.closed:  # a dropped link is the supervisor's to report
                 self._sink(Notice(f"tmux layout on the node: {exc or 'no answer'}", "error"))
+            return
+        await self._bring_up_debug(agent)
+
+    async def _bring_up_debug(self, agent: AgentChannel) -> None:
+        """Forward the ranks' debug ports and [ports], write launch.json, watch the loops."""
+        try:
+            await self.debug_runs.bring_up(agent, self.panels.last_reply)
+        except (TetherError, asyncio.TimeoutError) as exc:
+            if not agent.closed:
+                self._sink(Notice(f"debug forwards: {exc or 'no answer'}", "error"))
 
     def _agent(self) -> AgentChannel:
         agent = self.supervisor.agent if self.supervisor is not None else None
@@ -100,7 +124,37 @@ class Session:
 
     async def rebuild_layout(self) -> None:
         """Kill the workspace's tmux session (and the run) and build it again from [layout]."""
-        await self.panels.rebuild(self._agent())
+        agent = self._agent()
+        await self.panels.rebuild(agent)
+        await self._bring_up_debug(agent)
+
+    # -- the debug loop ------------------------------------------------------------------------
+    async def restart_run(self) -> list[dict[str, Any]]:
+        """Restart the run (every rank's debug loop), as `r` and Ctrl-C in the run pane do.
+
+        Call it once the node has the change that should restart it (restart_on_sync)."""
+        return await self.debug_runs.control(self._agent(), "restart")
+
+    async def stop_run(self) -> list[dict[str, Any]]:
+        """Stop the run (every rank); the loops stay and wait for a restart."""
+        return await self.debug_runs.control(self._agent(), "stop")
+
+    async def provide_debugpy(self) -> str:
+        """Copy Tether's own debugpy to the node (works offline); the loops put it on the run's path
+        when the run's python has none. Restarts the run; returns where it went."""
+        master = self._node_master()
+        folder = DEBUGPY_HOME.replace("~", "$HOME", 1)
+        script = (f'd="{folder}"; mkdir -p "$d.new.$$" && tar xzf - -C "$d.new.$$" && rm -rf "$d" '
+                  f'&& mv "$d.new.$$" "$d" && echo "$d"')
+        result = await master.run(script, input_bytes=await asyncio.to_thread(debugpy_bundle), timeout=120)
+        if not result.ok:
+            raise TetherError(f"could not copy debugpy to {master.name}: {result.stderr.strip()}",
+                              fix=f"install it there: {shlex.quote(self.workspace.run.interpreter)} -m pip install --user debugpy")
+        where = result.stdout.strip()
+        self._sink(Notice(f"debugpy copied to {where} on {master.name}; restarting the run"))
+        if self.debug_runs.ranks:
+            await self.restart_run()
+        return where
 
     async def page_output(self, before: int | None = None, count: int = 200) -> OutputPage:
         """A page of the run's whole log on the node, ending at byte ``before`` (None: the end)."""
@@ -161,6 +215,10 @@ class Session:
             on_agent_event=self._agent_event,
         )
         self.supervisor.add_listener(self._link_changed)
+        self.supervisor.add_listener(self.tunnels.on_link)
+        if self._pass_env_missing:
+            sink(Notice("[run] pass_env: not set on this laptop, so not given to the run: "
+                        + ", ".join(self._pass_env_missing), "warning"))
         try:
             await self.supervisor.run()
         finally:
@@ -170,6 +228,9 @@ class Session:
     async def detach(self) -> None:
         if self._panels_task is not None:
             self._panels_task.cancel()
+        if self.supervisor is not None and self.tunnels.forwards:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.tunnels.close(), 10)
         if self.supervisor is not None:
             await self.supervisor.detach()
 

@@ -31,13 +31,14 @@ from tui.app.messages import (
     OutputReceived,
     PasswordRequested,
     ProgressReported,
+    RunUpdated,
     UnhandledEvent,
 )
 from tui.app.screens import HelpScreen, KeyHelp, LogsScreen, PasswordScreen
 from tui.app.themes import load_themes
-from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable
+from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable, RunPanel
 from tui.console_api import ConsoleSession
-from tui.events import GpuStats, LayoutChanged, LinkChanged, LinkState, NodeStats, RunProcesses
+from tui.events import DebuggerWaiting, GpuStats, LayoutChanged, LinkChanged, LinkState, NodeStats, RunProcesses, RunState
 
 DETACHED = "detached"
 """``TetherApp.run()`` returns this after ``q``: the session detached and the run keeps going."""
@@ -46,6 +47,7 @@ DEFAULT_THEME = "dark"
 SESSION_WORKER = "session"
 DETACH_WORKER = "detach"
 REBUILD_WORKER = "rebuild"
+RUN_WORKER = "run-control"
 
 
 class TetherCommands(Provider):
@@ -59,6 +61,10 @@ class TetherCommands(Provider):
             ("Attach tmux", "Suspend the console and attach the tmux session on the node", app.action_attach),
             ("Logs", "Page through the run's whole output, kept on the node", app.action_logs),
             ("Rebuild the tmux layout", "Kill the tmux session and the run, and lay it out again", app.action_rebuild),
+            ("Restart the run", "Restart the debuggee on the node (like Ctrl-C in the run pane)", app.action_restart_run),
+            ("Stop the run", "Stop the debuggee; r starts it again", app.action_stop_run),
+            ("Make debugpy available", "Copy Tether's own debugpy to the node (works offline) and restart the run",
+             app.action_provide_debugpy),
             ("Help: keys", "Show every key and what it does", app.action_help),
         ]
         for name in app.tether_themes:
@@ -111,6 +117,10 @@ class TetherApp(App[str]):
             id="tether.attach",
         ),
         Binding("l", "logs", "Logs", tooltip="Page through the run's whole output, kept on the node", id="tether.logs"),
+        Binding("r", "restart_run", "Restart run", tooltip="Restart the debuggee on the node (like Ctrl-C in the run pane)",
+                id="tether.restart"),
+        Binding("x", "stop_run", "Stop run", tooltip="Stop the debuggee; the loop waits, r starts it again",
+                id="tether.stop"),
         Binding("t", "cycle_theme", "Theme", tooltip="Switch to the next Tether theme", id="tether.theme"),
         # Declared here (Textual adds an id-less one otherwise) so the palette key is remappable too.
         Binding(
@@ -142,6 +152,7 @@ class TetherApp(App[str]):
         with Horizontal(id="dashboard"):
             yield OutputPanel(id="output")
             with Vertical(id="side"):
+                yield RunPanel(id="run")
                 yield NodePanel(id="node")
                 yield ProcessTable(id="processes")
                 yield GpuPanel(id="gpus")
@@ -184,6 +195,8 @@ class TetherApp(App[str]):
                 self._report_error(f"Detach failed: {reason}")
             elif worker.name == REBUILD_WORKER:
                 self._report_error(f"Rebuilding the layout failed: {reason}")
+            elif worker.name == RUN_WORKER:
+                self._report_error(f"The run command failed: {reason}")
         elif event.state is WorkerState.SUCCESS and worker.name == SESSION_WORKER:
             self.query_one(EventLog).add_line(LogLine("The session ended."))
 
@@ -224,6 +237,15 @@ class TetherApp(App[str]):
             self.query_one(GpuPanel).show(snapshot)
         elif isinstance(snapshot, LayoutChanged):
             self.query_one(NodePanel).show_layout(snapshot)
+
+    def on_run_updated(self, message: RunUpdated) -> None:
+        event = message.event
+        if isinstance(event, RunState):
+            self.query_one(RunPanel).show(event)
+        elif isinstance(event, DebuggerWaiting):
+            where = f"127.0.0.1:{event.local_port}" if event.local_port else "the rank's debug port"
+            self.notify(f"waiting for debugger at {event.where} (rank {event.rank}; attach to {where})",
+                        title="breakpoint()", severity="warning", timeout=30)
 
     def on_unhandled_event(self, message: UnhandledEvent) -> None:
         # Newer core events (sync, run state) get their widgets later; keep a trace for debugging.
@@ -270,6 +292,22 @@ class TetherApp(App[str]):
     @work(name=REBUILD_WORKER, group=REBUILD_WORKER, exclusive=True, exit_on_error=False)
     async def _rebuild(self) -> None:
         await self.session.rebuild_layout()
+
+    def action_restart_run(self) -> None:
+        self.query_one(EventLog).add_line(LogLine("Restarting the run…"))
+        self._run_control("restart_run")
+
+    def action_stop_run(self) -> None:
+        self.query_one(EventLog).add_line(LogLine("Stopping the run…"))
+        self._run_control("stop_run")
+
+    def action_provide_debugpy(self) -> None:
+        self.query_one(EventLog).add_line(LogLine("Copying Tether's debugpy to the node…"))
+        self._run_control("provide_debugpy")
+
+    @work(name=RUN_WORKER, group=RUN_WORKER, exclusive=False, exit_on_error=False)
+    async def _run_control(self, method: str) -> None:
+        await getattr(self.session, method)()
 
     def action_cycle_theme(self) -> None:
         names = list(self.tether_themes)

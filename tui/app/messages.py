@@ -21,6 +21,8 @@ from tui.events import (
     PasswordPrompt,
     Progress,
     RunProcesses,
+    RunState,
+    DebuggerWaiting,
 )
 
 
@@ -81,6 +83,14 @@ class NodeUpdated(Message):
         return isinstance(message, NodeUpdated) and type(message.snapshot) is type(self.snapshot)
 
 
+class RunUpdated(Message):
+    """A new snapshot of the run's ranks (``RunState``) or a breakpoint() waiting (``DebuggerWaiting``)."""
+
+    def __init__(self, event: RunState | DebuggerWaiting) -> None:
+        super().__init__()
+        self.event = event
+
+
 class UnhandledEvent(Message):
     """An event this console version does not show yet (newer core, dashboards still to come)."""
 
@@ -103,6 +113,8 @@ def message_for(event: object) -> Message:
         return OutputReceived(event)
     if isinstance(event, (NodeStats, RunProcesses, GpuStats, LayoutChanged)):
         return NodeUpdated(event)
+    if isinstance(event, (RunState, DebuggerWaiting)):
+        return RunUpdated(event)
     return UnhandledEvent(event)
 
 

@@ -97,14 +97,83 @@ def run_script(root: str, run: dict[str, Any]) -> str:
     command = " ".join(part for part in (run.get("prefix", ""), run.get("command", "")) if part)
     # Output goes to the log through `tmux pipe-pane`, attached just after the pane starts: wait
     # for it (at most 5 s) so that the first lines are in the log too.
-    wait_for_pipe = (
-        "i=0; while [ \"$(tmux display-message -p -t \"$TMUX_PANE\" '#{pane_pipe}' 2>/dev/null)\" != 1 ]"
-        " && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done"
-    )
-    lines = [wait_for_pipe, "export PYTHONUNBUFFERED=1", *run.get("env", []), command or ":"]
+    lines = [_WAIT_FOR_PIPE, "export PYTHONUNBUFFERED=1", *run.get("env", []), command or ":"]
     lines.append("printf '\\n[tether] the run exited with code %s\\n' \"$?\"")
     lines.append('exec "${SHELL:-/bin/sh}"')
     return "\n".join(lines)
+
+
+DEBUGPY_HOME = "~/.cache/tether/debugpy"  # Tether's own copy of debugpy, shipped on request (debug.provide)
+_WAIT_FOR_PIPE = (
+    "i=0; while [ \"$(tmux display-message -p -t \"$TMUX_PANE\" '#{pane_pipe}' 2>/dev/null)\" != 1 ]"
+    " && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done"
+)
+
+
+def loop_dir(workspace: str, rank: int) -> Path:
+    """Where rank ``rank``'s debug loop keeps its state, log and control socket."""
+    return state_dir(workspace) / f"loop{rank}"
+
+
+def free_ports(count: int, host: str = "127.0.0.1", tries: int = 64) -> int:
+    """A base port such that base .. base+count-1 are all free on ``host`` now (one per rank)."""
+    for _ in range(tries):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            base = probe.getsockname()[1]
+        if base + count > 65535:
+            continue
+        held = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports on {host}")
+
+
+def loop_script(run: dict[str, Any], *, rank: int, port: int, state: Path, agent_python: str, agent_root: str,
+                master_port: int = 0, wait_for_pipe: bool = True) -> str:
+    """A run pane's shell when the debug loop runs the command: env lines, then the loop (in the
+    foreground: Ctrl-C reaches it), then a shell once it is left (Ctrl-C twice)."""
+    loop = run["loop"]
+    ranks = int(loop.get("ranks", 1))
+    command = shlex.split(run.get("command") or "")
+    interpreter = loop.get("interpreter") or ""
+    if command and interpreter and "/" not in command[0] and re.fullmatch(r"python(\d+(\.\d+)?)?", command[0]):
+        command[0] = interpreter  # "python train.py" means the run's interpreter ([run] interpreter)
+    words = [agent_python, "-m", "tui.node.loop", "--state", str(state), "--port", str(port),
+             "--mode", str(loop.get("mode", "attach")), "--wait-timeout", str(loop.get("wait_timeout", 0)),
+             "--debugpy-dir", os.path.expanduser(DEBUGPY_HOME)]
+    if interpreter:
+        words += ["--python", interpreter]
+    if run.get("prefix"):
+        words += ["--prefix", run["prefix"]]
+    lines = [_WAIT_FOR_PIPE] if wait_for_pipe else []
+    lines += ["export PYTHONUNBUFFERED=1", *run.get("env", [])]
+    if ranks > 1:
+        lines.append(f"export RANK={rank} LOCAL_RANK={rank} WORLD_SIZE={ranks} LOCAL_WORLD_SIZE={ranks} "
+                     f"MASTER_ADDR=127.0.0.1 MASTER_PORT={master_port}")
+    lines += [
+        "trap : INT",  # the shell outlives Ctrl-C; the loop (a child) decides what Ctrl-C does
+        'tether_pp="${PYTHONPATH-}"',
+        f"PYTHONPATH={shlex.quote(agent_root)} {loop_module_env()}=\"$tether_pp\" "
+        + shlex.join([*words, "--", *command]),
+        "tether_code=$?; trap - INT",
+        "printf '\\n[tether] left the debug loop (code %s); start it again: sh %s\\n' \"$tether_code\" \"$0\"",
+        'exec "${SHELL:-/bin/sh}"',
+    ]
+    return "\n".join(lines)
+
+
+def loop_module_env() -> str:
+    return "TETHER_RUN_PYTHONPATH"
 
 
 def message_command(text: str) -> str:
@@ -116,7 +185,7 @@ def pane_command(pane: dict[str, Any], root: str, run: dict[str, Any], host: str
     """(shell command for the pane or None for a plain shell, note when a program is missing)."""
     name, command = pane["name"], pane.get("command")
     if command is None and name == "run":
-        return run_script(root, run), ""
+        return (run_script(root, run) if not run.get("loop") else None), ""
     if command is None and name == "htop":
         if which("htop"):
             return "htop", ""
@@ -233,24 +302,33 @@ class Layout:
         os.makedirs(root, exist_ok=True)
         width, height = spec.get("size") or DEFAULT_SIZE
         env = {key: os.environ[key] for key in ("PATH", "LD_LIBRARY_PATH") if os.environ.get(key)}
+        # [run] pass_env values: in tmux's memory (new-session/split-window -e), never in a file.
+        passed = {str(k): str(v) for k, v in (spec.get("pass_env") or {}).items()}
+        run = spec.get("run", {})
+        debug = self._plan_debug(workspace, spec) if run.get("loop") else None
         built: list[tuple[str, Any]] = []
         notes = []
         for index, pane in enumerate(spec["panes"]):
-            command, note = pane_command(pane, root, spec.get("run", {}), self.host)
-            if pane["name"] == "run" and pane.get("command") is None and command:
-                script = state_dir(workspace) / "run.sh"  # a file: `ps` shows a path, not a script
-                script.write_text(command + "\n")
-                command = f'exec "${{SHELL:-/bin/sh}}" {shlex.quote(str(script))}'
+            command, note = pane_command(pane, root, run, self.host)
+            pane_env = env
+            if pane["name"] == "run" and pane.get("command") is None:
+                if debug is not None:
+                    command = self._loop_script_file(workspace, run, debug, 0)
+                elif command:
+                    script = state_dir(workspace) / "run.sh"  # a file: `ps` shows a path, not a script
+                    script.write_text(command + "\n")
+                    command = f'exec "${{SHELL:-/bin/sh}}" {shlex.quote(str(script))}'
+                pane_env = {**env, **passed}
             if note:
                 notes.append(note)
             if index == 0:
                 session = self.server.new_session(
                     session_name=name, attach=False, start_directory=root, window_name="tether",
-                    window_command=command, x=width, y=height, environment=env,
+                    window_command=command, x=width, y=height, environment=pane_env,
                 )
                 handle = session.active_window.active_pane
             else:
-                handle = built[-1][1].split(start_directory=root, shell=command, environment=env)
+                handle = built[-1][1].split(start_directory=root, shell=command, environment=pane_env)
                 self._tmux("select-layout", "-t", handle.pane_id, "tiled")
             built.append((pane["name"], handle))
         for pane_name, handle in built:
@@ -259,10 +337,49 @@ class Layout:
                 log = log_path(workspace)
                 writer = f"PYTHONPATH={shlex.quote(_agent_root())} exec {shlex.quote(sys.executable)} -m tui.node.runlog write {shlex.quote(str(log))}"
                 self._tmux("pipe-pane", "-o", "-t", handle.pane_id, writer)
+        if debug is not None and len(debug["ranks"]) > 1:
+            built += self._rank_panes(workspace, root, run, debug, {**env, **passed})
         generation = int(read_state(workspace).get("generation", 0)) + 1
         self._tmux("set-option", "-t", built[0][1].pane_id, GENERATION_OPTION, str(generation))
         self._tmux("select-pane", "-t", built[0][1].pane_id)
-        return {"generation": generation, "notes": notes}
+        return {"generation": generation, "notes": notes, "debug": debug}
+
+    def _plan_debug(self, workspace: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Ports (free on the node now: base + rank) and loop folders for the run's ranks."""
+        loop = spec["run"]["loop"]
+        ranks = max(1, int(loop.get("ranks", 1)))
+        base = free_ports(ranks + (1 if ranks > 1 else 0))
+        entries = []
+        for rank in range(ranks):
+            folder = loop_dir(workspace, rank)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            entries.append({"rank": rank, "port": base + rank, "state": str(folder / "state.json")})
+        return {"mode": loop.get("mode", "attach"), "ranks": entries, "master_port": base + ranks if ranks > 1 else 0}
+
+    def _loop_script_file(self, workspace: str, run: dict[str, Any], debug: dict[str, Any], rank: int) -> str:
+        entry = debug["ranks"][rank]
+        text = loop_script(run, rank=rank, port=entry["port"], state=Path(entry["state"]), agent_python=sys.executable,
+                           agent_root=_agent_root(), master_port=debug["master_port"], wait_for_pipe=rank == 0)
+        script = state_dir(workspace) / ("run.sh" if rank == 0 else f"run{rank}.sh")
+        script.write_text(text + "\n")
+        return f'exec "${{SHELL:-/bin/sh}}" {shlex.quote(str(script))}'
+
+    def _rank_panes(self, workspace: str, root: str, run: dict[str, Any], debug: dict[str, Any],
+                    env: dict[str, str]) -> list[tuple[str, Any]]:
+        """Ranks 1..N-1: one loop each, in the panes of a second window ("ranks")."""
+        session = self.server.sessions.get(session_name=session_name(workspace))
+        built: list[tuple[str, Any]] = []
+        for rank in range(1, len(debug["ranks"])):
+            command = self._loop_script_file(workspace, run, debug, rank)
+            if not built:
+                window = session.new_window(window_name="ranks", start_directory=root, attach=False,
+                                            window_shell=command, environment=env)
+                handle = window.active_pane
+            else:
+                handle = built[-1][1].split(start_directory=root, shell=command, environment=env)
+                self._tmux("select-layout", "-t", handle.pane_id, "tiled")
+            built.append((f"run.{rank}", handle))
+        return built
 
     def ensure(self, message: dict[str, Any]) -> dict[str, Any]:
         workspace = message["workspace"]
@@ -283,7 +400,8 @@ class Layout:
             write_state(workspace, state)
         self.watch(workspace)
         layout = self.describe(workspace)
-        return {"op": "layout", "created": created, **layout}
+        root = os.path.expanduser(message.get("root") or "~")
+        return {"op": "layout", "created": created, **layout, "debug": state.get("debug"), "root": root}
 
     def _mark_log(self, workspace: str, text: str) -> None:
         log = log_path(workspace)

@@ -54,6 +54,7 @@ import json
 import os
 import re
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -68,6 +69,33 @@ from typing import Any, Callable
 
 from tui.node import loopstate as ls
 from tui.node.loopcmd import HOST, CommandError, Launch, build_launch
+
+RUN_PYTHONPATH = "TETHER_RUN_PYTHONPATH"  # the user's PYTHONPATH, kept aside while the loop runs with the agent's
+HOOK = "tether_breakpoint.breakpointhook"  # PYTHONBREAKPOINT for the run (tui/node/hook.py, copied next to the state)
+BREAKPOINT_NAME = "breakpoint.json"
+HOOK_DIR = "pyhook"
+
+
+def debugpy_fix(python: str) -> str:
+    """The command that installs debugpy for ``python`` (needs the internet on the node)."""
+    return f"{shlex.quote(python)} -m pip install --user debugpy"
+
+
+def install_hook(directory: Path) -> Path | None:
+    """Copy the breakpoint() hook next to the state as ``tether_breakpoint.py``; its folder, or None."""
+    source = Path(__file__).with_name("hook.py")
+    target = directory / HOOK_DIR
+    try:
+        target.mkdir(mode=0o700, exist_ok=True)
+        data = source.read_bytes()
+        path = target / "tether_breakpoint.py"
+        if not path.exists() or path.read_bytes() != data:
+            tmp = target / f".tether_breakpoint.{os.getpid()}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    except OSError:
+        return None
+    return target
 
 MODES = ("attach", "wait", "off")
 QUICK_EXIT_S = 2.0  # a run that ends sooner than this counts towards the backoff
@@ -110,6 +138,8 @@ class Options:
     wait_timeout: float = 0.0
     grace: float = 3.0
     python: str = sys.executable
+    prefix: tuple[str, ...] = ()  # a container prefix put before the launch argv (apptainer exec ...)
+    debugpy_dir: Path | None = None  # a folder holding Tether's copy of debugpy, used when the run has none
 
 
 @dataclass
@@ -132,6 +162,8 @@ class Run:
     adapters: list[int] = field(default_factory=list)  # debugpy's adapter: it holds the port
     up: float | None = None  # monotonic time debugpy was first seen listening (mode off: the start)
     warned_stuck: bool = False
+    listening: bool = False
+    waiting_at: str | None = None  # "train.py:42": breakpoint() waits for a debugger there
 
 
 def _noop(signum: int, frame: Any) -> None:
@@ -182,6 +214,11 @@ class Supervisor:
         self.port_wait: float | None = None
         self.written: dict[str, Any] | None = None
         self.preexec = _pdeathsig()
+        self.python = launch.argv[len(options.prefix)] if len(launch.argv) > len(options.prefix) else launch.argv[0]
+        self.hook_dir = install_hook(self.dir)
+        self.use_debugpy_dir: bool | None = None  # None: not decided yet (Tether's copy not there yet)
+        self.debugpy_missing = False
+        self.breakpoint_seen: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------- output: pane, log, tail
     def _pane(self, data: bytes) -> None:
@@ -262,7 +299,14 @@ class Supervisor:
             "log": str(self.dir / ls.LOG_NAME),
             "tail": str(self.dir / ls.TAIL_NAME),
             "control": str(self.dir / ls.CONTROL_NAME),
+            "python": self.python,
+            "prefix": list(self.options.prefix),
+            "debugpy_missing": self.debugpy_missing,
+            "debugpy_from_tether": bool(self.use_debugpy_dir),
+            "waiting_at": run.waiting_at if run is not None else None,
         }
+        if self.debugpy_missing:
+            common["fix"] = debugpy_fix(self.python)
         if run is not None:
             common.update(
                 pid=run.popen.pid, pgid=run.popen.pid, token=run.token, started_at=run.started_at,
@@ -298,8 +342,7 @@ class Supervisor:
         self.restarts += 1
         self.last_start = time.monotonic()
         token = uuid.uuid4().hex
-        env = dict(os.environ, TETHER_LOOP_RUN=token, TETHER_DEBUG_PORT=str(self.options.port))
-        env.setdefault("PYTHONUNBUFFERED", "1")
+        env = self._run_env(token)
         if self.options.mode != "off":
             env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         self.say(("starting " if self.restarts == 0 else f"restart {self.restarts}: ") + " ".join(self.launch.argv))
@@ -329,6 +372,67 @@ class Supervisor:
         self.run = run
         self.status = "running" if self.options.mode == "off" else "starting"
         self.next_poll = 0.0
+
+    def _run_env(self, token: str) -> dict[str, Any]:
+        """The debuggee's environment: the pane's, the user's PYTHONPATH back, the hook, the port."""
+        env = dict(os.environ, TETHER_LOOP_RUN=token, TETHER_DEBUG_PORT=str(self.options.port),
+                   TETHER_DEBUG_MODE=self.options.mode, TETHER_LOOP_DIR=str(self.dir))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        if RUN_PYTHONPATH in env:  # the loop ran with the agent's path; the run gets the user's again
+            user_path = env.pop(RUN_PYTHONPATH)
+            if user_path:
+                env["PYTHONPATH"] = user_path
+            else:
+                env.pop("PYTHONPATH", None)
+        paths = [str(self.hook_dir)] if self.hook_dir is not None else []
+        if self._debugpy_dir_needed(env):
+            paths.append(str(self.options.debugpy_dir))
+        if paths:
+            env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+            if self.hook_dir is not None:
+                env.setdefault("PYTHONBREAKPOINT", HOOK)
+        return env
+
+    def _debugpy_dir_needed(self, env: dict[str, Any]) -> bool:
+        """Whether the run needs Tether's copy of debugpy: asked once, when that copy is there."""
+        folder = self.options.debugpy_dir
+        if self.use_debugpy_dir is not None or folder is None:
+            return bool(self.use_debugpy_dir)
+        if not (folder / "debugpy" / "__init__.py").is_file():
+            return False
+        probe = [*self.options.prefix, self.python, "-c", "import debugpy"]
+        try:
+            found = subprocess.run(probe, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            found = False
+        self.use_debugpy_dir = not found
+        if self.use_debugpy_dir:
+            self.debugpy_missing = False
+            self.say(f"{self.python} has no debugpy: using Tether's copy in {folder}")
+        return self.use_debugpy_dir
+
+    def _read_breakpoint(self, run: Run) -> None:
+        """breakpoint() in the run (tui.node.hook) says where it waits for a debugger."""
+        path = self.dir / BREAKPOINT_NAME
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            if run.waiting_at and not run.clients:
+                run.waiting_at = None
+            self.breakpoint_seen = None
+            return
+        key = (stat.st_mtime_ns, stat.st_size)
+        if key == self.breakpoint_seen:
+            return
+        self.breakpoint_seen = key
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(info, dict) and info.get("token") == run.token:
+            run.waiting_at = f"{info.get('file')}:{info.get('line')}"
+            self.say(f"waiting for debugger at {run.waiting_at} (breakpoint(); port {self.options.port} on {HOST})")
 
     def _port_ready(self, now: float) -> bool:
         """Before a start: let the last run's debugpy adapter free the port (it exits by itself)."""
@@ -390,7 +494,7 @@ class Supervisor:
                     self._signal_run(run, signal.SIGTERM)
                     run.phase, run.kill_at = "term", now + self.options.grace
         if run.phase == "alive":
-            if self.options.mode != "off" and now >= self.next_poll:
+            if now >= self.next_poll:
                 self._poll_debugger(run, now)
             return
         members = self._members(run)
@@ -406,17 +510,24 @@ class Supervisor:
     def _poll_debugger(self, run: Run, now: float) -> None:
         """Listening yet? A client attached? From the TCP table: our uid, local port = the debug port."""
         self.next_poll = now + (0.5 if run.up is not None else 0.05)
+        self._read_breakpoint(run)
         mine = [s for s in ls.tcp_sockets() if s.port == self.options.port and s.uid == os.getuid()]
         listening = {s.inode for s in mine if s.state == "LISTEN"}
         run.clients = sum(s.state == "ESTABLISHED" for s in mine)
         if listening and run.up is None:
             run.up = now
+        if listening and not run.listening:
+            run.listening = True
+            self.debugpy_missing = False
             entry = f"TETHER_LOOP_RUN={run.token}"
             run.adapters = [pid for pid in ls.socket_owners(listening) if ls.environ_has(pid, entry)]
         if run.clients:
             run.ever_attached = True
+            run.waiting_at = None
             self.status = "attached"
-        elif listening:
+        elif run.waiting_at:
+            self.status = "waiting_for_debugger"
+        elif listening or self.options.mode == "off":
             waiting = self.options.mode == "wait" and not run.ever_attached
             self.status = "waiting_for_debugger" if waiting else "running"
         timeout = self.options.wait_timeout
@@ -448,8 +559,9 @@ class Supervisor:
         else:
             status, reason = ("exited" if code == 0 else "crashed"), f"{self.launch.name} {describe_exit(code)}"
             if code and any("No module named debugpy" in line for line in list(self.tail)[-5:]):
-                python = self.launch.argv[0]
-                reason += f" (debugpy is not installed for {python}: pip install it there, or use --mode off)"
+                self.debugpy_missing = True
+                reason += (f" (debugpy is not installed for {self.python}: let Tether copy its own "
+                           f"(command palette: Make debugpy available), or {debugpy_fix(self.python)})")
         self.last = {"pid": run.popen.pid, "pgid": run.popen.pid, "token": run.token, "exit_code": code,
                      "exit_signal": signal_name(code), "exit_reason": reason, "started_at": run.started_at,
                      "ended_at": run.ended_at or time.time()}
@@ -673,21 +785,29 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--wait-timeout", type=float, default=0.0, help="mode wait: stop after S s without a debugger")
     parser.add_argument("--grace", type=float, default=3.0, help="seconds between SIGTERM and SIGKILL")
     parser.add_argument("--python", default=sys.executable, help="interpreter for a command given as script.py ...")
+    parser.add_argument("--prefix", default="", help="words put before the launch (a container: 'apptainer exec img.sif')")
+    parser.add_argument("--debugpy-dir", type=Path, default=None,
+                        help="folder with Tether's copy of debugpy, put on the run's path when its python has none")
     args = parser.parse_args(argv[:split])
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a TCP port (1-65535)")
     if args.grace < 0 or args.wait_timeout < 0:
         parser.error("--grace and --wait-timeout take seconds >= 0")
     command = tuple(argv[split + 1 :])
-    return Options(args.state.absolute(), args.port, command, args.mode, args.wait_timeout, args.grace, args.python)
+    return Options(args.state.absolute(), args.port, command, args.mode, args.wait_timeout, args.grace, args.python,
+                   tuple(shlex.split(args.prefix)), args.debugpy_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         options = parse_args(sys.argv[1:] if argv is None else argv)
         launch = build_launch(options.command, options.mode, options.port, options.python)
-        if shutil.which(launch.argv[0]) is None:
+        if shutil.which(launch.argv[0]) is None and not options.prefix:
             raise CommandError(f"{launch.argv[0]!r} is not found on PATH (or not executable)")
+        if options.prefix:
+            if shutil.which(options.prefix[0]) is None:
+                raise CommandError(f"the prefix's {options.prefix[0]!r} is not found on PATH (or not executable)")
+            launch = Launch((*options.prefix, *launch.argv), launch.name)
         options.state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return Supervisor(options, launch).serve()
     except CommandError as exc:

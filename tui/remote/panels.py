@@ -30,14 +30,18 @@ from tui.remote.agent_channel import AgentChannel
 DEFAULT_SIZE = (200, 50)
 
 
-def layout_request(workspace: Workspace, *, rebuild: bool = False) -> dict[str, Any]:
-    """The fields of ``layout.ensure`` for a workspace (pure)."""
-    run = workspace.run
+def layout_request(workspace: Workspace, *, rebuild: bool = False,
+                   pass_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The fields of ``layout.ensure`` for a workspace (pure). ``pass_env``: the [run] pass_env
+    values, sent in the request only (the agent gives them to tmux in memory, never to a file)."""
+    run, debug = workspace.run, workspace.debug
+    loop = {"mode": debug.mode, "wait_timeout": debug.wait_timeout, "ranks": debug.ranks, "interpreter": run.interpreter}
     return {
         "workspace": workspace.name,
         "root": workspace.remote_root,
         "panes": [{"name": pane.name, "command": pane.command} for pane in workspace.layout.panes],
-        "run": {"command": run.command, "env": list(run.env), "prefix": run.prefix},
+        "run": {"command": run.command, "env": list(run.env), "prefix": run.prefix, "loop": loop},
+        "pass_env": dict(pass_env or {}),
         "size": list(DEFAULT_SIZE),
         "interval": workspace.ui.stats_interval,
         "rebuild": rebuild,
@@ -71,16 +75,22 @@ class NodePanels:
         self.nogpu: str | None = None
         self.layout: LayoutChanged | None = None
         self._told: set[str] = set()
+        self.last_reply: dict[str, Any] = {}
+        self.pass_env: dict[str, str] = {}
 
     async def bring_up(self, agent: AgentChannel) -> LayoutChanged:
         """Ask for the layout (created once, reused after) and start the stats."""
         self.host = str(agent.hello.get("host", "")) or self.host
-        reply = await agent.request("layout.ensure", timeout=60, **layout_request(self.workspace))
+        request = layout_request(self.workspace, pass_env=self.pass_env)
+        reply = await agent.request("layout.ensure", timeout=60, **request)
+        self.last_reply = reply
         await agent.request("stats.watch", interval=self.workspace.ui.stats_interval, workspace=self.workspace.name)
         return self._layout(reply)
 
     async def rebuild(self, agent: AgentChannel) -> LayoutChanged:
-        reply = await agent.request("layout.ensure", timeout=60, **layout_request(self.workspace, rebuild=True))
+        request = layout_request(self.workspace, rebuild=True, pass_env=self.pass_env)
+        reply = await agent.request("layout.ensure", timeout=60, **request)
+        self.last_reply = reply
         return self._layout(reply)
 
     async def page(self, agent: AgentChannel, before: int | None, count: int) -> OutputPage:

@@ -79,6 +79,7 @@ class Tunnels:
             return existing
         if existing is not None:
             await self.remove(name)
+            local_port = local_port or existing.local_port  # keep the laptop port (launch.json names it)
         forward = Forward(name, remote_port, free_local_port(local_port))
         await self._request(forward)
         self._forwards[name] = forward

@@ -1,0 +1,147 @@
+"""The run under the debug loop on the testbed (issue 5): environment lines, a container-style
+prefix and a pass_env variable reach the run (its value in no file on the node); two ranks, both
+forwarded and attachable; a python without debugpy is told and fixed with Tether's own copy;
+breakpoint() waits and the console says where; a crash loop backs off; mode wait times out."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+
+import pytest
+from console_helpers import wait_until
+from debug_helpers import debug_console, node_home, rank, ranks, script_workspace, status
+from node_helpers import Events, clean_node
+from testbed import Testbed
+
+from tui.app import TetherApp
+from tui.config import load_workspace
+from tui.debug.dap import DapClient
+from tui.events import Notice, RunState
+from tui.session import Session
+
+pytestmark = pytest.mark.needs_netns
+
+FOREVER = "import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(0.1)\n"
+
+
+@pytest.fixture
+def node(needs_netns: Testbed, tether_home: Path):
+    clean_node(needs_netns)
+    yield needs_netns
+    clean_node(needs_netns)
+
+
+async def test_env_lines_prefix_and_pass_env_reach_the_run_and_the_secret_is_in_no_file(
+        node: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TETHER_T_SECRET", secret)
+    home = node_home(node)
+    node.node_run_as_user(  # the stand-in container: marks the environment, then runs the command
+        "mkdir -p ~/standin-bin && printf '#!/bin/sh\\nexport TETHER_T_WRAPPED=\"$1\"\\nshift\\nexec \"$@\"\\n' "
+        "> ~/standin-bin/container && chmod +x ~/standin-bin/container", check=True)
+    script = ("import hashlib, os, time\n"
+              "print('envline', os.environ.get('TETHER_T_ENVLINE'), flush=True)\n"
+              "print('wrapped', os.environ.get('TETHER_T_WRAPPED'), flush=True)\n"
+              "print('secret', hashlib.sha256(os.environ.get('TETHER_T_SECRET', '').encode()).hexdigest(), flush=True)\n"
+              "while True:\n    time.sleep(0.1)\n")
+    extra = "\n".join([
+        'env = ["export TETHER_T_ENVLINE=from-env-line"]',
+        f'prefix = "{home}/standin-bin/container img.sif"',
+        'pass_env = ["TETHER_T_SECRET"]',
+    ])
+    config = script_workspace(tmp_path / "ws", node, script, extra=extra)
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    async with debug_console(session, events, lambda: any(line.startswith("secret ") for line in events.output())):
+        output = events.output()
+        assert "envline from-env-line" in output and "wrapped img.sif" in output
+        assert f"secret {digest}" in output
+        await events.until(lambda: status(events) == "running")  # debugpy through the prefix
+        found = node.node_run_as_user(
+            f"grep -rlsF {secret} ~ /tmp /var/tmp /dev/shm 2>/dev/null; true", timeout=60).stdout
+        assert found.strip() == "", f"the pass_env value was written to {found}"
+    await session.down()
+
+
+async def test_two_ranks_both_forwarded_and_attachable(node: Testbed, tmp_path: Path):
+    script = "import os, time\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'], flush=True)\nwhile True:\n    time.sleep(0.1)\n"
+    config = script_workspace(tmp_path / "ws", node, script, extra="[debug]\nranks = 2")
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+
+    def both_up() -> bool:
+        found = ranks(events)
+        return len(found) == 2 and all(r.status == "running" and r.local_port for r in found)
+
+    async with debug_console(session, events, both_up):
+        zero, one = ranks(events)
+        assert one.port == zero.port + 1 and zero.local_port != one.local_port
+        for state in (zero, one):
+            client = await DapClient.connect_initialized("127.0.0.1", state.local_port, timeout=20)
+            await client.attach()
+            await events.until(lambda: status(events, state.rank) == "attached")
+            await client.disconnect()
+        launch = (tmp_path / "ws" / ".vscode" / "launch.json").read_text()
+        assert f'"port": {zero.local_port}' in launch and f'"port": {one.local_port}' in launch
+        await session.restart_run()  # r restarts every rank
+        await events.until(lambda: all(r.restarts == 1 and r.status == "running" for r in ranks(events)), 30)
+    await session.down()
+
+
+async def test_no_debugpy_is_said_and_tethers_copy_fixes_it(node: Testbed, tmp_path: Path):
+    node.node_run_as_user("rm -rf ~/.cache/tether/debugpy")
+    config = script_workspace(tmp_path / "ws", node, FOREVER, interpreter=node.plain_python)
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+    async with debug_console(session, events, lambda: rank(events) and rank(events).debugpy_missing):
+        state = rank(events)
+        assert state.status == "crashed" and state.fix == f"{node.plain_python} -m pip install --user debugpy"
+        assert any("debugpy is not installed" in n.message and "Make debugpy available" in n.message
+                   for n in events.of(Notice))
+        await session.provide_debugpy()
+        await events.until(lambda: status(events) == "running" and not rank(events).debugpy_missing, 40)
+        client = await DapClient.connect_initialized("127.0.0.1", rank(events).local_port, timeout=20)
+        await client.attach()
+        await client.disconnect()
+    await session.down()
+
+
+async def test_breakpoint_hook_notifies_the_console(node: Testbed, tmp_path: Path):
+    script = "import time\nprint('before', flush=True)\nbreakpoint()\nprint('after', flush=True)\nwhile True:\n    time.sleep(0.1)\n"
+    config = script_workspace(tmp_path / "ws", node, script, name="bp.py", extra="[debug]\nmode = \"off\"")
+    session = Session(load_workspace(config), ping_interval=0.5)
+    app = TetherApp(session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: any("waiting for debugger at bp.py:3" in str(n.message)
+                                            for n in app._notifications), 40)
+        state = session.debug_runs.rank_states()[0]
+        assert state.status == "waiting_for_debugger" and state.waiting_at == "bp.py:3"
+        client = await DapClient.connect_initialized("127.0.0.1", state.local_port, timeout=20)
+        await client.attach()
+        stopped = await client.wait_stopped(timeout=15)
+        assert stopped.path.endswith("bp.py") and stopped.line == 4  # right after breakpoint(), as pdb does
+        await client.continue_(stopped.thread_id)
+        await client.disconnect()
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_value is not None, 20)
+    await Session(load_workspace(config)).down()
+
+
+async def test_crash_loop_backs_off_and_wait_mode_times_out(node: Testbed, tmp_path: Path):
+    crash = "import sys\nprint('boom', flush=True)\nsys.exit(3)\n"
+    config = script_workspace(tmp_path / "ws", node, crash)
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+    async with debug_console(session, events, lambda: status(events) == "crashed"):
+        assert rank(events).exit_code == 3 and "exited with code 3" in rank(events).reason
+        await session.restart_run()
+        await events.until(lambda: rank(events).restarts == 1 and status(events) == "crashed", 20)
+        await session.restart_run()  # the second quick crash in a row: the restart waits
+        await events.until(lambda: rank(events).backoff_s >= 2, 10)
+    await session.down()
+
+    config = script_workspace(tmp_path / "ws2", node, FOREVER, extra="[debug]\nmode = \"wait\"\nwait_timeout = 2")
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+    async with debug_console(session, events, lambda: "no debugger" in (rank(events).reason if rank(events) else ""), 40):
+        assert status(events) == "stopped" and rank(events).reason == "no debugger attached within 2 s"
+        assert any(s.ranks and s.ranks[0].status == "waiting_for_debugger" for s in events.of(RunState))
+    await session.down()

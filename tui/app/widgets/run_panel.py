@@ -1,0 +1,99 @@
+"""The run's state per rank (from the debug loops on the node) and the laptop port to attach to."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+import time
+
+from tui.events import RankState, RunState
+
+STATUS_WORDS = {
+    "starting": "starting",
+    "waiting_for_debugger": "waiting for debugger",
+    "running": "running",
+    "attached": "debugger attached",
+    "exited": "exited",
+    "crashed": "crashed",
+    "stopped": "stopped",
+}
+
+
+def describe_rank(state: RankState, now: float | None = None) -> str:
+    """Two lines for the console:
+    "rank 0  running  pid 123  up 1m05s" / "  restarts 2 · port 41000 → 127.0.0.1:5001" (attach there)."""
+    word = STATUS_WORDS.get(state.status, state.status)
+    if state.status in ("exited", "crashed") and state.exit_code is not None:
+        word += f"({state.exit_code})"
+    if state.waiting_at:
+        word = f"waiting for debugger at {state.waiting_at}"
+    first = [f"rank {state.rank}", word]
+    if state.pid and state.status not in ("exited", "crashed", "stopped"):
+        first.append(f"pid {state.pid}")
+        if state.started_at:
+            first.append("up " + uptime(max(0.0, (now or time.time()) - state.started_at)))
+    if state.backoff_s and state.status == "starting":
+        first.append(f"backoff {state.backoff_s:g}s")
+    second = f"  restarts {state.restarts} · port {state.port}"
+    if state.local_port:
+        second += f" → 127.0.0.1:{state.local_port}"
+    lines = ["  ".join(first), second]
+    if state.debugpy_missing:
+        lines.append("  debugpy missing: command palette → Make debugpy available")
+    elif state.reason and state.status in ("exited", "crashed", "stopped"):
+        lines.append(f"  {state.reason}")
+    return "\n".join(lines)
+
+
+def uptime(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+
+
+class RunPanel(Static):
+    """One line per rank: status, pid, restarts, node port, uptime, and 127.0.0.1:PORT to attach."""
+
+    DEFAULT_CSS = """
+    RunPanel {
+        height: auto;
+        border: round $primary 50%;
+        border-title-color: $text-primary;
+        border-subtitle-color: $text-muted;
+        background: $surface;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("waiting for the run…", id=id)
+        self.border_title = "Run"
+        self.state: RunState | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._refresh_uptime)
+
+    def show(self, state: RunState) -> None:
+        self.state = state
+        self.border_subtitle = f"debug: {state.mode}" + ("  r restart · x stop" if state.ranks else "")
+        self._render_state()
+
+    def _render_state(self) -> None:
+        if self.state is None:
+            return
+        if not self.state.ranks:
+            self.update("no debug loop (the run pane runs its own command)")
+            return
+        self.update("\n".join(describe_rank(rank) for rank in self.state.ranks))
+
+    def _refresh_uptime(self) -> None:
+        if self.state is not None and any(r.status in ("running", "attached") for r in self.state.ranks):
+            self._render_state()
+
+    def text(self) -> str:
+        return str(self.render())

@@ -1,0 +1,155 @@
+"""The laptop side of the debug loop: forwards, launch.json, run state per rank, restart and stop.
+
+Textual-free. ``DebugRuns`` is fed the agent's ``layout.ensure`` reply (its ``debug`` part: mode,
+and per rank the node port and the loop's state file) each time the link comes up, and the agent's
+``loop.state`` events. It forwards every rank's debug port and every [ports] entry with ``Tunnels``
+(kept across reconnects), writes ``.vscode/launch.json`` with the laptop ports, emits ``RunState``
+snapshots, and notices for what the user must act on (breakpoint() waiting, debugpy missing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import importlib.util
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from tui.config import Workspace
+from tui.events import DebuggerWaiting, EventSink, Notice, RankState, RunState
+from tui.remote.agent_channel import AgentChannel
+from tui.remote.tunnel import Tunnels
+
+def rank_forward_name(rank: int) -> str:
+    return f"debug rank {rank}"
+
+
+def pass_env_values(workspace: Workspace, environ: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """({name: value} of [run] pass_env found in ``environ``, names that are not set there)."""
+    values = {name: environ[name] for name in workspace.run.pass_env if name in environ}
+    return values, [name for name in workspace.run.pass_env if name not in environ]
+
+
+def debugpy_bundle() -> bytes:
+    """Tether's own debugpy (pure Python parts) as a tar.gz of ``debugpy/...``, for a node without it."""
+    spec = importlib.util.find_spec("debugpy")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("debugpy is not installed next to Tether")
+    root = Path(spec.origin).parent
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(root.rglob("*")):
+            if path.is_dir() or "__pycache__" in path.parts or path.suffix in (".pyc", ".dll", ".exe", ".dylib", ".pdb"):
+                continue
+            tar.add(path, arcname=f"debugpy/{path.relative_to(root)}", recursive=False)
+    return buffer.getvalue()
+
+
+class DebugRuns:
+    """The run's ranks as the console shows them, and the forwards that reach their debuggers."""
+
+    def __init__(self, workspace: Workspace, tunnels: Tunnels, sink: EventSink) -> None:
+        self.workspace = workspace
+        self.tunnels = tunnels
+        self.sink = sink
+        self.mode = workspace.debug.mode
+        self.ranks: list[dict[str, Any]] = []  # {rank, port, state} from the agent
+        self.states: dict[str, dict[str, Any] | None] = {}  # state path -> last loop state
+        self.local_ports: dict[int, int] = {}
+        self.remote_root = ""
+        self._waiting: dict[int, str] = {}
+        self._told: set[str] = set()
+
+    # ---------------------------------------------------------------- bring up (each link up)
+    async def bring_up(self, agent: AgentChannel, reply: dict[str, Any]) -> None:
+        debug = reply.get("debug") or {}
+        self.mode = str(debug.get("mode", self.mode))
+        self.remote_root = str(reply.get("root") or self.remote_root)
+        self.ranks = list(debug.get("ranks", ()))
+        for entry in self.ranks:
+            forward = await self.tunnels.add(rank_forward_name(int(entry["rank"])), int(entry["port"]),
+                                             self.local_ports.get(int(entry["rank"]), 0))
+            self.local_ports[int(entry["rank"])] = forward.local_port
+        for port in self.workspace.ports:
+            try:
+                await self.tunnels.add(port.name, port.remote, port.local)
+            except Exception as exc:  # noqa: BLE001 - one forward failing must not stop the others
+                self._tell(str(exc), "warning")
+        for entry in self.ranks:
+            await agent.request("loop.watch", state=entry["state"], interval=0.25)
+        self.write_launch_json()
+        self.emit()
+
+    def write_launch_json(self) -> Path | None:
+        if not self.ranks or not self.remote_root or self.mode == "off":
+            return None
+        from tui.debug.vscode import write_launch_json
+
+        root = self.workspace.local_root
+        try:
+            return write_launch_json(root, self.workspace.name, root, self.remote_root,
+                                     [self.local_ports[int(e["rank"])] for e in self.ranks])
+        except Exception as exc:  # noqa: BLE001 - a broken launch.json is the user's to fix; say so
+            self._tell(f"could not update .vscode/launch.json: {exc}", "warning")
+            return None
+
+    # ---------------------------------------------------------------- agent events
+    def handle(self, message: dict[str, Any]) -> None:
+        if message.get("op") != "loop.state":
+            return
+        path = str(message.get("state_path"))
+        if path not in {e["state"] for e in self.ranks}:
+            return
+        self.states[path] = message.get("state")
+        self.emit()
+
+    def rank_states(self) -> tuple[RankState, ...]:
+        found = []
+        for entry in self.ranks:
+            rank, state = int(entry["rank"]), self.states.get(entry["state"])
+            local = self.local_ports.get(rank, 0)
+            if not state:
+                found.append(RankState(rank, "starting", int(entry["port"]), local))
+                continue
+            status = str(state.get("status", "starting"))
+            if not state.get("loop_alive", True) and state.get("loop_running"):
+                status, reason = "crashed", "the debug loop was killed"
+            else:
+                reason = str(state.get("exit_reason") or "")
+            if not state.get("loop_alive", True) and not state.get("loop_running") and status not in ("exited", "crashed"):
+                status = "stopped"
+            found.append(RankState(
+                rank, status, int(state.get("port") or entry["port"]), local, state.get("pid"),
+                int(state.get("restarts") or 0), state.get("started_at"), state.get("exit_code"), reason,
+                str(state.get("waiting_at") or ""), float(state.get("backoff_s") or 0.0),
+                bool(state.get("debugpy_missing")), str(state.get("fix") or ""),
+            ))
+        return tuple(found)
+
+    def emit(self) -> None:
+        ranks = self.rank_states()
+        for rank in ranks:
+            if rank.waiting_at and self._waiting.get(rank.rank) != rank.waiting_at:
+                self.sink(DebuggerWaiting(rank.rank, rank.waiting_at, rank.local_port))
+                self.sink(Notice(f"rank {rank.rank}: waiting for debugger at {rank.waiting_at} "
+                                 f"(attach to 127.0.0.1:{rank.local_port})", "warning"))
+            self._waiting[rank.rank] = rank.waiting_at
+            if rank.debugpy_missing:
+                self._tell(f"debugpy is not installed for the run's python: use the command 'Make debugpy "
+                           f"available' (copies Tether's own, works offline), or run on the node: {rank.fix}", "error")
+        self.sink(RunState(ranks, self.mode))
+
+    def _tell(self, text: str, level: str = "info") -> None:
+        if text not in self._told:
+            self._told.add(text)
+            self.sink(Notice(text, level))
+
+    # ---------------------------------------------------------------- commands
+    async def control(self, agent: AgentChannel, command: str) -> list[dict[str, Any]]:
+        """Send ``command`` (restart, stop, quit, status) to every rank's loop; their replies."""
+        if not self.ranks:
+            raise RuntimeError("the run has no debug loop (a [layout] run pane with its own command?)")
+        replies = await asyncio.gather(*(agent.request("loop.control", state=e["state"], command=command)
+                                         for e in self.ranks))
+        return [reply.get("reply", {}) for reply in replies]
