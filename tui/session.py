@@ -19,6 +19,7 @@ from tui.errors import TetherError
 from tui.events import EventSink, LinkChanged, LinkState, Notice, OutputPage, PasswordPrompt
 from tui.remote.agent_channel import AgentChannel, AgentError, launch_agent
 from tui.remote.askpass import AskpassBridge, user_chose_askpass
+from tui.remote.jobwatch import JobWatch
 from tui.remote.link import AgentOptions, LinkSupervisor
 from tui.remote.panels import NodePanels, agent_environment, attach_command
 from tui.remote.scheduler import scheduler_for
@@ -69,6 +70,7 @@ class Session:
         self._agent_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.panels = NodePanels(workspace, self._emit)
         self._panels_task: asyncio.Task[None] | None = None
+        self._job_watch: asyncio.Task[None] | None = None
         self.tunnels = Tunnels(lambda: self._node_master(), self._emit)
         self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit)
         self.panels.pass_env, self._pass_env_missing = pass_env_values(workspace, dict(os.environ))
@@ -226,6 +228,8 @@ class Session:
                 await bridge.close()
 
     async def detach(self) -> None:
+        if self._job_watch is not None:
+            self._job_watch.cancel()
         if self._panels_task is not None:
             self._panels_task.cancel()
         if self.supervisor is not None and self.tunnels.forwards:
@@ -252,6 +256,16 @@ class Session:
             return None
         return Allocation(node=record.node, job_id=record.job_id)
 
+    def _watch_job(self) -> None:
+        """Poll the job (schedulers that can say its state) so the console sees it end or change."""
+        probe = getattr(self.scheduler, "state", None)
+        job_id = self.allocation.job_id if self.allocation else None
+        if probe is None or job_id is None:
+            return
+        if self._job_watch is not None and not self._job_watch.done():
+            return
+        self._job_watch = asyncio.create_task(JobWatch(probe, job_id, self._emit).run())
+
     async def _resolve_node(self, settings: SshSettings) -> ControlMaster | None:
         self.allocation = await self.scheduler.acquire(self.recorded_allocation(), self._sink)
         self.store.save(
@@ -264,6 +278,7 @@ class Session:
                 job_id=self.allocation.job_id,
             )
         )
+        self._watch_job()
         return self.node_master(self.allocation.node, settings)
 
     async def down(self, sink: EventSink = lambda event: None) -> list[str]:

@@ -210,7 +210,9 @@ class TetherApp(App[str]):
     # -- core events (messages up) ------------------------------------------------------------
 
     def on_link_updated(self, message: LinkUpdated) -> None:
-        self.query_one(LinkHeader).show_link(message.link)
+        header = self.query_one(LinkHeader)
+        header.show_link(message.link)
+        header.show_chain(tuple(self.session.chain))
 
     def on_notice_posted(self, message: NoticePosted) -> None:
         self.query_one(EventLog).add_notice(message.notice)

@@ -96,6 +96,12 @@ class LinkHeader(Horizontal):
         """Show a new link state (the app calls this for every LinkChanged)."""
         self.query_one(LinkStatus).link = link
 
+    def show_chain(self, chain: tuple[str, ...]) -> None:
+        """Show the hops again: a scheduler names the node only once the job runs."""
+        if chain != self._chain:
+            self._chain = chain
+            self.query_one("#chain", Label).update(describe_chain(chain))
+
     @property
     def link_text(self) -> str:
         """The link state as shown, without styling (for tests and screen readers)."""
