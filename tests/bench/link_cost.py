@@ -154,6 +154,14 @@ class Relay:
             await sender
 
     def close(self) -> None:
+        async def cancel_pipes() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_pipes(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
