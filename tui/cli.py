@@ -1,4 +1,4 @@
-"""The `tether` command: init, up, attach, down, doctor, status, demo.
+"""The `tether` command: init, up, attach, down, doctor, status, sync, pull, demo.
 
 Every command that reads tether.toml validates it first: a bad file prints every problem and exits
 2 before anything else happens. Errors meant for the user print their fix and exit 1.
@@ -89,19 +89,51 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from tui.sync.status import read_status
+
     workspace = _load(args)
-    record = StateStore().load(workspace_id(workspace.config_path))
+    ws_id = workspace_id(workspace.config_path)
+    record = StateStore().load(ws_id)
+    sync = read_status(ws_id)
     status = {
         "workspace": workspace.name,
         "config": str(workspace.config_path),
         "session": None if record is None else {"login": record.login, "node": record.node, "scheduler": record.scheduler, "job_id": record.job_id},
+        "sync": sync,
     }
     if args.json:
         print(json.dumps(status))
-    elif record is None:
+        return 0
+    if record is None:
         print(f"{workspace.name}: no session (`tether up` starts one)")
     else:
         print(f"{workspace.name}: session on {record.node or record.login} ({record.scheduler})")
+    if sync is not None:
+        print(f"sync: {sync['state']}" + ("" if sync["running"] else " (last known; no sync runs now)"))
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from tui.sync.headless import ProgressPrinter, run_sync
+
+    workspace = _load(args)
+    printer = ProgressPrinter(sys.stderr)
+
+    def ready(engine: object) -> None:
+        if args.watch:
+            print(f"watching {workspace.local_root} (ctrl-c to stop)", file=sys.stderr, flush=True)
+        else:
+            print(f"{workspace.name}: the node is up to date", file=sys.stderr, flush=True)
+
+    return asyncio.run(run_sync(workspace, watch=args.watch, allow_deletes=args.allow_deletes, sink=printer, on_ready=ready))
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from tui.sync.headless import ProgressPrinter, pull
+
+    workspace = _load(args)
+    asyncio.run(pull(workspace, args.path, ProgressPrinter(sys.stderr)))
+    print(f"pulled {args.path} into {workspace.local_root}", file=sys.stderr)
     return 0
 
 
@@ -146,7 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         add(name, handler, text).add_argument("--theme", help="console theme (dark, light, ...)")
     add("down", cmd_down, "stop the run, release the node, close the connections")
     add("doctor", cmd_doctor, "check every hop to the node and say how to fix what is broken")
-    add("status", cmd_status, "show the workspace's session").add_argument("--json", action="store_true")
+    add("status", cmd_status, "show the workspace's session and sync state").add_argument("--json", action="store_true")
+    sync = add("sync", cmd_sync, "copy the workspace to the node now (--watch: and keep it in sync)")
+    sync.add_argument("--watch", action="store_true", help="keep watching and pushing changes until ctrl-c")
+    sync.add_argument("--allow-deletes", dest="allow_deletes", action="store_true",
+                      help="go on even when the push would delete more than delete_threshold of the node's files")
+    pull = add("pull", cmd_pull, "bring a file or folder the run wrote on the node back to the laptop")
+    pull.add_argument("path", help="relative to the workspace, e.g. outputs/ or outputs/model.pt")
     return parser
 
 

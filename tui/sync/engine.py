@@ -1,0 +1,370 @@
+"""The sync engine: first sync, then watch -> coalesce -> push, pausing while the link is down.
+
+Every local change gets a sequence number. Changed paths wait in one set (a path changed twice is
+sent once, as it is at push time); one push loop takes the whole set, reads each path's local
+state now, plans (tui/sync/reconcile.py) and applies it (tui/sync/push.py). A push that fails on
+the link puts its paths back, so nothing is lost: after a reconnect the set (everything changed
+meanwhile, plus the push that was cut) is pushed again, and every op is idempotent.
+``wait_synced()`` returns once every change made before the call is on the node.
+
+It runs inside the console's session or headless (`tether sync`): all it needs is a target
+(tui/sync/target.py) and an EventSink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+from tui.config import Workspace
+from tui.events import EventSink, Notice
+from tui.sync import safety
+from tui.sync.ignore import BUILTIN_IGNORES, Rules, compile_for_node
+from tui.sync.push import LinkFailure, Pusher, PushResult
+from tui.sync.reconcile import Plan, RemoteIndex, deletes_exceed, plan_changes, reconcile
+from tui.sync.rsync import RsyncProgress
+from tui.sync.status import SyncConflict, SyncProgress, SyncState, SyncStatus, write_status
+from tui.sync.target import SyncTarget
+from tui.sync.tree import count_files, entries_from_wire, scan_local, stat_local
+from tui.sync.watcher import Watcher, make_watcher
+
+SETTLE = 0.003  # seconds without new events before a change set is taken
+SETTLE_MAX = 0.05
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        workspace: Workspace,
+        target: SyncTarget,
+        sink: EventSink,
+        *,
+        ws_id: str | None = None,
+        allow_deletes: bool = False,
+        settle: float = SETTLE,
+    ) -> None:
+        self.workspace = workspace
+        self.root: Path = workspace.local_root
+        self.target = target
+        self._sink = sink
+        self._ws_id = ws_id
+        self.allow_deletes = allow_deletes
+        self._settle = settle
+        config = workspace.sync
+        self.rules = Rules.for_root(self.root, config.ignore, config.protect)
+        self._node_exclude = compile_for_node(list(BUILTIN_IGNORES) + list(config.ignore))
+        self._node_protect = compile_for_node(config.protect)
+        self.pusher = Pusher(self.root, workspace.remote_root)
+        self.index = RemoteIndex()
+        self.watcher: Watcher | None = None
+        self._dirty: dict[str, int] = {}  # path -> sequence number of its last change
+        self._inflight: set[str] = set()
+        self._first_dirty_at: float | None = None
+        self._seq = 0  # the last change seen
+        self._applied = 0  # every change up to this one is on the node
+        self._progress = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self._rescan: str | None = None
+        self._opened_on: object | None = None
+        self._paused = False
+        self._halt: safety.SyncHalted | None = None
+        self._allow_once = False
+        self._link_up = True
+        self.state = SyncState.SCANNING
+        self.status = SyncStatus(workspace.name, SyncState.SCANNING)
+        self.conflicts: list[SyncConflict] = []
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closed = False
+        target.add_listener(self._on_link)
+
+    # -- public API ----------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return len(self._dirty.keys() | self._inflight)
+
+    @property
+    def applied_seq(self) -> int:
+        return self._applied
+
+    def current_seq(self) -> int:
+        """The sequence number of the last change seen, after reading every queued file event."""
+        if self.watcher is not None:
+            self.watcher.drain()
+        return self._seq
+
+    async def wait_synced(self, seq: int | None = None, timeout: float | None = None) -> None:
+        """Return once every change up to ``seq`` (default: every change made before now) is on the node."""
+        wanted = self.current_seq() if seq is None else seq
+        async with self._progress:
+            await asyncio.wait_for(self._progress.wait_for(lambda: self._applied >= wanted), timeout)
+
+    async def sync_once(self) -> PushResult:
+        """Headless one-shot: open the root and make the node's tree equal to the local one."""
+        await self.target.start()
+        return await self._full_sync(first=True)
+
+    async def start(self) -> None:
+        """First sync, then watch and push in the background until ``close``."""
+        await self.target.start()
+        self.watcher = make_watcher(self.root, self.rules, self._changed, self._request_rescan)
+        self.watcher.start()
+        self._seq += 1  # the first sync covers everything up to here
+        while True:
+            try:
+                await self._full_sync(first=True)
+                break
+            except LinkFailure:
+                await asyncio.sleep(0.2)
+                await self.target.wait_up()
+            except safety.SyncRefused:
+                raise
+            except safety.SyncHalted as exc:  # the console asks; the loop goes on after allow_deletes_once
+                self._halt = exc
+                self._sink(Notice(exc.message, "error"))
+                self._emit()
+                break
+        self._loop_task = asyncio.create_task(self._push_loop())
+
+    async def close(self) -> None:
+        self._closed = True  # no more events: the link going down after this is not sync's news
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self.watcher is not None:
+            self.watcher.close()
+        await self.target.close()
+
+    def pause(self) -> None:
+        self._paused = True
+        self._emit()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake.set()
+        self._emit()
+
+    def allow_deletes_once(self) -> None:
+        """The user looked at a root-emptied halt and wants the deletes."""
+        self._halt = None
+        self._allow_once = True
+        self._wake.set()
+        self._emit()
+
+    async def pull(self, rel: str) -> None:
+        """Bring ``rel`` (relative to the workspace) back from the node."""
+        await self.target.wait_up()
+        await self._ensure_open()
+        await self.pusher.pull(self.target.master, rel)
+
+    # -- changes -------------------------------------------------------------------------------
+    def _changed(self, paths: object) -> None:
+        self._seq += 1  # one number per batch of events: they arrived together
+        dirty, seq = self._dirty, self._seq
+        for path in paths:  # type: ignore[attr-defined]
+            dirty[path] = seq
+        if self._first_dirty_at is None:
+            self._first_dirty_at = time.perf_counter()
+        self._wake.set()
+        if self.state in (SyncState.UP_TO_DATE, SyncState.LINK_LOST, SyncState.PAUSED, SyncState.HALTED):
+            self._emit()
+
+    def _request_rescan(self, reason: str) -> None:
+        self._rescan = reason
+        self._seq += 1
+        self._wake.set()
+
+    def _on_link(self, up: bool, why: str) -> None:
+        self._link_up = up
+        if up:
+            self._wake.set()
+        self._emit(detail="" if up else why)
+
+    # -- state ---------------------------------------------------------------------------------
+    def _state_now(self) -> SyncState:
+        if self._halt is not None:
+            return SyncState.HALTED
+        if not self._link_up:
+            return SyncState.LINK_LOST
+        if self._paused:
+            return SyncState.PAUSED
+        return self.state
+
+    def _emit(self, *, detail: str = "", result: PushResult | None = None, latency_ms: float | None = None) -> None:
+        if self._closed:
+            return
+        state = self._state_now()
+        if state is SyncState.HALTED and self._halt is not None:
+            detail = self._halt.message
+        if state is SyncState.UP_TO_DATE and self.pending:
+            state = SyncState.PENDING
+        previous = self.status
+        status = SyncStatus(
+            self.workspace.name, state, self.pending, detail,
+            latency_ms if latency_ms is not None else previous.last_push_ms,
+            result.bytes if result is not None else previous.last_push_bytes,
+            result.files if result is not None else previous.last_push_files,
+            len(self.conflicts),
+        )
+        if status == previous:
+            return
+        self.status = status
+        self._sink(status)
+        if self._ws_id is not None and (status.state is not previous.state or result is not None):
+            with contextlib.suppress(OSError):
+                write_status(self._ws_id, status)
+
+    async def _mark_applied(self, seq: int) -> None:
+        async with self._progress:
+            self._applied = max(self._applied, seq)
+            self._progress.notify_all()
+
+    # -- pushing -------------------------------------------------------------------------------
+    async def _ensure_open(self) -> None:
+        agent = self.target.agent
+        if agent is not None and agent is self._opened_on and not agent.closed:
+            return
+        reply = await self.pusher.request(agent, "files.open", protect=self._node_protect, timeout=30)
+        if reply.get("op") == "files.refused":
+            safety.refuse_root(self.workspace.remote_root, reply["root"], reply["home"])
+        self.pusher.remote_root = reply["root"]
+        self._opened_on = agent
+
+    def _check_safe(self, plan: Plan, remote_files: int) -> None:
+        safety.local_root_missing(self.root.is_dir())
+        if self.allow_deletes or self._allow_once:
+            self._allow_once = False
+            return
+        threshold = self.workspace.sync.delete_threshold
+        if deletes_exceed(plan.deleted_files, remote_files, threshold):
+            raise safety.RootEmptied(plan.deleted_files, remote_files, threshold)
+
+    async def _full_sync(self, *, first: bool = False) -> PushResult:
+        reason, self._rescan = self._rescan, None
+        try:
+            return await self._compare_and_push(first)
+        except BaseException:
+            self._rescan = self._rescan or reason or "the last full comparison did not finish"
+            raise
+
+    async def _compare_and_push(self, first: bool) -> PushResult:
+        self.state = SyncState.SCANNING
+        self._emit()
+        seq = self._seq
+        await self.target.wait_up()
+        await self._ensure_open()
+        skipped: list[str] = []
+        local = await asyncio.to_thread(scan_local, self.root, self.rules, "", skipped)
+        reply = await self.pusher.request(self.target.agent, "files.manifest", exclude=self._node_exclude, timeout=120)
+        remote = entries_from_wire(reply["entries"])
+        plan = reconcile(local, remote, self.rules.excluded, skipped)
+        self._check_safe(plan, count_files(remote))
+        self.index = RemoteIndex.of_tree(remote)
+        self._dirty = {p: s for p, s in self._dirty.items() if s > seq}
+        return await self._apply(plan, seq, progress=first)
+
+    async def _apply(self, plan: Plan, seq: int, *, progress: bool = False) -> PushResult:
+        self.state = SyncState.PUSHING
+        self._inflight = set(plan.paths())
+        self._emit()
+        started = self._first_dirty_at or time.perf_counter()
+        self._first_dirty_at = None
+        total_files, total_bytes = len(plan.files), plan.bytes_to_send
+
+        def on_progress(files: int, nbytes: int, rsync: RsyncProgress | None) -> None:
+            self._sink(SyncProgress(self.workspace.name, min(files, total_files), total_files,
+                                    min(nbytes, total_bytes), total_bytes,
+                                    rsync.rate if rsync else "", rsync.eta if rsync else ""))
+
+        try:
+            result = await self.pusher.apply(plan, self.target.agent, self.target.master,
+                                             on_progress=on_progress if progress else None)
+        except BaseException:
+            for path in self._inflight:  # back in the queue, unless changed again meanwhile
+                self._dirty.setdefault(path, seq)
+            raise
+        finally:
+            self._inflight = set()
+        self.index.apply(plan)
+        for path in result.retry:
+            self._seq += 1
+            self._dirty[path] = self._seq
+        for error in result.errors:
+            self._sink(Notice(f"sync: {error.get('path') or 'rsync'}: {error.get('error')}", "warning"))
+        for conflict in result.conflicts:
+            await self._conflict(conflict["path"], conflict["copy"])
+        await self._mark_applied(seq)
+        self.state = SyncState.UP_TO_DATE
+        self._emit(result=result, latency_ms=(time.perf_counter() - started) * 1000)
+        return result
+
+    async def _conflict(self, path: str, copy: str) -> None:
+        event = SyncConflict(self.workspace.name, path, copy)
+        self.conflicts.append(event)
+        self._sink(event)
+        self._sink(Notice(event.message, "warning"))
+        with contextlib.suppress(LinkFailure, OSError, Exception):
+            await self.pusher.fetch_copy(self.target.agent, self.target.master, copy)
+
+    async def _push_changes(self) -> None:
+        await self._ensure_open()
+        seq, batch = self._seq, self._dirty
+        self._dirty = {}
+        changed = {path: stat_local(self.root, path) for path in batch}
+        plan = plan_changes(changed, self.rules.excluded, self.index)
+        try:
+            self._check_safe(plan, self.index.total)
+        except safety.SyncHalted:
+            self._dirty.update(batch)
+            raise
+        await self._apply(plan, seq)
+
+    async def _settled(self) -> None:
+        deadline = time.perf_counter() + SETTLE_MAX
+        while True:
+            seen = self._seq
+            await asyncio.sleep(self._settle)
+            if self.watcher is not None:
+                self.watcher.drain()
+            if self._seq == seen or time.perf_counter() > deadline:
+                return
+
+    async def _push_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._paused or self._halt is not None:
+                self._emit()
+                continue
+            if not self._dirty and self._rescan is None:
+                self._emit()
+                continue
+            if not self.target.is_up():
+                self._link_up = False
+                self._emit()
+                await self.target.wait_up()
+                self._link_up = True
+            await self._settled()
+            try:
+                if self._rescan is not None:
+                    await self._full_sync()
+                else:
+                    await self._push_changes()
+            except LinkFailure as exc:
+                self._link_up = self.target.is_up()
+                self._emit(detail=str(exc))
+                await asyncio.sleep(0.2)  # the supervisor notices the drop; then wait_up above
+            except safety.SyncHalted as exc:
+                self._halt = exc
+                self._sink(Notice(exc.message, "error"))
+                self._emit()
+                continue
+            except Exception as exc:  # an agent error: say it, open the root again, retry later
+                self._opened_on = None
+                self._sink(Notice(f"sync: {exc}", "error"))
+                await asyncio.sleep(1.0)
+            if self._dirty or self._rescan is not None:
+                self._wake.set()
+
