@@ -22,8 +22,9 @@ BREAK_LINE = next(n for n, text in enumerate(DEBUGGEE.read_text().splitlines(), 
 
 def script_workspace(folder: Path, testbed: Testbed, script: str, name: str = "dbg.py", *, command: str = "",
                      extra: str = "", **kwargs: str) -> Path:
-    """A workspace whose run is ``script`` (written to ~/work/tbws/NAME on the node)."""
-    testbed.node_run_as_user(f"mkdir -p ~/work/tbws && cat > ~/work/tbws/{name}", input=script, check=True)
+    """A workspace whose run is ``script``: written locally, sync takes it to ~/work/tbws/NAME on the node."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(script)
     lines = [f'command = "{command or "python3 " + name}"', extra, "[ui]", "stats_interval = 0.5"]
     return write_workspace(folder, testbed, extra="\n".join(lines), **kwargs)
 

@@ -30,8 +30,9 @@ E = TypeVar("E")
 
 
 def tick_workspace(folder: Path, testbed: Testbed, *, run_env: str = "", layout: str = "", interval: float = 0.5) -> Path:
-    """A workspace whose run is tick.py in the node's remote root (written there directly)."""
-    testbed.node_run_as_user("mkdir -p ~/work/tbws && cat > ~/work/tbws/tick.py", input=TICK, check=True)
+    """A workspace whose run is tick.py: written locally, sync takes it to the node's remote root."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tick.py").write_text(TICK)
     extra = ['command = "python3 tick.py"']
     if run_env:
         extra.append(f"env = [{run_env}]")

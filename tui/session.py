@@ -15,8 +15,10 @@ import shlex
 from typing import Any, Callable
 
 from tui.config import HostSpec, Workspace
+from tui.debug.runs import DebugRuns, debugpy_bundle, pass_env_values
 from tui.errors import TetherError
 from tui.events import EventSink, LinkChanged, LinkState, Notice, OutputPage, PasswordPrompt
+from tui.node.layout import DEBUGPY_HOME
 from tui.remote.agent_channel import AgentChannel, AgentError, launch_agent
 from tui.remote.askpass import AskpassBridge, user_chose_askpass
 from tui.remote.jobwatch import JobWatch
@@ -26,9 +28,9 @@ from tui.remote.scheduler import scheduler_for
 from tui.remote.scheduler.base import Allocation
 from tui.remote.ssh import ControlMaster, Destination, Hop, SshSettings
 from tui.remote.tunnel import Tunnels
-from tui.debug.runs import DebugRuns, debugpy_bundle, pass_env_values
-from tui.node.layout import DEBUGPY_HOME
 from tui.state import SessionRecord, StateStore, runtime_dir, workspace_id
+from tui.sync.engine import SyncEngine
+from tui.sync.target import LoginTarget, NodeTarget, SyncTarget
 
 
 def destination_of(spec: HostSpec) -> Destination:
@@ -71,6 +73,9 @@ class Session:
         self.panels = NodePanels(workspace, self._emit)
         self._panels_task: asyncio.Task[None] | None = None
         self._job_watch: asyncio.Task[None] | None = None
+        self.sync: SyncEngine | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self._first_sync = asyncio.Event()  # the run starts on a node that has the code
         self.tunnels = Tunnels(lambda: self._node_master(), self._emit)
         self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit)
         self.panels.pass_env, self._pass_env_missing = pass_env_values(workspace, dict(os.environ))
@@ -101,7 +106,40 @@ class Session:
                 self._panels_task.cancel()
             self._panels_task = asyncio.create_task(self._bring_up_panels(self.supervisor.agent))
 
+    def _sync_target(self, settings: SshSettings) -> SyncTarget:
+        if self.workspace.connection.sync_via == "login":
+            options = AgentOptions(self.workspace.run.interpreter, tuple(self.workspace.run.env))
+            return LoginTarget(self.login_master(settings), options)
+        assert self.supervisor is not None
+        return NodeTarget(self.supervisor)
+
+    async def _start_sync(self) -> None:
+        """First sync, then watch; with restart_on_sync, restart the run once each change landed."""
+        assert self.sync is not None
+        try:
+            await self.sync.start()
+        except TetherError as exc:
+            self._sink(Notice(f"sync: {exc}", "error"))
+            return
+        finally:
+            self._first_sync.set()
+        if self.workspace.run.restart_on_sync:
+            await self._restart_after_sync(self.sync)
+
+    async def _restart_after_sync(self, engine: SyncEngine) -> None:
+        """Restart the run exactly once per synced change set, and only once the node has all of it."""
+        seen = engine.applied_seq
+        while True:
+            seen = await engine.wait_applied_after(seen)
+            if engine.pending:
+                continue  # more of the same save burst is on its way: restart once it has landed
+            try:
+                await self.restart_run()
+            except (TetherError, asyncio.TimeoutError) as exc:
+                self._sink(Notice(f"restart after sync: {exc}", "warning"))
+
     async def _bring_up_panels(self, agent: AgentChannel) -> None:
+        await self._first_sync.wait()
         try:
             await self.panels.bring_up(agent)
         except (AgentError, asyncio.TimeoutError) as exc:
@@ -217,6 +255,8 @@ class Session:
             on_agent_event=self._agent_event,
         )
         self.supervisor.add_listener(self._link_changed)
+        self.sync = SyncEngine(self.workspace, self._sync_target(settings), sink, ws_id=self.ws_id)
+        self._sync_task = asyncio.create_task(self._start_sync())
         self.supervisor.add_listener(self.tunnels.on_link)
         if self._pass_env_missing:
             sink(Notice("[run] pass_env: not set on this laptop, so not given to the run: "
@@ -228,6 +268,11 @@ class Session:
                 await bridge.close()
 
     async def detach(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+        if self.sync is not None:
+            with contextlib.suppress(Exception):
+                await self.sync.close()
         if self._job_watch is not None:
             self._job_watch.cancel()
         if self._panels_task is not None:

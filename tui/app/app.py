@@ -1,7 +1,8 @@
 """TetherApp: the console, a pure view over a ``ConsoleSession``.
 
 The app shows what the core reports and sends the core commands; it never opens a connection
-itself. That is why it imports only ``tui.events`` and ``tui.console_api`` from the core: the same
+itself. That is why it imports only event types (``tui.events``, ``tui.sync.status``) and
+``tui.console_api`` from the core: the same
 session drives the plain CLI, and UI tests drive the app with a scripted session.
 
 Data flow: ``session.run(sink)`` runs in a worker; the sink (``EventForwarder``) posts each core
@@ -32,13 +33,25 @@ from tui.app.messages import (
     PasswordRequested,
     ProgressReported,
     RunUpdated,
+    SyncReported,
     UnhandledEvent,
 )
 from tui.app.screens import HelpScreen, KeyHelp, LogsScreen, PasswordScreen
 from tui.app.themes import load_themes
 from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable, RunPanel
+from tui.app.widgets.sync_panel import SyncPanel
 from tui.console_api import ConsoleSession
-from tui.events import DebuggerWaiting, GpuStats, LayoutChanged, LinkChanged, LinkState, NodeStats, RunProcesses, RunState
+from tui.events import (
+    DebuggerWaiting,
+    GpuStats,
+    LayoutChanged,
+    LinkChanged,
+    LinkState,
+    NodeStats,
+    RunProcesses,
+    RunState,
+)
+from tui.sync.status import SyncConflict
 
 DETACHED = "detached"
 """``TetherApp.run()`` returns this after ``q``: the session detached and the run keeps going."""
@@ -152,6 +165,7 @@ class TetherApp(App[str]):
         with Horizontal(id="dashboard"):
             yield OutputPanel(id="output")
             with Vertical(id="side"):
+                yield SyncPanel(id="sync")
                 yield RunPanel(id="run")
                 yield NodePanel(id="node")
                 yield ProcessTable(id="processes")
@@ -213,6 +227,11 @@ class TetherApp(App[str]):
         header = self.query_one(LinkHeader)
         header.show_link(message.link)
         header.show_chain(tuple(self.session.chain))
+
+    def on_sync_reported(self, message: SyncReported) -> None:
+        self.query_one(SyncPanel).show(message.event)
+        if isinstance(message.event, SyncConflict):
+            self.notify(message.event.message, title="Sync: both versions kept", severity="warning")
 
     def on_notice_posted(self, message: NoticePosted) -> None:
         self.query_one(EventLog).add_notice(message.notice)

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 
 from tui.events import (
+    DebuggerWaiting,
     GpuStats,
     LayoutChanged,
     LinkChanged,
@@ -22,8 +23,8 @@ from tui.events import (
     Progress,
     RunProcesses,
     RunState,
-    DebuggerWaiting,
 )
+from tui.sync.status import SyncConflict, SyncProgress, SyncStatus
 
 
 class LinkUpdated(Message):
@@ -115,7 +116,17 @@ def message_for(event: object) -> Message:
         return NodeUpdated(event)
     if isinstance(event, (RunState, DebuggerWaiting)):
         return RunUpdated(event)
+    if isinstance(event, (SyncStatus, SyncProgress, SyncConflict)):
+        return SyncReported(event)
     return UnhandledEvent(event)
+
+
+class SyncReported(Message):
+    """The mirror on the node changed state, made progress, or kept a conflict copy."""
+
+    def __init__(self, event: SyncStatus | SyncProgress | SyncConflict) -> None:
+        super().__init__()
+        self.event = event
 
 
 class EventForwarder:

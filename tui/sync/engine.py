@@ -100,6 +100,12 @@ class SyncEngine:
         async with self._progress:
             await asyncio.wait_for(self._progress.wait_for(lambda: self._applied >= wanted), timeout)
 
+    async def wait_applied_after(self, seq: int) -> int:
+        """Wait until changes beyond ``seq`` are on the node; returns the new applied number."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._applied > seq)
+            return self._applied
+
     async def sync_once(self) -> PushResult:
         """Headless one-shot: open the root and make the node's tree equal to the local one."""
         await self.target.start()

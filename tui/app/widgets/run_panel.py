@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from textual.widgets import Static
-
 import time
+
+from textual.widgets import Static
 
 from tui.events import RankState, RunState
 

@@ -1,0 +1,41 @@
+"""restart_on_sync on the real testbed: a local edit restarts the run exactly once, and only after
+the node has the edit (the restarted run prints the new version)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from debug_helpers import debug_console, rank, script_workspace, status
+from node_helpers import Events, clean_node
+from testbed import Testbed
+
+from tui.config import load_workspace
+from tui.session import Session
+
+pytestmark = pytest.mark.needs_netns
+
+SCRIPT = 'import time\nVERSION = {version}\nprint("running version", VERSION, flush=True)\nwhile True:\n    time.sleep(1)\n'
+
+
+@pytest.fixture
+def node(needs_netns: Testbed, tether_home: Path):
+    clean_node(needs_netns)
+    yield needs_netns
+    clean_node(needs_netns)
+
+
+async def test_a_local_edit_restarts_the_run_once_after_the_node_has_it(node: Testbed, tmp_path: Path):
+    folder = tmp_path / "ws"
+    config = script_workspace(folder, node, SCRIPT.format(version=1), name="ver.py", extra="restart_on_sync = true")
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+    async with debug_console(session, events, lambda: status(events) == "running" and "running version 1" in events.output()):
+        assert rank(events).restarts == 0
+        (folder / "ver.py").write_text(SCRIPT.format(version=2))
+        await events.until(lambda: rank(events).restarts == 1 and "running version 2" in events.output(), 30)
+        # Exactly one restart: nothing more happens once the change has landed.
+        await asyncio.sleep(3)
+        assert rank(events).restarts == 1
+        assert node.node_run_as_user("grep VERSION ~/work/tbws/ver.py").stdout.startswith("VERSION = 2")
+    await session.down()
