@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 
 class LinkState(enum.Enum):
@@ -189,3 +190,74 @@ class DebuggerWaiting:
     rank: int
     where: str
     local_port: int
+
+
+# -- sync (tui/sync emits these; the console shows them) -----------------------------------------
+
+class SyncState(enum.Enum):
+    SCANNING = "scanning"
+    PUSHING = "pushing"
+    UP_TO_DATE = "up to date"
+    PENDING = "pending"  # changes wait (settling, or behind a push in flight)
+    PAUSED = "paused"  # the user paused sync
+    HALTED = "halted"  # a safety rule stopped it; see ``detail``
+    LINK_LOST = "link lost"
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    workspace: str
+    state: SyncState
+    pending: int = 0  # changed paths not yet on the node
+    detail: str = ""
+    last_push_ms: float | None = None  # latency of the last push, change seen -> node answered
+    last_push_bytes: int | None = None
+    last_push_files: int | None = None
+    conflicts: int = 0  # conflict copies made in this run
+
+    @property
+    def message(self) -> str:
+        """One line for a log or the CLI."""
+        text = f"sync: {self.state.value}"
+        if self.state is SyncState.LINK_LOST:
+            text = f"sync: link lost, {self.pending} change{'s' if self.pending != 1 else ''} pending"
+        elif self.pending:
+            text += f", {self.pending} pending"
+        if self.detail:
+            text += f" ({self.detail})"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """First sync: ``fraction`` of the bytes, with rsync's own rate and ETA."""
+
+    workspace: str
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+    rate: str = ""
+    eta: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.bytes_done / self.bytes_total if self.bytes_total else 1.0
+
+
+@dataclass(frozen=True)
+class SyncConflict:
+    """``path`` changed on the node since Tether wrote it: the node's version is now ``copy``."""
+
+    workspace: str
+    path: str
+    copy: str
+
+    @property
+    def message(self) -> str:
+        return f"sync: {self.path} was edited on the node; its version is kept as {self.copy}"

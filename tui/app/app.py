@@ -50,8 +50,8 @@ from tui.events import (
     NodeStats,
     RunProcesses,
     RunState,
+    SyncConflict,
 )
-from tui.sync.status import SyncConflict
 
 DETACHED = "detached"
 """``TetherApp.run()`` returns this after ``q``: the session detached and the run keeps going."""

@@ -23,8 +23,10 @@ from tui.events import (
     Progress,
     RunProcesses,
     RunState,
+    SyncConflict,
+    SyncProgress,
+    SyncStatus,
 )
-from tui.sync.status import SyncConflict, SyncProgress, SyncStatus
 
 
 class LinkUpdated(Message):

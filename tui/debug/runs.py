@@ -10,8 +10,8 @@ snapshots, and notices for what the user must act on (breakpoint() waiting, debu
 from __future__ import annotations
 
 import asyncio
-import io
 import importlib.util
+import io
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from tui.config import Workspace
 from tui.events import DebuggerWaiting, EventSink, Notice, RankState, RunState
 from tui.remote.agent_channel import AgentChannel
 from tui.remote.tunnel import Tunnels
+
 
 def rank_forward_name(rank: int) -> str:
     return f"debug rank {rank}"

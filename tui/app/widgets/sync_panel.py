@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar
 
-from tui.sync.status import SyncConflict, SyncProgress, SyncState, SyncStatus
+from tui.events import SyncConflict, SyncProgress, SyncState, SyncStatus
 
 
 def describe_status(status: SyncStatus) -> str:
