@@ -287,8 +287,8 @@ async def w2_w4(testbed: Testbed, base: Path, ssh_config: Path, cfg: dict) -> di
             for side in (tether, floor) if rep % 2 == 0 else (floor, tether):
                 await quiet_disk()
                 started = time.perf_counter()
-                for rel in paths:
-                    (side.local / rel).write_bytes(os.urandom(1000).hex().encode())
+                for rel in paths:  # a new size each time: rsync's quick check sees whole seconds only
+                    (side.local / rel).write_bytes(os.urandom(1000).hex().encode() + b"#" * (rep + 1))
                 if side is floor:
                     rsync = floor_rsync(master, floor.local, f"{testbed.home}/{floor.remote}", paths)
                 done = await in_thread(wait_node, same_bytes([(side.local / p, side.node(p)) for p in reversed(paths)]))

@@ -262,8 +262,11 @@ class SyncEngine:
         await self.target.wait_up()
         await self._ensure_open()
         skipped: list[str] = []
-        local = await asyncio.to_thread(scan_local, self.root, self.rules, "", skipped)
-        reply = await self.pusher.request(self.target.agent, "files.manifest", exclude=self._node_exclude, timeout=120)
+        # Both sides at once: the local scan in a thread while the node walks its tree.
+        local, reply = await asyncio.gather(
+            asyncio.to_thread(scan_local, self.root, self.rules, "", skipped),
+            self.pusher.request(self.target.agent, "files.manifest", exclude=self._node_exclude, timeout=120),
+        )
         remote = entries_from_wire(reply["entries"])
         plan = reconcile(local, remote, self.rules.excluded, skipped)
         self._check_safe(plan, count_files(remote))

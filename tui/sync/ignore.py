@@ -23,6 +23,9 @@ BUILTIN_IGNORES: tuple[str, ...] = (
     "__pycache__/", "*.pyc", "*.pyo",
     ".venv/", "node_modules/", ".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".tox/", ".nox/",
     ".ipynb_checkpoints/", ".DS_Store", ".idea/",
+    # Editor settings stay on the laptop; Tether writes .vscode/launch.json itself, and syncing it
+    # would count as a change (and restart a run with restart_on_sync).
+    ".vscode/",
     # Editor temporaries: vim's swap and write-test files, emacs locks and backups.
     "*.swp", "*.swx", "*~", ".#*", "4913",
     # Our own temporary files on the node (an agent killed mid-write leaves one).

@@ -86,8 +86,9 @@ class Pusher:
         """The files.apply messages (with their byte sizes), the paths left for rsync."""
         result = PushResult()
         head: list[dict[str, Any]] = [{"k": "del", "p": p} for p in plan.deletes]
-        head += [{"k": "mkdir", "p": p, "m": m} for p, m in plan.mkdirs]
-        head += [{"k": "link", "p": p, "l": t} for p, t in plan.links]
+        if not (rsync_all and plan.full):  # a whole-tree rsync makes the folders and links itself
+            head += [{"k": "mkdir", "p": p, "m": m} for p, m in plan.mkdirs]
+            head += [{"k": "link", "p": p, "l": t} for p, t in plan.links]
         messages, sizes = [head], [0]
         by_rsync: list[str] = []
         for rel, entry in plan.files:
