@@ -8,10 +8,12 @@ recorded in the workspace's state so a reattach finds the same node (``find``).
 from __future__ import annotations
 
 import abc
+import shlex
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Protocol
+from typing import Awaitable, Callable, Protocol
 
+from tui.errors import TetherError
 from tui.events import EventSink
 from tui.remote.ssh import CommandResult
 
@@ -67,3 +69,48 @@ def format_elapsed(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of a command's output: usually the error that matters."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+async def submit_holder(
+    login: LoginShell,
+    argv: list[str],
+    script: str,
+    *,
+    family: str,
+    parse_job_id: Callable[[str], str | None],
+    options_hint: str,
+) -> str:
+    """Submit a holder job (``argv`` is sbatch or qsub, ``script`` on stdin); its job id."""
+    command = shlex.join(argv)
+    tool = argv[0]
+    result = await login.run(command, input_bytes=script.encode())
+    if result.returncode == 127 or f"{tool}: command not found" in result.stderr:
+        raise TetherError(
+            f"{tool} was not found on the login host",
+            fix=f"make the {family} commands available in non-interactive shells there (PATH in ~/.bashrc)",
+        )
+    job_id = parse_job_id(result.stdout) if result.ok else None
+    if job_id is None:
+        raise TetherError(
+            f"{tool} refused the holder job: {last_line(result.stderr or result.stdout)}",
+            fix=f"check {options_hint} under [scheduler] in tether.toml (the command was: {command})",
+        )
+    return job_id
+
+
+async def wait_or_release(wait: Awaitable[Allocation], release: Callable[[], Awaitable[None]]) -> Allocation:
+    """Wait for a submitted job to run; if the wait is cancelled or fails, give the job back.
+
+    A holder left queued would start later and burn the user's allocation with nobody on it.
+    """
+    try:
+        return await wait
+    except BaseException:
+        await release()
+        raise

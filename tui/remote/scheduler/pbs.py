@@ -22,7 +22,15 @@ from collections.abc import Awaitable, Callable
 from tui.config.scheduler import PbsOptions
 from tui.errors import TetherError
 from tui.events import EventSink, Progress
-from tui.remote.scheduler.base import Allocation, LoginShell, Scheduler, format_elapsed
+from tui.remote.scheduler.base import (
+    Allocation,
+    LoginShell,
+    Scheduler,
+    format_elapsed,
+    last_line,
+    submit_holder,
+    wait_or_release,
+)
 from tui.remote.ssh import CommandResult
 
 # The holder job: it only keeps the node. `sleep infinity` is GNU-only, so a loop of long sleeps
@@ -159,11 +167,6 @@ def is_gone(result: CommandResult) -> bool:
     return not result.ok and bool(_GONE.search(result.stderr + result.stdout))
 
 
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
-
-
 class PbsScheduler(Scheduler):
     """Allocate = submit a holder job and wait until it runs; release = ``qdel``."""
 
@@ -189,31 +192,14 @@ class PbsScheduler(Scheduler):
     async def allocate(self, progress: EventSink) -> Allocation:
         job_id = await self.submit()
         progress(Progress("node", f"PBS job {job_id} submitted, waiting for a node"))
-        try:
-            return await self.wait_running(job_id, progress)
-        except BaseException:
-            # Cancelled or failed while waiting: a holder left queued would start later and burn
-            # the user's allocation with nobody on it.
-            await self._release_quietly(job_id)
-            raise
+        return await wait_or_release(self.wait_running(job_id, progress), lambda: self._release_quietly(job_id))
 
     async def submit(self) -> str:
         """Submit the holder job; its job id."""
-        command = shlex.join(qsub_argv(self._options, self._workspace))
-        result = await self._login.run(command, input_bytes=HOLDER_SCRIPT.encode())
-        if result.returncode == 127 or "qsub: command not found" in result.stderr:
-            raise TetherError(
-                "qsub was not found on the login host",
-                fix="make the PBS commands available in non-interactive shells there (PATH in ~/.bashrc)",
-            )
-        job_id = parse_job_id(result.stdout) if result.ok else None
-        if job_id is None:
-            raise TetherError(
-                f"qsub refused the holder job: {last_line(result.stderr or result.stdout)}",
-                fix="check queue, resources, walltime and account under [scheduler] in tether.toml "
-                f"(the command was: {command})",
-            )
-        return job_id
+        return await submit_holder(
+            self._login, qsub_argv(self._options, self._workspace), HOLDER_SCRIPT,
+            family="PBS", parse_job_id=parse_job_id, options_hint="queue, resources, walltime and account",
+        )
 
     async def status(self, job_id: str) -> dict[str, str] | None:
         """``qstat -f`` attributes of the job, None when PBS no longer knows it."""

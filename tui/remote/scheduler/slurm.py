@@ -40,7 +40,15 @@ from dataclasses import dataclass
 from tui.config.scheduler import SlurmOptions
 from tui.errors import TetherError
 from tui.events import EventSink, Progress
-from tui.remote.scheduler.base import Allocation, LoginShell, Scheduler, format_elapsed
+from tui.remote.scheduler.base import (
+    Allocation,
+    LoginShell,
+    Scheduler,
+    format_elapsed,
+    last_line,
+    submit_holder,
+    wait_or_release,
+)
 from tui.remote.ssh import CommandResult
 
 # The holder job. Its batch step is the one part of the job that lasts as long as the job: the
@@ -396,11 +404,6 @@ def is_gone(result: CommandResult) -> bool:
     return bool(_GONE.search(result.stderr + result.stdout))
 
 
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
-
-
 def _clock_time(epoch: float, now: float) -> str:
     stamp = time.localtime(epoch)
     return time.strftime("%H:%M" if abs(epoch - now) < 20 * 3600 else "%b %d %H:%M", stamp)
@@ -465,31 +468,15 @@ class SlurmScheduler(Scheduler):
         return await self.allocate(progress)
 
     async def _wait_or_cancel(self, job_id: str, progress: EventSink) -> Allocation:
-        try:
-            return await self.wait_running(job_id, progress)
-        except BaseException:
-            # Cancelled or failed while waiting: a holder left queued would start later and burn
-            # the user's allocation with nobody on it.
-            await self._release_quietly(job_id)
-            raise
+        return await wait_or_release(self.wait_running(job_id, progress), lambda: self._release_quietly(job_id))
 
     async def submit(self) -> str:
         """Submit the holder job; its job id."""
-        command = shlex.join(sbatch_argv(self._options, self._workspace))
-        result = await self._login.run(command, input_bytes=HOLDER_SCRIPT.encode())
-        if result.returncode == 127 or "sbatch: command not found" in result.stderr:
-            raise TetherError(
-                "sbatch was not found on the login host",
-                fix="make the Slurm commands available in non-interactive shells there (PATH in ~/.bashrc)",
-            )
-        job_id = parse_job_id(result.stdout) if result.ok else None
-        if job_id is None:
-            raise TetherError(
-                f"sbatch refused the holder job: {last_line(result.stderr or result.stdout)}",
-                fix="check partition, account, qos, time, gpus, gres, cpus_per_task, mem and constraint under "
-                f"[scheduler] in tether.toml (the command was: {command})",
-            )
-        return job_id
+        return await submit_holder(
+            self._login, sbatch_argv(self._options, self._workspace), HOLDER_SCRIPT,
+            family="Slurm", parse_job_id=parse_job_id,
+            options_hint="partition, account, qos, time, gpus, gres, cpus_per_task, mem and constraint",
+        )
 
     async def state(self, job_id: str) -> JobStatus:
         """The job as squeue shows it now; state GONE when Slurm no longer knows it.
