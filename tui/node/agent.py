@@ -27,7 +27,9 @@ from tui.node import protocol
 Handler = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 # Modules with a ``register(agent)`` function, loaded at start. Each capability adds its own here.
-CAPABILITIES: tuple[str, ...] = ("tui.node.files", "tui.node.layout", "tui.node.stats", "tui.node.loopstate")
+CAPABILITIES: tuple[str, ...] = (
+    "tui.node.files", "tui.node.layout", "tui.node.stats", "tui.node.loopstate", "tui.node.relay"
+)
 
 
 class Agent:

@@ -1,0 +1,130 @@
+"""Agent capability ``tui.node.relay``: TCP connections to 127.0.0.1 on the node over the agent's channel.
+
+On sites whose compute nodes take no ssh (Slurm steps through ``srun --overlap``) ``ssh -O forward``
+cannot reach the debug port, so the laptop listens itself and carries each connection it accepts
+over these ops. The target is always 127.0.0.1: no message names a host, so the relay can never
+become a proxy into the cluster's network. Stdlib only.
+
+The laptop names each stream (unique on this channel) before it opens it, so bytes a server sends
+at once cannot arrive before the laptop knows where they belong.
+
+Ops:    relay.open  {stream, port}   -> relay.opened {stream}; an error when the port is not 1..65535,
+                                        the stream is already open, or nothing listens there
+        relay.send  {stream, data}   (no id, no reply): base64 bytes to the stream's socket
+        relay.close {stream}         (no id, no reply): shut the stream's socket down
+Events: relay.data   {stream, data}  bytes the node's socket sent (base64, reads of up to 64 KiB)
+        relay.closed {stream}        the node's socket ended (EOF or error); not sent after relay.close
+Closing either side closes the whole stream (no half-close). The process's exit closes the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import socket
+import threading
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+READ_CHUNK = 64 * 1024
+CONNECT_TIMEOUT = 5.0  # loopback answers at once; this only bounds a wedged listener
+MAX_STREAM_NAME = 128
+
+
+def port_refusal(port: Any) -> str | None:
+    """Why ``port`` cannot be a relay target, or None when it is a TCP port."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        return f"port must be a number from 1 to 65535, not {port!r}"
+    return None
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {"op": "error", "error": text}
+
+
+class Relay:
+    """The node's open streams: a socket per stream name, each read by its own thread."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self._sockets: dict[str, socket.socket] = {}
+        self._lock = threading.Lock()  # reader threads forget streams while the main thread opens them
+
+    def open(self, message: dict[str, Any]) -> dict[str, Any]:
+        stream, port = message.get("stream"), message.get("port")
+        refusal = port_refusal(port)
+        if refusal is not None:
+            return _error(f"relay.open: {refusal}")
+        if not isinstance(stream, str) or not 0 < len(stream) <= MAX_STREAM_NAME:
+            return _error(f"relay.open: stream must be a name of 1 to {MAX_STREAM_NAME} characters")
+        with self._lock:
+            if stream in self._sockets:
+                return _error(f"relay.open: stream {stream!r} is already open")
+        try:
+            sock = socket.create_connection((LOOPBACK, port), timeout=CONNECT_TIMEOUT)
+        except ConnectionRefusedError:
+            return _error(f"nothing listens on {LOOPBACK}:{port} on the node")
+        except OSError as exc:
+            return _error(f"cannot connect to {LOOPBACK}:{port} on the node: {exc}")
+        sock.settimeout(None)
+        with self._lock:
+            self._sockets[stream] = sock
+        self.agent.spawn(f"relay {stream}", lambda: self._read(stream, sock))
+        return {"op": "relay.opened", "stream": stream}
+
+    def send(self, message: dict[str, Any]) -> None:
+        stream = message.get("stream")
+        if not isinstance(stream, str):
+            return
+        with self._lock:
+            sock = self._sockets.get(stream)
+        if sock is None:
+            return  # closed a moment ago: the laptop learns it from relay.closed
+        try:
+            sock.sendall(base64.b64decode(message.get("data", ""), validate=True))
+        except (OSError, binascii.Error, TypeError) as exc:
+            self.agent.log(f"relay {stream}: send failed: {exc!r}")
+            if self._forget(stream, sock):
+                _shut(sock)
+                self.agent.send({"op": "relay.closed", "stream": stream})
+
+    def close(self, message: dict[str, Any]) -> None:
+        stream = message.get("stream")
+        with self._lock:
+            sock = self._sockets.pop(stream, None) if isinstance(stream, str) else None
+        if sock is not None:
+            _shut(sock)  # wakes the reader's recv; it sees the stream gone and says nothing
+
+    def _read(self, stream: str, sock: socket.socket) -> None:
+        try:
+            while chunk := sock.recv(READ_CHUNK):
+                self.agent.send({"op": "relay.data", "stream": stream, "data": base64.b64encode(chunk).decode()})
+        except OSError:
+            pass  # reset by the server, or shut by relay.close: either way the stream is over
+        finally:
+            if self._forget(stream, sock):
+                _shut(sock)
+                self.agent.send({"op": "relay.closed", "stream": stream})
+
+    def _forget(self, stream: str, sock: socket.socket) -> bool:
+        """Drop ``stream`` if it is still ``sock``; False when relay.close (or a new open) got there first."""
+        with self._lock:
+            if self._sockets.get(stream) is not sock:
+                return False
+            del self._sockets[stream]
+            return True
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already disconnected
+    sock.close()
+
+
+def register(agent: Any) -> None:
+    relay = Relay(agent)
+    agent.register("relay.open", relay.open)
+    agent.register("relay.send", relay.send)
+    agent.register("relay.close", relay.close)
