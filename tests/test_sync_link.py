@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import example as explicit_example
 from hypothesis import strategies as st
 from test_sync_support import fresh_remote, local_tree, node_tree, running_engine, statuses, until
 
@@ -174,6 +175,10 @@ def test_random_edits_with_link_cuts_end_with_equal_trees(needs_netns, tether_ho
     @settings(max_examples=int(os.environ.get("SYNC_EXAMPLES", "30")), deadline=None, derandomize=False,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(st.lists(ops, min_size=1, max_size=14))
+    # Always at least one cut of each kind in the middle of a large write (rsync) and small edits,
+    # whatever the random examples hold.
+    @explicit_example([("write", "c.py", 1_200_000, False), ("cut", "master"), ("append", "a"), ("cut", "agent"),
+              ("write", "b", 7, True)])
     def run(steps: list[tuple]) -> None:
         loop.run_until_complete(example(steps))
 
