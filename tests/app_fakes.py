@@ -22,7 +22,9 @@ class ScriptedSession:
         ``emit(event)``: send one event to the console (from any thread, like the real core).
         ``fail_with``: ``run`` raises this after the initial events (tests the error path).
         ``detach_error``: ``detach`` raises this.
-    Records: ``detach_calls``, ``answers`` (every ``answer_prompt`` value), ``cancelled``.
+        ``allocate_error``: ``allocate_again`` raises this.
+    Records: ``detach_calls``, ``answers`` (every ``answer_prompt`` value), ``cancelled``,
+    ``allocate_calls``.
     """
 
     def __init__(
@@ -32,12 +34,15 @@ class ScriptedSession:
         initial_events: Iterable[object] = (),
         fail_with: BaseException | None = None,
         detach_error: BaseException | None = None,
+        allocate_error: BaseException | None = None,
     ) -> None:
         self._title = title
         self._chain = chain
         self._initial_events = tuple(initial_events)
         self._fail_with = fail_with
         self._detach_error = detach_error
+        self._allocate_error = allocate_error
+        self.allocate_calls = 0
         self._sink: EventSink | None = None
         self.running = asyncio.Event()
         self.detach_calls = 0
@@ -69,6 +74,11 @@ class ScriptedSession:
         self.detach_calls += 1
         if self._detach_error is not None:
             raise self._detach_error
+
+    async def allocate_again(self) -> None:
+        self.allocate_calls += 1
+        if self._allocate_error is not None:
+            raise self._allocate_error
 
     def answer_prompt(self, answer: str | None) -> None:
         self.answers.append(answer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,13 @@ from textual.widgets import Input
 from tui.app import DETACHED, TetherApp, ThemeFileError, load_themes
 from tui.app.messages import LinkUpdated, ProgressReported, UnhandledEvent, message_for
 from tui.app.screens import HelpScreen, PasswordScreen
-from tui.app.widgets import EventLog, LinkStatus
-from tui.app.widgets.link_header import describe_link
-from tui.events import LinkChanged, LinkState, Notice, PasswordPrompt, Progress
+from tui.app.widgets import EventLog, JobClock, LinkStatus
+from tui.app.widgets.link_header import describe_allocation, describe_link, describe_time_left
+from tui.errors import TetherError
+from tui.events import JOB_ENDED, AllocationChanged, LinkChanged, LinkState, Notice, PasswordPrompt, Progress
 
 SIZE = (100, 30)
+WIDE = (160, 30)  # room in the footer for every key
 
 
 def console() -> tuple[ScriptedSession, TetherApp]:
@@ -328,3 +331,105 @@ def test_the_app_imports_no_core_subsystem() -> None:
         [sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- the job's time left and the new-job key ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (2 * 86400 + 3 * 3600 + 59 * 60, "2 d 3 h"),
+        (4 * 3600 + 32 * 60 + 59, "4 h 32 min"),
+        (3600, "1 h 0 min"),
+        (29 * 60 + 59, "29 min"),
+        (10 * 60, "10 min"),
+        (9 * 60 + 5.9, "9 min 5 s"),
+        (60, "1 min 0 s"),
+        (42.7, "42 s"),
+        (0, "0 s"),
+        (-30, "0 s"),  # past the end, before the scheduler says it ended
+    ],
+)
+def test_describe_time_left(seconds: float, shown: str) -> None:
+    assert describe_time_left(seconds) == shown
+
+
+def test_describe_allocation() -> None:
+    now = 1_000_000.0
+    assert describe_allocation(None, now) == ""
+    assert describe_allocation(AllocationChanged(None, "gpu-box", None), now) == ""  # a direct host
+    assert describe_allocation(AllocationChanged("12", "compute01", now + 272, "running"), now) == "job 12 · 4 min 32 s left"
+    assert describe_allocation(AllocationChanged("12", "compute01", now + 272), now) == "job 12 · 4 min 32 s left"
+    assert describe_allocation(AllocationChanged("12", "compute01", None, "running"), now) == "job 12"  # no limit
+    assert describe_allocation(AllocationChanged("12", "compute01", now + 99, "pending"), now) == "job 12 · pending"
+    assert describe_allocation(AllocationChanged("12", "compute01", None, JOB_ENDED), now) == "job 12 · ended"
+
+
+async def test_header_counts_the_jobs_time_down_and_warns_in_the_last_10_minutes() -> None:
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        clock = app.query_one(JobClock)
+        assert not clock.display  # no job, nothing shown (a direct host)
+        session.emit(AllocationChanged("12", "compute01", time.time() + 2 * 3600 + 90, "running"))
+        await wait_until(pilot, lambda: "job 12 · 2 h 1 min left" in screen_text(app))
+        assert clock.display and not clock.has_class("-ending")
+
+        session.emit(AllocationChanged("12", "compute01", time.time() + 65.5, "running"))
+        await wait_until(pilot, lambda: clock.has_class("-ending"))
+        first = clock.text
+        assert first.startswith("job 12 · 1 min ") and first.endswith(" s left")
+        # Counted down on the laptop, once a second, with no new event from the session.
+        await wait_until(pilot, lambda: first not in screen_text(app) and "job 12 · 1 min" in screen_text(app), 3)
+
+        session.emit(AllocationChanged("12", "compute01", None, JOB_ENDED))
+        await wait_until(pilot, lambda: "job 12 · ended" in screen_text(app))
+        assert clock.has_class("-ended") and not clock.has_class("-ending")
+
+
+async def test_new_job_key_is_hidden_without_a_job_dimmed_while_it_runs_and_asks_once_it_ended() -> None:
+    session, app = console()
+    async with app.run_test(size=WIDE) as pilot:
+        await session.wait_running()
+        await pilot.pause()
+        assert app.check_action("allocate_again", ()) is False
+        assert "New job" not in screen_text(app)  # not even in the footer: there is no job
+        await pilot.press("A")
+        await pilot.pause()
+        assert session.allocate_calls == 0
+
+        session.emit(AllocationChanged("12", "compute01", time.time() + 1800, "running"))
+        await wait_until(pilot, lambda: "New job" in screen_text(app))  # shown, but dimmed
+        assert app.check_action("allocate_again", ()) is None
+        await pilot.press("A")
+        await pilot.pause()
+        assert session.allocate_calls == 0  # a running job is not thrown away
+
+        session.emit(Notice("Slurm job 12 was cancelled; press A for a new job", "error"))
+        session.emit(AllocationChanged("12", "compute01", None, JOB_ENDED))
+        await wait_until(pilot, lambda: app.check_action("allocate_again", ()) is True)
+        await pilot.press("A")
+        await wait_until(pilot, lambda: session.allocate_calls == 1)
+        assert "Asking for a new job…" in screen_text(app)
+
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        assert "New job" in screen_text(app)
+
+
+async def test_a_refused_new_job_is_reported() -> None:
+    refusal = TetherError("Slurm job 12 running on compute01: it has not ended, so it is kept",
+                          fix="keep working in it, or end it with `tether down`")
+    session = ScriptedSession(allocate_error=refusal)
+    app = TetherApp(session)
+    async with app.run_test(size=WIDE) as pilot:
+        await session.wait_running()
+        session.emit(AllocationChanged("12", "compute01", time.time() + 1800))  # nothing polls it
+        await wait_until(pilot, lambda: app.check_action("allocate_again", ()) is True)
+        await pilot.press("A")
+        log = app.query_one(EventLog)
+        await wait_until(pilot, lambda: any("No new job" in line for line in log.lines_text))
+        assert "it has not ended, so it is kept" in log.lines_text[-1]
+        assert app.is_running

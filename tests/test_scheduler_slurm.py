@@ -29,10 +29,9 @@ from workspaces import load_test_workspace
 from tui.config.scheduler import SlurmOptions
 from tui.errors import TetherError
 from tui.events import Progress
-from tui.remote.scheduler.base import Allocation
+from tui.remote.scheduler.base import HOLDER_TMUX_SESSION, Allocation, holder_script
 from tui.remote.scheduler.slurm import (
     GONE,
-    HOLDER_SCRIPT,
     JobStatus,
     SlurmScheduler,
     expand_nodelist,
@@ -232,11 +231,33 @@ def test_srun_prefix_and_command():
     assert squeue_command("42") == "env SLURM_TIME_FORMAT=standard squeue -h -t all -j 42 -o '%i|%T|%l|%L|%S|%e|%N|%r'"
 
 
-async def test_holder_script_is_valid_sh_and_only_sleeps():
-    proc = await asyncio.create_subprocess_exec("sh", "-n", stdin=asyncio.subprocess.PIPE)
-    await proc.communicate(HOLDER_SCRIPT.encode())
-    assert proc.returncode == 0
-    assert "tmux" in HOLDER_SCRIPT and "sleep" in HOLDER_SCRIPT
+async def test_holder_script_starts_the_tmux_server_and_ends_it_with_the_job(tmp_path: Path):
+    """The batch script, run for real by sh: it starts the workspace's tmux server (so the run
+    belongs to the job), and when the job ends (Slurm sends TERM) the server ends with it."""
+    env = {**os.environ, "TMUX_TMPDIR": str(tmp_path)}
+    holder = await asyncio.create_subprocess_exec("sh", "-c", holder_script("tether-hold-test"), env=env)
+
+    async def sessions() -> str:
+        tmux = await asyncio.create_subprocess_exec(
+            "tmux", "-L", "tether-hold-test", "list-sessions", "-F", "#{session_name}",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await tmux.communicate()
+        return out.decode()
+
+    try:
+        for _ in range(100):
+            if await sessions():
+                break
+            await asyncio.sleep(0.05)
+        assert (await sessions()).split() == [HOLDER_TMUX_SESSION]
+        assert holder.returncode is None  # it keeps the allocation
+        holder.terminate()
+        assert await asyncio.wait_for(holder.wait(), 10) == 0
+        assert await sessions() == ""  # the server went with the job
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
 
 
 T = TypeVar("T")

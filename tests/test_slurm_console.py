@@ -28,7 +28,8 @@ time = "00:30:00"
 
 
 def tmux_sessions_on_node(testbed: Testbed) -> str:
-    return testbed.node_run_as_user("tmux ls 2>/dev/null || true").stdout
+    """The sessions of the holder job's tmux server (socket tether-<workspace>)."""
+    return testbed.node_run_as_user("tmux -L tether-tbws ls 2>/dev/null || true").stdout
 
 
 async def test_console_on_slurm_gets_a_job_reuses_it_and_sees_a_scancel(

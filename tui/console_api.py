@@ -47,6 +47,10 @@ class ConsoleSession(Protocol):
     async def provide_debugpy(self) -> str:
         """Copy Tether's own debugpy to the node for a run whose python has none; restart the run."""
 
+    async def allocate_again(self) -> None:
+        """The job has ended: forget it and reconnect at once, so the scheduler gives a new one.
+        Raises TetherError (shown to the user) where there is no job to replace or it still runs."""
+
     async def page_output(self, before: int | None, count: int) -> OutputPage:
         """A page of the run's whole log on the node, ``count`` lines ending at byte ``before``
         (None: the end)."""

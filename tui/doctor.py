@@ -1,7 +1,8 @@
-"""`tether doctor`: walk laptop -> login -> node and say, for each broken link, how to fix it.
+"""`tether doctor`: walk laptop -> login -> scheduler -> node and say, for each broken link, how to fix it.
 
 All node checks run in ONE remote command that prints ``key=value`` lines (a round trip costs on a
-slow link); parsing that report is a pure function.
+slow link); parsing that report is a pure function. The scheduler's checks live in
+``tui.doctor_scheduler``; the doctor never takes a node: it checks the node of a job already held.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Callable
 from tui.config import Workspace
 from tui.errors import TetherError
 from tui.remote.agent_channel import environment_prelude, interpreter_probe
+from tui.remote.scheduler.base import Allocation
+from tui.remote.srun import SrunRoute, reach_node
 from tui.remote.ssh import ControlMaster
 from tui.session import Session
 
@@ -145,6 +148,12 @@ async def run_doctor(workspace: Workspace, report: Report) -> bool:
     rsync = shutil.which("rsync")
     version = subprocess.run([rsync, "--version"], capture_output=True, text=True).stdout if rsync else None
     emit(local_rsync_check(version))
+    if workspace.scheduler.kube is not None:
+        from tui.doctor_scheduler import kube_checks  # here: it builds on Check above
+
+        # kubectl runs on this laptop: these need neither ssh nor the login host.
+        for check in await kube_checks(workspace.scheduler.kube):
+            emit(check)
     if shutil.which("ssh"):
         await _remote_checks(workspace, emit)
     else:
@@ -154,7 +163,11 @@ async def run_doctor(workspace: Workspace, report: Report) -> bool:
 
 async def _remote_checks(workspace: Workspace, emit: Report) -> None:
     """login -> scheduler -> node -> the node's tools; stops at the first broken hop."""
-    session = Session(workspace)
+    try:
+        session = Session(workspace)
+    except TetherError as exc:  # e.g. kind = "kube": no session can use a pod yet
+        emit(Check("session", False, exc.message, exc.fix))
+        return
     login = session.login_master()
     # Leave things as found: connections the doctor opens itself are closed again at the end.
     opened: list[ControlMaster] = [] if await login.pid() else [login]
@@ -187,10 +200,16 @@ async def _reach_node(session: Session, emit: Report, opened: list[ControlMaster
         emit(Check("login host", False, exc.message, exc.fix))
         return None
     emit(Check("login host", True, f"{login.name} reachable ({_elapsed_ms(started)})"))
+    if not await _scheduler_ok(session, login, emit):
+        return None
     try:
-        allocation = await session.scheduler.acquire(session.recorded_allocation(), lambda event: None)
+        allocation = await _held_allocation(session)
     except TetherError as exc:
         emit(Check("scheduler", False, exc.message, exc.fix))
+        return None
+    if allocation is None:
+        kind = session.scheduler.kind
+        emit(Check("node", True, f"no {kind} job is held now: the node is checked once `tether up` holds one"))
         return None
     node = session.node_master(allocation.node)
     if node is None:
@@ -199,9 +218,34 @@ async def _reach_node(session: Session, emit: Report, opened: list[ControlMaster
         opened.append(node)
     started = time.perf_counter()
     try:
-        await node.start()
+        route = await reach_node(node, login, job_id=allocation.job_id, node=allocation.node,
+                                 access=session.node_access, sink=lambda event: None)
+        await route.start()
     except TetherError as exc:
         emit(Check("node", False, exc.message, exc.fix))
         return None
-    emit(Check("node", True, f"{node.name} reachable through {login.name} ({_elapsed_ms(started)})"))
-    return node
+    if isinstance(route, SrunRoute):
+        emit(Check("node", True, f"{route.name} takes no ssh: reached as steps of job {route.job_id} "
+                                 f"(srun --overlap) through {login.name} ({_elapsed_ms(started)})"))
+    else:
+        emit(Check("node", True, f"{node.name} reachable through {login.name} ({_elapsed_ms(started)})"))
+    return route
+
+
+async def _scheduler_ok(session: Session, login: ControlMaster, emit: Report) -> bool:
+    """The scheduler's own checks on the login host (slurm, pbs); False when one failed."""
+    from tui.doctor_scheduler import login_host_checks  # here: it builds on Check above
+
+    checks = await login_host_checks(session.workspace, session.scheduler, login)
+    for check in checks:
+        emit(check)
+    return all(check.ok for check in checks)
+
+
+async def _held_allocation(session: Session) -> Allocation | None:
+    """The node the workspace holds now. Never ``acquire`` for a scheduled kind: with no live job
+    it submits a holder job and waits for it, and a doctor must not take a node."""
+    recorded = session.recorded_allocation()
+    if session.workspace.scheduler.gives_node:
+        return await session.scheduler.find(recorded)
+    return await session.scheduler.acquire(recorded, lambda event: None)

@@ -50,6 +50,26 @@ class Notice:
     level: str = "info"
 
 
+JOB_ENDED = "ended"
+"""``AllocationChanged.state`` of a job that will not run again (completed, failed, cancelled...)."""
+
+
+@dataclass(frozen=True)
+class AllocationChanged:
+    """The scheduler's job behind the node: which one, where, and when it ends.
+
+    ``job_id`` None means no job (a direct host, or none yet). ``ends_at`` is epoch seconds on the
+    laptop's clock (None: no time limit), so the console counts down without asking again.
+    ``state`` is the scheduler's state in lower case ("running", "pending"), ``JOB_ENDED``, or ""
+    where nothing watches the job after it was acquired.
+    """
+
+    job_id: str | None
+    node: str
+    ends_at: float | None
+    state: str = ""
+
+
 EventSink = Callable[[object], None]
 
 

@@ -17,15 +17,16 @@ from typing import Any, Callable
 from tui.config import HostSpec, Workspace
 from tui.debug.runs import DebugRuns, debugpy_bundle, pass_env_values
 from tui.errors import TetherError
-from tui.events import EventSink, LinkChanged, LinkState, Notice, OutputPage, PasswordPrompt
+from tui.events import AllocationChanged, EventSink, LinkChanged, LinkState, Notice, OutputPage, PasswordPrompt
 from tui.node.layout import DEBUGPY_HOME
 from tui.remote.agent_channel import AgentChannel, AgentError, launch_agent
 from tui.remote.askpass import AskpassBridge, user_chose_askpass
 from tui.remote.jobwatch import JobWatch
 from tui.remote.link import AgentOptions, LinkSupervisor
-from tui.remote.panels import NodePanels, agent_environment, attach_command
+from tui.remote.panels import HOLDER_JOB_KINDS, NodePanels, agent_environment, attach_command
 from tui.remote.scheduler import scheduler_for
 from tui.remote.scheduler.base import Allocation
+from tui.remote.srun import SSH, access_of, reach_node, route_for_record
 from tui.remote.ssh import ControlMaster, Destination, Hop, SshSettings
 from tui.remote.tunnel import Tunnels
 from tui.state import SessionRecord, StateStore, runtime_dir, workspace_id
@@ -66,6 +67,7 @@ class Session:
             )
         self.scheduler = scheduler_for(workspace, ControlMaster(self.settings, self.login_hop))
         self.allocation: Allocation | None = None
+        self._new_job_wanted = True  # `tether up` may submit a job; later only the new-job key may
         self.supervisor: LinkSupervisor | None = None
         self._prompt_answer: asyncio.Future[str | None] | None = None
         self._sink: EventSink = lambda event: None
@@ -76,7 +78,7 @@ class Session:
         self.sync: SyncEngine | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()  # the run starts on a node that has the code
-        self.tunnels = Tunnels(lambda: self._node_master(), self._emit)
+        self.tunnels = Tunnels(lambda: self._node_master(), self._emit, agent=self._current_agent)
         self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit)
         self.panels.pass_env, self._pass_env_missing = pass_env_values(workspace, dict(os.environ))
 
@@ -85,11 +87,16 @@ class Session:
             raise AgentError("the node is not connected right now")
         return self.supervisor.node_master
 
+    def _current_agent(self) -> AgentChannel | None:
+        return self.supervisor.agent if self.supervisor is not None else None
+
     def add_agent_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
         """Receive the agent's events (messages without a request id), e.g. new pane output."""
         self._agent_listeners.append(listener)
 
     def _agent_event(self, message: dict[str, Any]) -> None:
+        if self.tunnels.handle(message):
+            return  # relayed bytes of a forwarded port: nothing else wants them
         for listener in self._agent_listeners:
             listener(message)
         self.panels.handle(message)
@@ -302,36 +309,72 @@ class Session:
         return Allocation(node=record.node, job_id=record.job_id)
 
     def _watch_job(self) -> None:
-        """Poll the job (schedulers that can say its state) so the console sees it end or change."""
+        """Show the job just acquired, and poll it (schedulers that can say its state) so the
+        console sees it end or change."""
+        allocation = self.allocation
+        job_id = allocation.job_id if allocation else None
+        if allocation is None or job_id is None:
+            return
         probe = getattr(self.scheduler, "state", None)
-        job_id = self.allocation.job_id if self.allocation else None
-        if probe is None or job_id is None:
+        # "" where nothing polls the job: the console cannot know it is still running later.
+        self._emit(AllocationChanged(job_id, allocation.node, allocation.ends_at, "running" if probe else ""))
+        if probe is None:
             return
+        name = f"job watch {job_id}"
         if self._job_watch is not None and not self._job_watch.done():
-            return
-        self._job_watch = asyncio.create_task(JobWatch(probe, job_id, self._emit).run())
+            if self._job_watch.get_name() == name:
+                return  # a reconnect to the same job: its watch goes on
+            self._job_watch.cancel()  # an older job's, not yet seen to end
+        watch = JobWatch(probe, job_id, self._emit, node=allocation.node)
+        self._job_watch = asyncio.create_task(watch.run(), name=name)
 
     async def _resolve_node(self, settings: SshSettings) -> ControlMaster | None:
-        self.allocation = await self.scheduler.acquire(self.recorded_allocation(), self._sink)
+        # A reconnect after the job ended (the agent dies with the job where the node is reached
+        # through srun or pam_slurm_adopt) must not submit a new job on its own: the user asks (A).
+        submit = self._new_job_wanted or self.scheduler.kind not in HOLDER_JOB_KINDS
+        self.allocation = await self.scheduler.acquire(self.recorded_allocation(), self._sink, submit=submit)
+        self._new_job_wanted = False
+        self._record(self.allocation)  # at once: a job must never be lost, whatever happens next
+        self._watch_job()
+        ssh_master = self.node_master(self.allocation.node, settings)
+        route = await reach_node(
+            ssh_master, self.login_master(settings), job_id=self.allocation.job_id, node=self.allocation.node,
+            access=self.node_access, sink=self._sink,
+        )
+        if access_of(route) != SSH:
+            self._record(self.allocation, access_of(route))
+        return route
+
+    @property
+    def node_access(self) -> str:
+        """How to reach a job's node: "ssh", "srun" or "auto" (Slurm's node_access)."""
+        slurm = self.workspace.scheduler.slurm
+        return slurm.node_access if slurm is not None else SSH
+
+    def _record(self, allocation: Allocation, access: str = SSH) -> None:
         self.store.save(
             SessionRecord(
                 workspace=self.workspace.name,
                 config_path=str(self.workspace.config_path),
                 login=self.workspace.connection.login.text,
-                node=self.allocation.node,
+                node=allocation.node,
                 scheduler=self.scheduler.kind,
-                job_id=self.allocation.job_id,
+                job_id=allocation.job_id,
+                node_access=access,
             )
         )
-        self._watch_job()
-        return self.node_master(self.allocation.node, settings)
 
     async def down(self, sink: EventSink = lambda event: None) -> list[str]:
         """Stop everything the session left running; returns what was stopped, for the user."""
         stopped: list[str] = []
         recorded = self.recorded_allocation()
+        record = self.store.load(self.ws_id)
         await self.detach()
-        node = self.node_master(recorded.node if recorded else self.workspace.connection.node)
+        node = route_for_record(
+            self.node_master(recorded.node if recorded else self.workspace.connection.node), self.login_master(),
+            job_id=recorded.job_id if recorded else None, node=recorded.node if recorded else "",
+            access=record.node_access if record else SSH,
+        )
         stopped += await self._stop_on_node(node, sink)
         if node is not None and await node.stop():
             stopped.append(f"connection to {node.name}")
@@ -355,7 +398,8 @@ class Session:
             if node is not None:
                 await node.start()
             launch = await launch_agent(
-                master, interpreter=self.workspace.run.interpreter, env_lines=tuple(self.workspace.run.env)
+                master, interpreter=self.workspace.run.interpreter, env_lines=tuple(self.workspace.run.env),
+                environment=agent_environment(self.workspace),
             )
             try:
                 reply = await launch.channel.request("layout.down", timeout=60, workspace=self.workspace.name)
@@ -365,3 +409,44 @@ class Session:
             sink(Notice(f"could not stop the run on {master.name}: {exc}", "error"))
             return []
         return [str(item) for item in reply.get("stopped", [])]
+
+    async def allocate_again(self) -> None:
+        """Forget the job that ended and have the link supervisor get a new one now (the console's
+        "new job" key), instead of quitting for `tether down` and `tether up`.
+
+        Refused where the scheduler gives no jobs, and while the job still runs or waits: a live
+        job is never thrown away by accident (`tether down` ends it on purpose).
+        """
+        kind = self.scheduler.kind
+        family = {"slurm": "Slurm", "pbs": "PBS"}.get(kind, kind)
+        if kind == "direct":
+            raise TetherError(
+                f'{self.workspace.config_path}: [scheduler] kind = "direct" uses a fixed host, there is no job to replace',
+                fix="to use another host, change [connection] in tether.toml, then `tether down` and `tether up`",
+            )
+        if self.supervisor is None:
+            raise TetherError("the session is not running", fix="`tether up` starts it")
+        current = self.allocation or self.recorded_allocation()
+        job_id = current.job_id if current is not None else None
+        if job_id:
+            probe = getattr(self.scheduler, "state", None)
+            if probe is not None:
+                status = await probe(job_id)
+                live, words = not status.ended, status.describe()
+            else:  # PBS: find() gives the job only while it runs (and, as in acquire, qdels a held one)
+                live = await self.scheduler.find(Allocation(node="", job_id=job_id)) is not None
+                words = f"{family} job {job_id} is still running"
+            if live:
+                raise TetherError(
+                    f"{words}: it has not ended, so it is kept",
+                    fix="keep working in it, or end it with `tether down` (which cancels it), then `tether up`",
+                )
+        self.store.delete(self.ws_id)
+        self.allocation = None
+        if self._job_watch is not None:
+            self._job_watch.cancel()
+        self._emit(AllocationChanged(None, "", None))
+        gone = f"{family} job {job_id} is forgotten; " if job_id else ""
+        self._emit(Notice(f"{gone}asking {family} for a new job"))
+        self._new_job_wanted = True
+        await self.supervisor.retry_now()

@@ -53,6 +53,7 @@ class SessionRecord:
     node: str = ""  # the node's ssh destination; "" while unknown or when it is the login host
     scheduler: str = "direct"
     job_id: str | None = None
+    node_access: str = "ssh"  # "srun": the node takes no ssh; commands run as steps of the job
     started_at: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -357,14 +357,19 @@ def _export_conf(testbed: Testbed, conf: Path) -> None:
 
     At the top of ~/.bashrc: Debian's bashrc returns early for non-interactive shells, and bash
     sources it for `ssh host command` before running the command.
+
+    Also the node's TMUX_TMPDIR (its sshd sets it) on the login host: on a real site the login
+    host and the nodes share one environment, and jobs inherit the login shell's. Without it, the
+    tmux server a holder job starts would be on another socket than the one ssh sessions look at.
     """
     homes = [Path(testbed.home)]
     if testbed.node.home_backing_dir is not None:
         homes.append(testbed.node.home_backing_dir)  # the node's private home
+    tmux_tmpdir = f"export TMUX_TMPDIR={testbed.node_tmux_tmpdir}  {BASHRC_MARK}\n"
     for home in homes:
         bashrc = home / ".bashrc"
         old = bashrc.read_text() if bashrc.exists() else ""
-        bashrc.write_text(f"export SLURM_CONF={conf}  {BASHRC_MARK}\n{old}")
+        bashrc.write_text(f"export SLURM_CONF={conf}  {BASHRC_MARK}\n{tmux_tmpdir}{old}")
         os.chown(bashrc, testbed.uid, testbed.gid)
 
 

@@ -25,6 +25,7 @@ from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from tui.app.messages import (
+    AllocationUpdated,
     EventForwarder,
     LinkUpdated,
     NodeUpdated,
@@ -42,6 +43,8 @@ from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, 
 from tui.app.widgets.sync_panel import SyncPanel
 from tui.console_api import ConsoleSession
 from tui.events import (
+    JOB_ENDED,
+    AllocationChanged,
     DebuggerWaiting,
     GpuStats,
     LayoutChanged,
@@ -61,6 +64,8 @@ SESSION_WORKER = "session"
 DETACH_WORKER = "detach"
 REBUILD_WORKER = "rebuild"
 RUN_WORKER = "run-control"
+NEW_JOB_WORKER = "new-job"
+NEW_JOB_ACTION = "allocate_again"
 
 
 class TetherCommands(Provider):
@@ -80,6 +85,9 @@ class TetherCommands(Provider):
              app.action_provide_debugpy),
             ("Help: keys", "Show every key and what it does", app.action_help),
         ]
+        if app.check_action(NEW_JOB_ACTION, ()):
+            commands.append(("New job", "The job has ended: ask the scheduler for a new one and reconnect",
+                             app.action_allocate_again))
         for name in app.tether_themes:
             commands.append(
                 (f"Switch theme: {name}", f"Use Tether's {name} theme", partial(app.switch_theme, name))
@@ -135,6 +143,10 @@ class TetherApp(App[str]):
         Binding("x", "stop_run", "Stop run", tooltip="Stop the debuggee; the loop waits, r starts it again",
                 id="tether.stop"),
         Binding("t", "cycle_theme", "Theme", tooltip="Switch to the next Tether theme", id="tether.theme"),
+        # Shown only where the scheduler gives jobs; dimmed while the job runs (see check_action).
+        Binding("A", NEW_JOB_ACTION, "New job", key_display="A",
+                tooltip="The job has ended: forget it, ask the scheduler for a new one and reconnect",
+                id="tether.new_job"),
         # Declared here (Textual adds an id-less one otherwise) so the palette key is remappable too.
         Binding(
             "ctrl+p",
@@ -157,6 +169,8 @@ class TetherApp(App[str]):
             self.register_theme(theme)
         self._requested_theme = theme_name
         self._detach_worker: Worker[None] | None = None
+        self._new_job_worker: Worker[None] | None = None
+        self._allocation: AllocationChanged | None = None  # the job behind the node, as last reported
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -211,6 +225,8 @@ class TetherApp(App[str]):
                 self._report_error(f"Rebuilding the layout failed: {reason}")
             elif worker.name == RUN_WORKER:
                 self._report_error(f"The run command failed: {reason}")
+            elif worker.name == NEW_JOB_WORKER:
+                self._report_error(f"No new job: {reason}")
         elif event.state is WorkerState.SUCCESS and worker.name == SESSION_WORKER:
             self.query_one(EventLog).add_line(LogLine("The session ended."))
 
@@ -227,6 +243,13 @@ class TetherApp(App[str]):
         header = self.query_one(LinkHeader)
         header.show_link(message.link)
         header.show_chain(tuple(self.session.chain))
+
+    def on_allocation_updated(self, message: AllocationUpdated) -> None:
+        self._allocation = message.allocation
+        header = self.query_one(LinkHeader)
+        header.show_allocation(message.allocation)
+        header.show_chain(tuple(self.session.chain))
+        self.refresh_bindings()  # the new-job key follows the job's state
 
     def on_sync_reported(self, message: SyncReported) -> None:
         self.query_one(SyncPanel).show(message.event)
@@ -329,6 +352,29 @@ class TetherApp(App[str]):
     @work(name=RUN_WORKER, group=RUN_WORKER, exclusive=False, exit_on_error=False)
     async def _run_control(self, method: str) -> None:
         await getattr(self.session, method)()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == NEW_JOB_ACTION:
+            return self._new_job_state()
+        return True
+
+    def _new_job_state(self) -> bool | None:
+        """Hidden (False) without a job; dimmed (None) while the job is known to run or wait; else
+        enabled. The session has the last word: it refuses to drop a job that has not ended."""
+        allocation = self._allocation
+        if allocation is None or allocation.job_id is None:
+            return False
+        return True if allocation.state in (JOB_ENDED, "") else None
+
+    def action_allocate_again(self) -> None:
+        if self._new_job_worker is not None and self._new_job_worker.is_running:
+            return  # one new job at a time
+        self.query_one(EventLog).add_line(LogLine("Asking for a new job…"))
+        self._new_job_worker = self._allocate_again()
+
+    @work(name=NEW_JOB_WORKER, group=NEW_JOB_WORKER, exit_on_error=False)
+    async def _allocate_again(self) -> None:
+        await self.session.allocate_again()
 
     def action_cycle_theme(self) -> None:
         names = list(self.tether_themes)

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 
 from tui.events import (
+    AllocationChanged,
     DebuggerWaiting,
     GpuStats,
     LayoutChanged,
@@ -35,6 +36,18 @@ class LinkUpdated(Message):
     def __init__(self, link: LinkChanged) -> None:
         super().__init__()
         self.link = link
+
+
+class AllocationUpdated(Message):
+    """The session acquired a job, or the job's state or end time changed."""
+
+    def __init__(self, allocation: AllocationChanged) -> None:
+        super().__init__()
+        self.allocation = allocation
+
+    def can_replace(self, message: Message) -> bool:
+        # Whole snapshots: a newer one waiting in the queue makes this one moot.
+        return isinstance(message, AllocationUpdated)
 
 
 class NoticePosted(Message):
@@ -106,6 +119,8 @@ def message_for(event: object) -> Message:
     """The message that carries ``event``; unknown events are wrapped, never dropped silently."""
     if isinstance(event, LinkChanged):
         return LinkUpdated(event)
+    if isinstance(event, AllocationChanged):
+        return AllocationUpdated(event)
     if isinstance(event, Notice):
         return NoticePosted(event)
     if isinstance(event, Progress):

@@ -33,6 +33,13 @@ class SlurmOptions:
     nodes: int = 1
     extra: tuple[str, ...] = ()  # raw options such as "--exclusive"
     job_name: str | None = None
+    # How commands reach the job's node: "ssh" through the login host (sites with pam_slurm_adopt),
+    # "srun" as steps of the job run from the login host (nodes that take no ssh), "auto": ssh,
+    # falling back to srun when the node refuses it.
+    node_access: str = "auto"
+
+
+NODE_ACCESS_CHOICES = ("auto", "ssh", "srun")
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ KEYS_BY_KIND: dict[str, tuple[str, ...]] = {
         "nodes",
         "extra",
         "job_name",
+        "node_access",
     ),
     "pbs": ("queue", "resources", "walltime", "account", "extra"),
     "kube": ("cli", "namespace", "pod", "selector", "context", "container"),
@@ -185,6 +193,7 @@ def _read_slurm(section: TableReader) -> SlurmOptions:
         nodes=section.integer("nodes", 1, minimum=1),
         extra=_extra_options(section, "--exclusive"),
         job_name=section.optional_string("job_name", example="tether"),
+        node_access=section.choice("node_access", "auto", NODE_ACCESS_CHOICES),
     )
 
 

@@ -39,6 +39,8 @@ from tui.node import runlog
 SESSION_PREFIX = "tether-"
 RUNS_HOME = "~/.cache/tether/runs"
 WORKSPACE_ENV = "TETHER_WORKSPACE"  # set by the laptop for the agent: rediscover at once
+TMUX_SOCKET_ENV = "TETHER_TMUX_SOCKET"  # set by the laptop where a holder job runs the tmux server
+HOLDER_SERVER_WAIT_S = 5.0
 PANE_OPTION = "@tether-pane"
 GENERATION_OPTION = "@tether-generation"
 WATCH_INTERVAL = 1.0
@@ -50,6 +52,15 @@ _SHELL_WORDS = {"cd", "exec", "export", "source", ".", "env", "nice", "time", "w
 def session_name(workspace: str) -> str:
     """The tmux session of a workspace (tmux refuses '.' and ':' in names)."""
     return SESSION_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", workspace)
+
+
+def job_tmux_socket(workspace: str) -> str:
+    """The tmux socket (``tmux -L``) of a workspace whose node comes from a holder job.
+
+    The holder job starts the tmux server on it, so the run belongs to the job; the agent and
+    `tmux attach` use the same name (given to the agent in ``TMUX_SOCKET_ENV``).
+    """
+    return session_name(workspace)
 
 
 def state_dir(workspace: str) -> Path:
@@ -265,7 +276,8 @@ class Layout:
 
     def __init__(self, agent: Any, libtmux: Any) -> None:
         self.agent = agent
-        self.server = libtmux.Server()  # the socket the ssh session's environment points at
+        # The holder job's tmux server where a scheduler gave the node, else the default socket.
+        self.server = libtmux.Server(socket_name=os.environ.get(TMUX_SOCKET_ENV) or None)
         self.host = socket.gethostname()
         self.workspace: str | None = None
         self.run_pid: int | None = None
@@ -295,9 +307,21 @@ class Layout:
             out.append({"name": name, "id": pane_id, "pid": int(pid) if pid.isdigit() else None})
         return out
 
+    def _wait_for_holder_server(self) -> None:
+        """A job that has just started may not have started its tmux server yet: give it a moment,
+        so the panes are created by the job's own server rather than one outside the job."""
+        if not os.environ.get(TMUX_SOCKET_ENV):
+            return
+        deadline = time.monotonic() + HOLDER_SERVER_WAIT_S
+        while not self.server.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not self.server.is_alive():
+            self.agent.log("the holder job started no tmux server: starting one here")
+
     def build(self, spec: dict[str, Any]) -> dict[str, Any]:
         workspace = spec["workspace"]
         name = session_name(workspace)
+        self._wait_for_holder_server()
         root = os.path.expanduser(spec.get("root") or "~")
         os.makedirs(root, exist_ok=True)
         width, height = spec.get("size") or DEFAULT_SIZE

@@ -2,7 +2,9 @@
 from outside is said at once, and the console warns before the time runs out.
 
 Polls the scheduler's ``state(job_id)`` (one squeue on the login master every few seconds) and
-reports changes as ``Notice`` events; the scheduler's own ``JobStatus.describe`` words them.
+reports changes as ``Notice`` events; the scheduler's own ``JobStatus.describe`` words them. Each
+change of state or end time also goes out as ``AllocationChanged``, from which the console's
+header counts the time left down by itself.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ import time
 from typing import Awaitable, Callable, Protocol
 
 from tui.errors import TetherError
-from tui.events import EventSink, Notice
+from tui.events import JOB_ENDED, AllocationChanged, EventSink, Notice
 
 WARN_BEFORE_END_S = 600.0
+# squeue's time left is whole seconds read at some point within a poll: an end time that moved less
+# than this is the same end time, and the header already counts it down.
+ENDS_AT_SLACK_S = 30.0
+NEW_JOB_HINT = "press A for a new job"
 
 
 class JobStatusLike(Protocol):
@@ -35,14 +41,16 @@ class JobWatch:
     """Polls one job until it ends or the watch is cancelled."""
 
     def __init__(self, probe: Probe, job_id: str, sink: EventSink, *, interval: float = 5.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, node: str = "") -> None:
         self._probe = probe
         self.job_id = job_id
+        self.node = node
         self._sink = sink
         self._interval = interval
         self._clock = clock
         self.last_state: str | None = None
         self._warned = False
+        self._shown: AllocationChanged | None = None
 
     async def run(self) -> None:
         while True:
@@ -61,12 +69,30 @@ class JobWatch:
             level = "error" if status.ended else ("info" if self.last_state is None else "warning")
             message = status.describe(self.last_state)
             if status.ended:
-                message += "; `tether down`, then `tether up` gets a new node"
+                message += f"; {NEW_JOB_HINT}"
             self._sink(Notice(message, level))
             self.last_state = status.state
         ends_at = status.ends_at(self._clock())
+        if status.ended:
+            self._show(AllocationChanged(self.job_id, self.node, None, JOB_ENDED))
+        else:
+            self._show(AllocationChanged(self.job_id, self.node, ends_at, status.state.lower()))
         if not self._warned and ends_at is not None and ends_at - self._clock() <= WARN_BEFORE_END_S:
             minutes = max(0, round((ends_at - self._clock()) / 60))
             self._sink(Notice(f"job {self.job_id} ends in {minutes} min: save checkpoints now", "warning"))
             self._warned = True
         return status.ended
+
+    def _show(self, allocation: AllocationChanged) -> None:
+        """Send ``allocation`` when the state changed or the end moved noticeably."""
+        shown = self._shown
+        if shown is not None and shown.state == allocation.state and not _moved(shown.ends_at, allocation.ends_at):
+            return
+        self._sink(allocation)
+        self._shown = allocation
+
+
+def _moved(before: float | None, after: float | None) -> bool:
+    if before is None or after is None:
+        return before is not after
+    return abs(after - before) > ENDS_AT_SLACK_S

@@ -74,6 +74,7 @@ class LinkSupervisor:
         self.state = LinkChanged(LinkState.CLOSED)
         self.agent_shipped = False
         self._task: asyncio.Task[None] | None = None
+        self._retry = asyncio.Event()  # cuts a backoff wait short (retry_now)
 
     # -- observers ---------------------------------------------------------------------------
     def add_listener(self, listener: Callable[[LinkChanged], None]) -> None:
@@ -103,6 +104,18 @@ class LinkSupervisor:
         if moved:
             for listener in self._listeners:
                 listener(self.state)
+
+    async def retry_now(self) -> None:
+        """Reconnect at once, e.g. because the session wants a new node.
+
+        A live channel is closed, which the watch loop takes for a drop and reconnects after as
+        usual; while reconnecting, the backoff wait before the next attempt is cut short.
+        """
+        agent = self.agent
+        if agent is not None and not agent.closed:
+            await agent.close(timeout=1)
+        else:
+            self._retry.set()
 
     # -- connecting --------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -170,6 +183,7 @@ class LinkSupervisor:
 
     async def _reconnect(self) -> None:
         attempt = 0
+        self._retry.clear()  # a retry asked for before this drop is this reconnect
         while True:
             attempt += 1
             self._set(LinkState.RECONNECTING, attempt=attempt)
@@ -179,7 +193,9 @@ class LinkSupervisor:
             except (TetherError, OSError, asyncio.TimeoutError) as exc:
                 delay = self._backoff.delay(attempt)
                 self._set(LinkState.RECONNECTING, attempt=attempt, detail=f"{exc}; next try in {delay:.0f} s")
-                await asyncio.sleep(delay)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._retry.wait(), delay)
+                self._retry.clear()
 
     # -- leaving -----------------------------------------------------------------------------
     async def _drop_agent(self) -> None:

@@ -24,7 +24,7 @@ from tui.events import (
     ProcessInfo,
     RunProcesses,
 )
-from tui.node.layout import WORKSPACE_ENV, session_name
+from tui.node.layout import TMUX_SOCKET_ENV, WORKSPACE_ENV, job_tmux_socket, session_name
 from tui.remote.agent_channel import AgentChannel
 
 DEFAULT_SIZE = (200, 50)
@@ -48,14 +48,21 @@ def layout_request(workspace: Workspace, *, rebuild: bool = False,
     }
 
 
+HOLDER_JOB_KINDS = ("slurm", "pbs")  # their holder job starts the workspace's tmux server
+
+
 def agent_environment(workspace: Workspace) -> tuple[tuple[str, str], ...]:
-    """Names the workspace to the agent, so a new agent rediscovers its tmux session at once."""
+    """Names the workspace to the agent, so a new agent rediscovers its tmux session at once; and,
+    where a holder job runs the tmux server, its socket."""
+    if workspace.scheduler.kind in HOLDER_JOB_KINDS:
+        return ((WORKSPACE_ENV, workspace.name), (TMUX_SOCKET_ENV, job_tmux_socket(workspace.name)))
     return ((WORKSPACE_ENV, workspace.name),)
 
 
 def attach_command(workspace: Workspace) -> str:
     """The remote command that attaches the workspace's tmux session (UTF-8 forced: borders)."""
-    return f"tmux -u attach-session -t ={session_name(workspace.name)}"
+    socket = f"-L {job_tmux_socket(workspace.name)} " if workspace.scheduler.kind in HOLDER_JOB_KINDS else ""
+    return f"tmux {socket}-u attach-session -t ={session_name(workspace.name)}"
 
 
 def _int(value: Any) -> int | None:

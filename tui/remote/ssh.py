@@ -130,6 +130,26 @@ def rsync_shell(settings: SshSettings, hop: Hop) -> str:
     return shlex.join(client_args(settings, hop))
 
 
+@dataclass(frozen=True)
+class RsyncTransport:
+    """How rsync reaches a node: its ``-e`` shell, the host before the colon, and any options
+    the far side needs (``--rsync-path`` where rsync's server must be started some other way)."""
+
+    shell: str
+    host: str
+    options: tuple[str, ...] = ()
+
+
+def rsync_transport(settings: SshSettings, hop: Hop) -> RsyncTransport:
+    """rsync over the hop's master: user and port go where rsync expects them."""
+    destination = hop.destination
+    shell = rsync_shell(settings, hop)
+    if destination.port:
+        shell += f" -p {destination.port}"
+    host = f"{destination.user}@{destination.host}" if destination.user else destination.host
+    return RsyncTransport(shell, host)
+
+
 _MASTER_PID = re.compile(r"Master running \(pid=(\d+)\)")
 
 
@@ -182,6 +202,8 @@ async def run_argv(
 class ControlMaster:
     """The master connection of one hop, started once and reused by every command."""
 
+    forwards_ports = True  # `ssh -O forward` reaches the hop (not so for a node reached through srun)
+
     def __init__(self, settings: SshSettings, hop: Hop) -> None:
         self.settings = settings
         self.hop = hop
@@ -189,6 +211,10 @@ class ControlMaster:
     @property
     def name(self) -> str:
         return self.hop.destination.host
+
+    def rsync_transport(self) -> RsyncTransport:
+        """How rsync reaches the hop: through this master."""
+        return rsync_transport(self.settings, self.hop)
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.settings.extra_env}

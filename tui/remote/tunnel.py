@@ -5,6 +5,10 @@ login) and listens on 127.0.0.1 only: on a shared laptop or a VPN, a forward on 
 would hand the debugger (and so code execution on the node) to anyone who can reach it. The node
 side is 127.0.0.1 too, where debugpy listens. A new master after a reconnect has no forwards, so
 ``Tunnels`` re-adds them whenever the link comes back up.
+
+Where the node is reached through Slurm steps rather than ssh (``forwards_ports`` is False), a
+forward is a ``PortRelay`` instead: it listens on the laptop and carries each connection over the
+agent's channel. It keeps listening across reconnects and uses whichever channel is current.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import asyncio
 import contextlib
 import socket
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from tui.errors import TetherError
 from tui.events import EventSink, LinkChanged, LinkState, Notice
+from tui.remote.agent_channel import AgentChannel
+from tui.remote.relay import PortRelay
 from tui.remote.ssh import ControlMaster, control_argv, run_argv
 
 LOOPBACK = "127.0.0.1"
@@ -61,10 +67,18 @@ def accepts(port: int, timeout: float = 0.5) -> bool:
 class Tunnels:
     """The workspace's forwards, kept in place across reconnects."""
 
-    def __init__(self, master: Callable[[], ControlMaster], sink: EventSink = lambda event: None) -> None:
+    def __init__(
+        self,
+        master: Callable[[], ControlMaster],
+        sink: EventSink = lambda event: None,
+        *,
+        agent: Callable[[], AgentChannel | None] = lambda: None,
+    ) -> None:
         self._master = master  # read anew each time: a reconnect may bring a new master
         self._sink = sink
+        self._agent = agent
         self._forwards: dict[str, Forward] = {}
+        self._relays: dict[str, PortRelay] = {}
         self._restoring: asyncio.Task[None] | None = None
 
     @property
@@ -87,7 +101,10 @@ class Tunnels:
 
     async def remove(self, name: str) -> None:
         forward = self._forwards.pop(name, None)
-        if forward is not None:
+        relay = self._relays.pop(name, None)
+        if relay is not None:
+            await relay.close()
+        elif forward is not None:
             master = self._master()
             await run_argv(control_argv(master.settings, master.hop, "cancel", "-L", forward.spec), timeout=10)
 
@@ -104,6 +121,10 @@ class Tunnels:
         if change.state is LinkState.UP and self._forwards:
             self._restoring = asyncio.get_running_loop().create_task(self.restore())
 
+    def handle(self, message: dict[str, Any]) -> bool:
+        """Pass an agent event to the relays; True when it was relayed bytes of one of them."""
+        return any(relay.handle(message) for relay in self._relays.values())
+
     async def close(self) -> None:
         for name in list(self._forwards):
             with contextlib.suppress(Exception):
@@ -111,6 +132,9 @@ class Tunnels:
 
     async def _request(self, forward: Forward) -> None:
         master = self._master()
+        if not master.forwards_ports:
+            await self._relay(forward)
+            return
         argv = control_argv(master.settings, master.hop, "forward", "-L", forward.spec)
         result = await run_argv(argv, timeout=10)
         if not result.ok:
@@ -119,3 +143,18 @@ class Tunnels:
                 f"{result.stderr.strip()}",
                 fix="another program may have taken the local port: set a different local port in [ports]",
             )
+
+    async def _relay(self, forward: Forward) -> None:
+        """Listen on the laptop and carry connections over the agent channel (no ssh to the node)."""
+        relay = self._relays.get(forward.name)
+        if relay is not None:
+            return  # already listening; it follows the agent channel across reconnects
+        relay = PortRelay(forward.name, forward.remote_port, forward.local_port, self._agent)
+        try:
+            await relay.start()
+        except OSError as exc:
+            raise TunnelError(
+                f"could not listen on 127.0.0.1:{forward.local_port} for {forward.name}: {exc}",
+                fix="another program may have taken the local port: set a different local port in [ports]",
+            ) from None
+        self._relays[forward.name] = relay

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from tui.remote.ssh import ControlMaster, Hop, SshSettings, rsync_shell
+from tui.remote.ssh import ControlMaster, Hop, RsyncTransport, SshSettings, rsync_transport
 
 
 @dataclass(frozen=True)
@@ -23,23 +23,28 @@ class Remote:
     shell: str
     host: str
     root: str
+    options: tuple[str, ...] = ()  # what the transport needs, e.g. --rsync-path for a Slurm step
 
     def spec(self, rel: str = "") -> str:
         return f"{self.host}:{self.root.rstrip('/')}/{rel}"
 
+    def args(self) -> list[str]:
+        """``-e SHELL`` and the transport's own options."""
+        return ["-e", self.shell, *self.options]
+
+
+def remote_over(transport: RsyncTransport, root: str) -> Remote:
+    return Remote(transport.shell, transport.host, root, transport.options)
+
 
 def remote_for(settings: SshSettings, hop: Hop, root: str) -> Remote:
     """The rsync view of a hop: user and port go where rsync expects them."""
-    destination = hop.destination
-    shell = rsync_shell(settings, hop)
-    if destination.port:
-        shell += f" -p {destination.port}"
-    host = f"{destination.user}@{destination.host}" if destination.user else destination.host
-    return Remote(shell, host, root)
+    return remote_over(rsync_transport(settings, hop), root)
 
 
 def remote_of(master: ControlMaster, root: str) -> Remote:
-    return remote_for(master.settings, master.hop, root)
+    """rsync into ``root`` on the node however ``master`` reaches it (ssh, Slurm steps)."""
+    return remote_over(master.rsync_transport(), root)
 
 
 def push_argv(
@@ -70,7 +75,7 @@ def push_argv(
         argv.append("-z")
     if progress:
         argv.append("--info=progress2")
-    return argv + ["-e", remote.shell, local_root.rstrip("/") + "/", remote.spec()]
+    return argv + remote.args() + [local_root.rstrip("/") + "/", remote.spec()]
 
 
 def _glob_escape(path: str) -> str:
@@ -80,7 +85,7 @@ def _glob_escape(path: str) -> str:
 
 def pull_argv(local_root: str, remote: Remote, rel: str) -> list[str]:
     """Bring ``rel`` (a file or a folder) from the node to the same place under ``local_root``."""
-    return ["rsync", "-a", "--relative", "--stats", "-e", remote.shell,
+    return ["rsync", "-a", "--relative", "--stats", *remote.args(),
             f"{remote.host}:{remote.root.rstrip('/')}/./{rel.strip('/')}", local_root.rstrip("/") + "/"]
 
 

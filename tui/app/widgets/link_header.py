@@ -1,14 +1,19 @@
-"""The console's top line: workspace, chain of hops, and what the link supervisor says."""
+"""The console's top line: workspace, chain of hops, the job's time left, and what the link
+supervisor says."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label
 
-from tui.events import LinkChanged, LinkState
+from tui.events import JOB_ENDED, AllocationChanged, LinkChanged, LinkState
 
 LAPTOP = "laptop"
 """The first hop is always the machine the console runs on; ``session.chain`` lists the rest."""
@@ -32,6 +37,61 @@ def describe_link(link: LinkChanged) -> str:
     else:
         text = state.value
     return f"{text} — {link.detail}" if link.detail else text
+
+
+WARN_LEFT_S = 600.0
+"""Under this much time left the job's clock turns to the warning colour (the log warns then too)."""
+
+
+def describe_time_left(seconds: float) -> str:
+    """``2 d 3 h``, ``4 h 32 min``, ``29 min``, ``9 min 5 s``, ``42 s``: as precise as the moment needs.
+
+    Seconds appear only in the last ten minutes, where they matter (and tick visibly).
+    """
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if whole >= WARN_LEFT_S:
+        return f"{minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def counts_down(allocation: AllocationChanged | None) -> bool:
+    """The job runs and has an end: its time left is shown and ticks."""
+    return (allocation is not None and allocation.job_id is not None and allocation.ends_at is not None
+            and allocation.state in ("running", ""))
+
+
+def describe_allocation(allocation: AllocationChanged | None, now: float) -> str:
+    """``job 12 · 4 h 32 min left``, ``job 12 · ended``, ``job 12 · pending``; "" without a job."""
+    if allocation is None or allocation.job_id is None:
+        return ""
+    job = f"job {allocation.job_id}"
+    if allocation.state == JOB_ENDED:
+        return f"{job} · ended"
+    if counts_down(allocation):
+        assert allocation.ends_at is not None
+        return f"{job} · {describe_time_left(allocation.ends_at - now)} left"
+    if allocation.state in ("running", ""):
+        return job  # no time limit
+    return f"{job} · {allocation.state}"
+
+
+def allocation_class(allocation: AllocationChanged | None, now: float) -> str:
+    """``-ended``, ``-ending`` (under ``WARN_LEFT_S`` left), ``-waiting`` (not running), or ""."""
+    if allocation is None or allocation.job_id is None:
+        return ""
+    if allocation.state == JOB_ENDED:
+        return "-ended"
+    if counts_down(allocation):
+        assert allocation.ends_at is not None
+        return "-ending" if allocation.ends_at - now < WARN_LEFT_S else ""
+    return "" if allocation.state in ("running", "") else "-waiting"
 
 
 def state_class(state: LinkState) -> str:
@@ -69,6 +129,66 @@ class LinkStatus(Widget):
             self.set_class(state is link.state, state_class(state))
 
 
+class JobClock(Widget):
+    """The scheduler's job and its time left, counted down here once a second: the node is asked
+    only when the job changes (``AllocationChanged``). Hidden without a job (direct hosts)."""
+
+    DEFAULT_CSS = """
+    JobClock {
+        display: none;
+        width: auto;
+        height: 1;
+        padding: 0 1;
+        text-wrap: nowrap;
+        color: $text-muted;
+        &.-shown { display: block; }
+        &.-waiting { color: $text-warning; }
+        &.-ending { color: $text-warning; text-style: bold; }
+        &.-ended { color: $text-error; text-style: bold; }
+    }
+    """
+
+    STATE_CLASSES = ("-waiting", "-ending", "-ended")
+
+    allocation: reactive[AllocationChanged | None] = reactive(None, layout=True)
+    """The last AllocationChanged event; None until the session names a job."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._clock = clock
+        self._timer: Timer | None = None
+
+    def on_mount(self) -> None:
+        self._timer = self.set_interval(1.0, self._tick, pause=True)
+        self._follow(self.allocation)
+
+    def render(self) -> str:
+        return describe_allocation(self.allocation, self._clock())
+
+    def watch_allocation(self, allocation: AllocationChanged | None) -> None:
+        self._follow(allocation)
+
+    def _follow(self, allocation: AllocationChanged | None) -> None:
+        self.set_class(allocation is not None and allocation.job_id is not None, "-shown")
+        self._tick()
+        if self._timer is not None:
+            if counts_down(allocation):
+                self._timer.resume()
+            else:
+                self._timer.pause()
+
+    def _tick(self) -> None:
+        shown = allocation_class(self.allocation, self._clock())
+        for name in self.STATE_CLASSES:
+            self.set_class(name == shown, name)
+        self.refresh(layout=True)  # the text gets shorter as time runs out
+
+    @property
+    def text(self) -> str:
+        """What the clock shows now, without styling."""
+        return describe_allocation(self.allocation, self._clock())
+
+
 class LinkHeader(Horizontal):
     """Workspace name, the hops from the laptop to the node, and the link state."""
 
@@ -90,17 +210,27 @@ class LinkHeader(Horizontal):
     def compose(self) -> ComposeResult:
         yield Label(self._workspace, id="workspace")
         yield Label(describe_chain(self._chain), id="chain")
+        yield JobClock()
         yield LinkStatus()
 
     def show_link(self, link: LinkChanged) -> None:
         """Show a new link state (the app calls this for every LinkChanged)."""
         self.query_one(LinkStatus).link = link
 
+    def show_allocation(self, allocation: AllocationChanged) -> None:
+        """Show the job behind the node (the app calls this for every AllocationChanged)."""
+        self.query_one(JobClock).allocation = allocation
+
     def show_chain(self, chain: tuple[str, ...]) -> None:
         """Show the hops again: a scheduler names the node only once the job runs."""
         if chain != self._chain:
             self._chain = chain
             self.query_one("#chain", Label).update(describe_chain(chain))
+
+    @property
+    def job_text(self) -> str:
+        """The job and its time left as shown ("" without a job), for tests and screen readers."""
+        return self.query_one(JobClock).text
 
     @property
     def link_text(self) -> str:

@@ -57,10 +57,56 @@ class Scheduler(abc.ABC):
     async def release(self, allocation: Allocation) -> None:
         """Give the node back. Safe to call for an allocation that already ended."""
 
-    async def acquire(self, recorded: Allocation | None, progress: EventSink) -> Allocation:
-        """Reuse the recorded allocation when it is still alive, else allocate a new one."""
+    async def acquire(self, recorded: Allocation | None, progress: EventSink, *, submit: bool = True) -> Allocation:
+        """Reuse the recorded allocation when it is still alive, else allocate a new one.
+
+        ``submit=False`` (a reconnect in a console whose job has ended) raises ``JobEnded`` instead
+        of asking for a new job behind the user's back.
+        """
         found = await self.find(recorded)
-        return found if found is not None else await self.allocate(progress)
+        if found is not None:
+            return found
+        if not submit and recorded is not None and recorded.job_id:
+            raise JobEnded(f"{self.kind} job {recorded.job_id} is no longer running")
+        return await self.allocate(progress)
+
+
+class JobEnded(TetherError):
+    """The console's job ended: a new one is asked for only when the user says so."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, fix="press A in the console for a new job (or `tether down`, then `tether up`)")
+
+
+HOLDER_TMUX_SESSION = "_tether_holder"  # keeps the job's tmux server alive between runs
+
+
+def holder_script(tmux_socket: str | None = None, env_lines: tuple[str, ...] = ()) -> str:
+    """The batch script of a holder job: start the workspace's tmux server, then keep the node.
+
+    The batch script is the one part of a job that lasts as long as the job. The tmux server
+    started here (and so every pane and the run) belongs to the job: on sites that track jobs with
+    cgroups the run is part of the job and ends with it, instead of being killed when the short
+    step or ssh session that created it ends. Later agents (over ssh or srun) find the server on
+    ``tmux_socket``. Where tmux is not on the batch PATH, the agent starts the server itself.
+    ``sleep infinity`` is GNU-only: a loop of long sleeps works on every node OS; the job ends
+    with its time limit or when it is cancelled.
+    """
+    lines = ["#!/bin/sh", "# Tether holder job: keeps this allocation for the workspace."]
+    if tmux_socket:
+        tmux = f"tmux -L {shlex.quote(tmux_socket)}"
+        if env_lines:  # the run's environment (module load tmux) may be what puts tmux on PATH
+            lines.append("{ " + "; ".join(env_lines) + "; } </dev/null >/dev/null 2>&1")
+        hold = shlex.quote("while :; do sleep 86400; done")
+        lines += [
+            f"command -v tmux >/dev/null 2>&1 && {tmux} new-session -d -s {HOLDER_TMUX_SESSION} {hold} </dev/null >/dev/null 2>&1",
+            # The server forks away from this script: where Slurm or PBS track a job's processes by
+            # parentage rather than cgroups, only this trap ends it (and the run) with the job.
+            f"trap '{tmux} kill-server 2>/dev/null; exit 0' TERM INT HUP",
+        ]
+    # `wait` (unlike a foreground sleep) returns at once when a signal arrives, so the trap runs.
+    lines.append("while :; do sleep 86400 & wait $!; done")
+    return "\n".join(lines) + "\n"
 
 
 def format_elapsed(seconds: float) -> str:

@@ -27,19 +27,12 @@ from tui.remote.scheduler.base import (
     LoginShell,
     Scheduler,
     format_elapsed,
+    holder_script,
     last_line,
     submit_holder,
     wait_or_release,
 )
 from tui.remote.ssh import CommandResult
-
-# The holder job: it only keeps the node. `sleep infinity` is GNU-only, so a loop of long sleeps
-# works on every node OS; the job ends with its walltime or with `qdel`.
-HOLDER_SCRIPT = """#!/bin/sh
-# Tether holder job: keeps this node for the workspace. The workspace's tmux server is started
-# inside this job later, so the run belongs to the job and ends with it.
-while :; do sleep 86400; done
-"""
 
 STATE_NAMES = {
     "Q": "queued",
@@ -178,6 +171,7 @@ class PbsScheduler(Scheduler):
         options: PbsOptions,
         workspace: str,
         *,
+        holder: str = "",
         poll_interval: float = 5.0,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
@@ -185,6 +179,7 @@ class PbsScheduler(Scheduler):
         self._login = login
         self._options = options
         self._workspace = workspace
+        self.holder = holder or holder_script()  # the batch script (see base.holder_script)
         self._poll_interval = poll_interval
         self._clock = clock
         self._sleep = sleep
@@ -197,7 +192,7 @@ class PbsScheduler(Scheduler):
     async def submit(self) -> str:
         """Submit the holder job; its job id."""
         return await submit_holder(
-            self._login, qsub_argv(self._options, self._workspace), HOLDER_SCRIPT,
+            self._login, qsub_argv(self._options, self._workspace), self.holder,
             family="PBS", parse_job_id=parse_job_id, options_hint="queue, resources, walltime and account",
         )
 

@@ -42,27 +42,16 @@ from tui.errors import TetherError
 from tui.events import EventSink, Progress
 from tui.remote.scheduler.base import (
     Allocation,
+    JobEnded,
     LoginShell,
     Scheduler,
     format_elapsed,
+    holder_script,
     last_line,
     submit_holder,
     wait_or_release,
 )
 from tui.remote.ssh import CommandResult
-
-# The holder job. Its batch step is the one part of the job that lasts as long as the job: the
-# workspace's tmux server (and so the run) belongs inside it, so that on sites that track jobs
-# with cgroups the run is part of the job and ends with it, instead of being killed when a short
-# `srun` step ends or surviving as a stray process. (Where ssh to the node is allowed,
-# pam_slurm_adopt puts the ssh sessions, and the tmux server they start, into the job as well.)
-# `sleep infinity` is GNU-only: a loop of long sleeps works on every node OS; the job ends with
-# its time limit or `scancel`.
-HOLDER_SCRIPT = """#!/bin/sh
-# Tether holder job: keeps this allocation for the workspace. The workspace's tmux server lives
-# inside this job, so the run belongs to the job (and its cgroup) and ends with it.
-while :; do sleep 86400; done
-"""
 
 # squeue's fields, the free-text reason last: id, state, time limit, time left, start (actual, or
 # expected while pending), end, node list, reason.
@@ -436,6 +425,7 @@ class SlurmScheduler(Scheduler):
         options: SlurmOptions,
         workspace: str,
         *,
+        holder: str = "",
         poll_interval: float = 5.0,
         first_poll: float = 0.25,
         clock: Callable[[], float] = time.time,
@@ -444,6 +434,7 @@ class SlurmScheduler(Scheduler):
         self._login = login
         self._options = options
         self._workspace = workspace
+        self.holder = holder or holder_script()  # the batch script (see base.holder_script)
         self._poll_interval = poll_interval
         self._first_poll = min(first_poll, poll_interval)
         self._clock = clock
@@ -455,9 +446,10 @@ class SlurmScheduler(Scheduler):
         progress(Progress("node", f"Slurm job {job_id} submitted, waiting for a node"))
         return await self._wait_or_cancel(job_id, progress)
 
-    async def acquire(self, recorded: Allocation | None, progress: EventSink) -> Allocation:
+    async def acquire(self, recorded: Allocation | None, progress: EventSink, *, submit: bool = True) -> Allocation:
         """Reuse the recorded job when it runs; wait for it when it is pending again (requeued or
-        held: it keeps its place in the queue); otherwise allocate a new one."""
+        held: it keeps its place in the queue); otherwise allocate a new one (unless ``submit`` is
+        False: then ``JobEnded``)."""
         if recorded is not None and recorded.job_id:
             status = await self.state(recorded.job_id)
             if status.running:
@@ -465,6 +457,8 @@ class SlurmScheduler(Scheduler):
             if status.waiting:
                 progress(Progress("node", f"{status.describe(previous=RUNNING)}; waiting for it to run again"))
                 return await self._wait_or_cancel(recorded.job_id, progress)
+            if not submit:
+                raise JobEnded(status.describe())
         return await self.allocate(progress)
 
     async def _wait_or_cancel(self, job_id: str, progress: EventSink) -> Allocation:
@@ -473,7 +467,7 @@ class SlurmScheduler(Scheduler):
     async def submit(self) -> str:
         """Submit the holder job; its job id."""
         return await submit_holder(
-            self._login, sbatch_argv(self._options, self._workspace), HOLDER_SCRIPT,
+            self._login, sbatch_argv(self._options, self._workspace), self.holder,
             family="Slurm", parse_job_id=parse_job_id,
             options_hint="partition, account, qos, time, gpus, gres, cpus_per_task, mem and constraint",
         )
