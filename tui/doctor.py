@@ -7,6 +7,7 @@ slow link); parsing that report is a pure function. The scheduler's checks live 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
 import shutil
@@ -18,6 +19,7 @@ from typing import Callable
 from tui.config import Workspace
 from tui.errors import TetherError
 from tui.remote.agent_channel import environment_prelude, interpreter_probe
+from tui.remote.pod import PodRoute
 from tui.remote.scheduler.base import Allocation
 from tui.remote.srun import SrunRoute, reach_node
 from tui.remote.ssh import ControlMaster
@@ -152,9 +154,12 @@ async def run_doctor(workspace: Workspace, report: Report) -> bool:
         from tui.doctor_scheduler import kube_checks  # here: it builds on Check above
 
         # kubectl runs on this laptop: these need neither ssh nor the login host.
-        for check in await kube_checks(workspace.scheduler.kube):
+        checks = await kube_checks(workspace.scheduler.kube)
+        for check in checks:
             emit(check)
-    if shutil.which("ssh"):
+        if all(check.ok for check in checks):
+            await _node_checks(Session(workspace), await _reach_pod(Session(workspace), emit), emit)
+    elif shutil.which("ssh"):
         await _remote_checks(workspace, emit)
     else:
         emit(Check("ssh (laptop)", False, "not found", "install OpenSSH's client"))
@@ -163,27 +168,38 @@ async def run_doctor(workspace: Workspace, report: Report) -> bool:
 
 async def _remote_checks(workspace: Workspace, emit: Report) -> None:
     """login -> scheduler -> node -> the node's tools; stops at the first broken hop."""
-    try:
-        session = Session(workspace)
-    except TetherError as exc:  # e.g. kind = "kube": no session can use a pod yet
-        emit(Check("session", False, exc.message, exc.fix))
-        return
+    session = Session(workspace)
     login = session.login_master()
     # Leave things as found: connections the doctor opens itself are closed again at the end.
     opened: list[ControlMaster] = [] if await login.pid() else [login]
     try:
-        target = await _reach_node(session, emit, opened)
-        if target is None:
-            return
-        result = await target.run(node_report_script(workspace), timeout=60)
-        if not result.ok and not result.stdout:
-            emit(Check("node tools", False, f"the checks could not run on {target.name}: {result.stderr.strip()}", "run `ssh` to the node by hand to see why"))
-            return
-        for check in node_checks(workspace, parse_node_report(result.stdout)):
-            emit(check)
+        await _node_checks(session, await _reach_node(session, emit, opened), emit)
     finally:
         for master in reversed(opened):
             await master.stop()
+
+
+async def _node_checks(session: Session, target: ControlMaster | None, emit: Report) -> None:
+    """The node's tools, in one remote command, on the node ``target`` reaches (None: unreachable)."""
+    if target is None:
+        return
+    result = await target.run(node_report_script(session.workspace), timeout=60)
+    if not result.ok and not result.stdout:
+        emit(Check("node tools", False, f"the checks could not run on {target.name}: {result.stderr.strip()}",
+                   "run a command there by hand (ssh, srun or kubectl exec) to see why"))
+        return
+    for check in node_checks(session.workspace, parse_node_report(result.stdout)):
+        emit(check)
+
+
+async def _reach_pod(session: Session, emit: Report) -> ControlMaster | None:
+    """The pod the workspace would use (kube_checks found it running), reached with kubectl exec."""
+    try:
+        allocation = await asyncio.wait_for(session.scheduler.acquire(session.recorded_allocation(), lambda e: None), 60)
+    except (TetherError, asyncio.TimeoutError) as exc:
+        emit(Check("pod", False, str(exc) or "no running pod within 60 s", getattr(exc, "fix", "")))
+        return None
+    return PodRoute(session.scheduler, allocation.node)
 
 
 def _elapsed_ms(started: float) -> str:

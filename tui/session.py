@@ -24,8 +24,10 @@ from tui.remote.askpass import AskpassBridge, user_chose_askpass
 from tui.remote.jobwatch import JobWatch
 from tui.remote.link import AgentOptions, LinkSupervisor
 from tui.remote.panels import HOLDER_JOB_KINDS, NodePanels, agent_environment, attach_command
+from tui.remote.pod import PodRoute
 from tui.remote.scheduler import scheduler_for
 from tui.remote.scheduler.base import Allocation
+from tui.remote.scheduler.kube import bare_name
 from tui.remote.srun import SSH, access_of, reach_node, route_for_record
 from tui.remote.ssh import ControlMaster, Destination, Hop, SshSettings
 from tui.remote.tunnel import Tunnels
@@ -58,13 +60,8 @@ class Session:
             self._runtime / f"{self.ws_id}-l",
             jumps=tuple(destination_of(j) for j in connection.jump),
         )
-        if workspace.scheduler.kind == "kube":
-            # KubeScheduler finds the pod, but commands, the agent and sync still travel over ssh
-            # here; running them through `kubectl exec` is the next step.
-            raise TetherError(
-                f"{workspace.config_path}: [scheduler] kind = \"kube\" cannot run a session yet",
-                fix="reach the pod's node over ssh with kind = \"direct\" for now",
-            )
+        # A pod is reached with kubectl exec from the laptop: no login host, no ssh at all.
+        self.uses_pod = workspace.scheduler.kind == "kube"
         self.scheduler = scheduler_for(workspace, ControlMaster(self.settings, self.login_hop))
         self.allocation: Allocation | None = None
         self._new_job_wanted = True  # `tether up` may submit a job; later only the new-job key may
@@ -220,6 +217,8 @@ class Session:
 
     @property
     def chain(self) -> tuple[str, ...]:
+        if self.uses_pod:
+            return (f"pod {bare_name(self.allocation.node)}" if self.allocation else "pod",)
         login = self.workspace.connection.login.host
         node = self.allocation.node if self.allocation else self.workspace.connection.node
         if self.workspace.connection.node_from_scheduler and not (self.allocation and self.allocation.node):
@@ -240,9 +239,11 @@ class Session:
         """Log in to the login host with the terminal at hand (before the console takes it).
 
         ssh asks for a password or one-time code in the terminal as usual; everything after rides on
-        the master this leaves, so the console does not ask again.
+        the master this leaves, so the console does not ask again. A pod needs no login: kubectl
+        authenticates with the user's kube config.
         """
-        await self.login_master().start()
+        if not self.uses_pod:
+            await self.login_master().start()
 
     async def run(self, sink: EventSink) -> None:
         self._sink = sink
@@ -252,7 +253,7 @@ class Session:
             bridge = AskpassBridge(self._runtime, self._ask)
             settings = dataclasses.replace(settings, extra_env=await bridge.start())
         self.supervisor = LinkSupervisor(
-            self.login_master(settings),
+            None if self.uses_pod else self.login_master(settings),
             lambda: self._resolve_node(settings),
             sink,
             agent_options=AgentOptions(
@@ -336,6 +337,8 @@ class Session:
         self._new_job_wanted = False
         self._record(self.allocation)  # at once: a job must never be lost, whatever happens next
         self._watch_job()
+        if self.uses_pod:
+            return PodRoute(self.scheduler, self.allocation.node)
         ssh_master = self.node_master(self.allocation.node, settings)
         route = await reach_node(
             ssh_master, self.login_master(settings), job_id=self.allocation.job_id, node=self.allocation.node,
@@ -364,17 +367,25 @@ class Session:
             )
         )
 
+    def recorded_route(self) -> ControlMaster | None:
+        """The way to the recorded node, as the session reached it (ssh, srun steps or kubectl
+        exec), without probing: `tether down` and `tether sync` must not wait on a refused ssh."""
+        recorded = self.recorded_allocation()
+        if self.uses_pod:
+            return PodRoute(self.scheduler, recorded.node) if recorded is not None and recorded.node else None
+        record = self.store.load(self.ws_id)
+        node = recorded.node if recorded else self.workspace.connection.node
+        return route_for_record(
+            self.node_master(node), self.login_master(), job_id=recorded.job_id if recorded else None, node=node,
+            access=record.node_access if record else SSH,
+        )
+
     async def down(self, sink: EventSink = lambda event: None) -> list[str]:
         """Stop everything the session left running; returns what was stopped, for the user."""
         stopped: list[str] = []
         recorded = self.recorded_allocation()
-        record = self.store.load(self.ws_id)
         await self.detach()
-        node = route_for_record(
-            self.node_master(recorded.node if recorded else self.workspace.connection.node), self.login_master(),
-            job_id=recorded.job_id if recorded else None, node=recorded.node if recorded else "",
-            access=record.node_access if record else SSH,
-        )
+        node = self.recorded_route()
         stopped += await self._stop_on_node(node, sink)
         if node is not None and await node.stop():
             stopped.append(f"connection to {node.name}")
@@ -382,7 +393,7 @@ class Session:
             with contextlib.suppress(Exception):
                 await self.scheduler.release(recorded)
                 stopped.append(f"{self.scheduler.kind} job {recorded.job_id}")
-        if await self.login_master().stop():
+        if not self.uses_pod and await self.login_master().stop():
             stopped.append(f"connection to {self.workspace.connection.login.host}")
         self.store.delete(self.ws_id)
         sink(Notice("down: " + (", ".join(stopped) or "nothing was running")))
@@ -394,7 +405,8 @@ class Session:
             return []  # no job is known: there is no node to stop anything on
         master = node or self.login_master()
         try:
-            await self.login_master().start()
+            if not self.uses_pod:
+                await self.login_master().start()
             if node is not None:
                 await node.start()
             launch = await launch_agent(

@@ -78,7 +78,10 @@ def read_remote_root(section: TableReader, name: str) -> str:
 def read_connection(
     section: TableReader, scheduler: SchedulerConfig, kind_valid: bool, config_dir: Path
 ) -> ConnectionConfig:
-    login_text = section.required_string("login", example="cluster")
+    if scheduler.kind == "kube":  # kubectl reaches the pod from the laptop: no login host
+        login_text = section.optional_string("login", example="cluster") or None
+    else:
+        login_text = section.required_string("login", example="cluster")
     login = _host_spec(section, ("login",), login_text) if login_text is not None else None
     jump_texts = section.strings("jump", example="me@gateway.example.org")
     jumps = [_host_spec(section, ("jump", index), text) for index, text in enumerate(jump_texts)]

@@ -49,7 +49,7 @@ class LinkSupervisor:
 
     def __init__(
         self,
-        login: ControlMaster,
+        login: ControlMaster | None,
         resolve_node: NodeResolver,
         sink: EventSink,
         *,
@@ -87,7 +87,10 @@ class LinkSupervisor:
     @property
     def node_master(self) -> ControlMaster:
         """The master that reaches the node (the login master when the node is the login host)."""
-        return self.node or self.login
+        master = self.node or self.login
+        if master is None:
+            raise AgentError("the node is not connected right now")
+        return master
 
     def report(self, state: LinkState, *, detail: str = "") -> None:
         """Let the session report a state only it sees (ssh waiting on a password prompt)."""
@@ -120,7 +123,8 @@ class LinkSupervisor:
     # -- connecting --------------------------------------------------------------------------
     async def connect(self) -> None:
         """Bring every hop and the agent up once; raises TetherError with a fix on failure."""
-        await self.login.start()
+        if self.login is not None:  # None: the node is reached without a login host (a pod)
+            await self.login.start()
         self.node = await self._resolve_node()
         if self.node is not None:
             await self.node.start()

@@ -87,8 +87,7 @@ def node_resolver(session: Session) -> NodeResolver:
                     f"{workspace.name} has no node yet: sync writes to the node of a running job",
                     fix='start the job with `tether up`, or set sync_via = "login" where the login host shares the nodes\' filesystem',
                 )
-            return session.node_master(recorded.node)
-        return session.node_master(workspace.connection.node)
+        return session.recorded_route()  # as the console reached it: ssh, srun steps or kubectl exec
 
     return resolve
 
@@ -97,7 +96,7 @@ def sync_supervisor(session: Session, sink: EventSink, *, ping_interval: float =
     """A link supervisor for sync alone: no tmux layout, no run, no forwards (those are `tether up`'s)."""
     workspace = session.workspace
     return LinkSupervisor(
-        session.login_master(),
+        None if session.uses_pod else session.login_master(),
         node_resolver(session),
         sink,
         agent_options=AgentOptions(workspace.run.interpreter, tuple(workspace.run.env)),

@@ -250,6 +250,11 @@ class KubeScheduler(Scheduler):
         self._env = dict(env) if env is not None else None
         self._sleep = sleep
 
+    @property
+    def env(self) -> dict[str, str] | None:
+        """The environment kubectl runs with; None: this process's own."""
+        return self._env
+
     # argv builders (pure)
 
     def base_argv(self) -> list[str]:

@@ -1,0 +1,98 @@
+"""A console session on a Kubernetes pod, through `kubectl exec` only: no login host, no ssh master.
+
+No Kubernetes API server can run here. A STAND-IN `kubectl` (tests/fixtures/standins/standin.py,
+not the real CLI) answers `get pod` with captured pod JSON (tests/fixtures/kube/pod_running.json)
+and runs `exec` on the testbed's compute node over ssh: that node stands in for the pod's
+container. Everything Tether does to the pod goes through that `kubectl exec`: the agent, sync
+(rsync with kubectl as its remote shell), the tmux layout and run, the debug port (carried by the
+agent's channel), `a`, and `tether down`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from debug_helpers import debug_console, rank, script_workspace, status
+from node_helpers import Events
+from testbed import Testbed
+
+from tui.cli import main
+from tui.config import load_workspace
+from tui.debug.dap import DapClient
+from tui.session import Session
+
+pytestmark = pytest.mark.needs_netns
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STANDIN = FIXTURES / "standins" / "standin.py"
+RUN = "import os, time\nprint('run pid', os.getpid(), flush=True)\nwhile True:\n    time.sleep(0.2)\n"
+KUBE = '[scheduler]\nkind = "kube"\nnamespace = "ml"\ncontext = "lab"\npod = "train-0"'
+
+
+@pytest.fixture
+def standin_kubectl(needs_netns: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The STAND-IN kubectl first on PATH; its `exec` reaches the testbed's compute node. Returns its call log."""
+    bin_dir, state = tmp_path / "standin-bin", tmp_path / "standin-state"
+    bin_dir.mkdir()
+    state.mkdir()
+    wrapper = bin_dir / "kubectl"
+    wrapper.write_text(f'#!/bin/sh\n# STAND-IN kubectl for tests, not the real CLI\nexec "{sys.executable}" "{STANDIN}" kubectl "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin")
+    monkeypatch.setenv("STANDIN_STATE", str(state))
+    monkeypatch.setenv("STANDIN_FIXTURES", str(FIXTURES))
+    monkeypatch.setenv("STANDIN_KUBECTL_GET", "kube/pod_running.json")
+    monkeypatch.setenv("STANDIN_EXEC_SSH", json.dumps(needs_netns.ssh_argv(needs_netns.node_alias)))
+    return state / "calls.jsonl"
+
+
+def kubectl_calls(log: Path) -> list[list[str]]:
+    return [json.loads(line)["argv"] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+async def test_a_pod_session_runs_entirely_through_kubectl_exec(
+    needs_netns: Testbed, standin_kubectl: Path, tether_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    testbed = needs_netns
+    folder = tmp_path / "ws"
+    config = script_workspace(folder, testbed, RUN, name="run.py", node="", extra=KUBE)
+    (folder / "data.txt").write_text("synced through kubectl exec\n")
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+    await session.prepare()  # nothing to log in to
+
+    def running() -> bool:
+        state = rank(events)
+        return bool(state and state.status == "running" and state.local_port and events.output())
+
+    async with debug_console(session, events, running, timeout=60):
+        assert session.chain == ("pod train-0",)
+        assert testbed.node_run_as_user("cat ~/work/tbws/data.txt").stdout == "synced through kubectl exec\n"
+        assert "tether-tbws" in testbed.node_run_as_user("tmux ls").stdout
+        # The debug port through the agent's channel, as VS Code would attach.
+        client = await DapClient.connect_initialized("127.0.0.1", rank(events).local_port, timeout=20)
+        await client.attach()
+        await events.until(lambda: status(events) == "attached", 20)
+        await client.disconnect()
+        attach = session.attach_argv()
+        assert attach is not None and attach[:2] == ["kubectl", "exec"] and "-t" in attach and "train-0" in attach
+
+    # Every remote step was a kubectl call with the workspace's context and namespace; no ssh
+    # master to a login host was ever started.
+    calls = kubectl_calls(standin_kubectl)
+    assert {call[0] for call in calls} <= {"get", "exec", "--context", "-n"}
+    assert any(call[0] == "exec" for call in calls)
+    assert all("ml" in call and "lab" in call for call in calls)
+    assert await session.login_master().pid() is None
+
+    await session.down()
+    assert "tether-tbws" not in testbed.node_run_as_user("tmux ls 2>/dev/null; true").stdout
+
+    # The doctor checks the pod's tools the same way.
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["-c", str(config), "doctor"]) == 0
+    report = capsys.readouterr().out
+    assert "[ok  ] pod: train-0 is Running" in report and "[ok  ] debugpy" in report, report
