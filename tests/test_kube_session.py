@@ -3,9 +3,10 @@
 No Kubernetes API server can run here. A STAND-IN `kubectl` (tests/fixtures/standins/standin.py,
 not the real CLI) answers `get pod` with captured pod JSON (tests/fixtures/kube/pod_running.json)
 and runs `exec` on the testbed's compute node over ssh: that node stands in for the pod's
-container. Everything Tether does to the pod goes through that `kubectl exec`: the agent, sync
-(rsync with kubectl as its remote shell), the tmux layout and run, the debug port (carried by the
-agent's channel), `a`, and `tether down`.
+container; its `port-forward` relays to the node's 127.0.0.1 with `ssh -W`, and drops after the
+first connection as kubectl does when the stream to the pod breaks. Everything Tether does to the
+pod goes through kubectl: the agent, sync (rsync with kubectl as its remote shell), the tmux layout
+and run, `a`, `tether down` (exec), and the debug port (port-forward, restarted when it drops).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from testbed import Testbed
 from tui.cli import main
 from tui.config import load_workspace
 from tui.debug.dap import DapClient
+from tui.events import Notice
 from tui.session import Session
 
 pytestmark = pytest.mark.needs_netns
@@ -47,6 +49,7 @@ def standin_kubectl(needs_netns: Testbed, tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("STANDIN_FIXTURES", str(FIXTURES))
     monkeypatch.setenv("STANDIN_KUBECTL_GET", "kube/pod_running.json")
     monkeypatch.setenv("STANDIN_EXEC_SSH", json.dumps(needs_netns.ssh_argv(needs_netns.node_alias)))
+    monkeypatch.setenv("STANDIN_FORWARD_DROP_RUNS", "1")
     return state / "calls.jsonl"
 
 
@@ -72,11 +75,16 @@ async def test_a_pod_session_runs_entirely_through_kubectl_exec(
         assert session.chain == ("pod train-0",)
         assert testbed.node_run_as_user("cat ~/work/tbws/data.txt").stdout == "synced through kubectl exec\n"
         assert "tether-tbws" in testbed.node_run_as_user("tmux ls").stdout
-        # The debug port through the agent's channel, as VS Code would attach.
-        client = await DapClient.connect_initialized("127.0.0.1", rank(events).local_port, timeout=20)
-        await client.attach()
-        await events.until(lambda: status(events) == "attached", 20)
-        await client.disconnect()
+        # The debug port through kubectl port-forward, as VS Code would attach; the forward drops
+        # after its first connection and comes back on the same laptop port.
+        port = rank(events).local_port
+        for _ in range(2):
+            client = await DapClient.connect_initialized("127.0.0.1", port, timeout=20)
+            await client.attach()
+            await events.until(lambda: status(events) == "attached", 20)
+            await client.disconnect()
+            await events.until(lambda: status(events) == "running", 20)
+        assert any("forward dropped, restarting" in n.message for n in events.of(Notice))
         attach = session.attach_argv()
         assert attach is not None and attach[:2] == ["kubectl", "exec"] and "-t" in attach and "train-0" in attach
 
@@ -85,6 +93,7 @@ async def test_a_pod_session_runs_entirely_through_kubectl_exec(
     calls = kubectl_calls(standin_kubectl)
     assert {call[0] for call in calls} <= {"get", "exec", "--context", "-n"}
     assert any(call[0] == "exec" for call in calls)
+    assert sum("port-forward" in call for call in calls) >= 2  # started, dropped, started again
     assert all("ml" in call and "lab" in call for call in calls)
     assert await session.login_master().pid() is None
 

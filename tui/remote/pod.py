@@ -8,8 +8,7 @@ channel, sync, attach and ``tether down`` use it unchanged:
 - commands and the agent: ``kubectl exec -i POD -- sh -c CMD``;
 - rsync: ``kubectl exec`` as its remote shell (``KubeScheduler.rsync_shell``);
 - attach: ``kubectl exec -i -t``;
-- ports: the agent's own channel carries them (``tui.remote.relay``), so a forward lives as long
-  as the session's link, with nothing else to restart when the API server drops a stream.
+- ports: ``kubectl port-forward`` (``PortForward``), restarted by itself whenever it drops.
 """
 
 from __future__ import annotations
@@ -19,8 +18,18 @@ import shutil
 from pathlib import Path
 
 from tui.errors import TetherError
+from tui.events import EventSink
 from tui.remote.scheduler.kube import KubeScheduler, bare_name
-from tui.remote.ssh import CommandResult, ControlMaster, Destination, Hop, RsyncTransport, SshSettings, run_argv
+from tui.remote.ssh import (
+    CommandResult,
+    ControlMaster,
+    Destination,
+    Hop,
+    KeptForward,
+    RsyncTransport,
+    SshSettings,
+    run_argv,
+)
 
 
 class PodRoute(ControlMaster):
@@ -60,6 +69,9 @@ class PodRoute(ControlMaster):
 
     def exec_argv(self, command: str, *, tty: bool = False) -> list[str]:
         return self._argv(command, tty=tty)
+
+    def kept_forward(self, local_port: int, remote_port: int, sink: EventSink) -> KeptForward:
+        return self.scheduler.port_forward(self.pod, local_port, remote_port, events=sink)
 
     def rsync_transport(self) -> RsyncTransport:
         # --blocking-io: kubectl's pipes are not a socket; rsync must be installed in the container.

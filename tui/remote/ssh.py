@@ -18,8 +18,10 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from tui.errors import TetherError
+from tui.events import EventSink
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,16 @@ def parse_master_pid(check_stderr: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+class KeptForward(Protocol):
+    """A forward a route keeps alive by itself (``kubectl port-forward``, restarted when it drops)."""
+
+    local_port: int
+
+    async def start(self, timeout: float = 30.0) -> int: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class CommandResult:
     returncode: int
@@ -215,6 +227,11 @@ class ControlMaster:
     def rsync_transport(self) -> RsyncTransport:
         """How rsync reaches the hop: through this master."""
         return rsync_transport(self.settings, self.hop)
+
+    def kept_forward(self, local_port: int, remote_port: int, sink: EventSink) -> KeptForward | None:
+        """A forward of the route's own making, or None: ``ssh -O forward`` where ``forwards_ports``,
+        else the relay over the agent's channel."""
+        return None
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.settings.extra_env}

@@ -6,9 +6,10 @@ would hand the debugger (and so code execution on the node) to anyone who can re
 side is 127.0.0.1 too, where debugpy listens. A new master after a reconnect has no forwards, so
 ``Tunnels`` re-adds them whenever the link comes back up.
 
-Where the node is reached through Slurm steps rather than ssh (``forwards_ports`` is False), a
-forward is a ``PortRelay`` instead: it listens on the laptop and carries each connection over the
-agent's channel. It keeps listening across reconnects and uses whichever channel is current.
+A pod's forwards are ``kubectl port-forward``s, restarted by themselves when they drop
+(``kept_forward``). Where the node is reached through Slurm steps rather than ssh, a forward is a
+``PortRelay``: it listens on the laptop and carries each connection over the agent's channel. Both
+keep listening across reconnects.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from tui.errors import TetherError
 from tui.events import EventSink, LinkChanged, LinkState, Notice
 from tui.remote.agent_channel import AgentChannel
 from tui.remote.relay import PortRelay
-from tui.remote.ssh import ControlMaster, control_argv, run_argv
+from tui.remote.scheduler.kube_forward import ForwardChanged, ForwardState
+from tui.remote.ssh import ControlMaster, KeptForward, control_argv, run_argv
 
 LOOPBACK = "127.0.0.1"
 
@@ -79,6 +81,7 @@ class Tunnels:
         self._agent = agent
         self._forwards: dict[str, Forward] = {}
         self._relays: dict[str, PortRelay] = {}
+        self._kept: dict[str, KeptForward] = {}
         self._restoring: asyncio.Task[None] | None = None
 
     @property
@@ -102,8 +105,11 @@ class Tunnels:
     async def remove(self, name: str) -> None:
         forward = self._forwards.pop(name, None)
         relay = self._relays.pop(name, None)
+        kept = self._kept.pop(name, None)
         if relay is not None:
             await relay.close()
+        elif kept is not None:
+            await kept.close()
         elif forward is not None:
             master = self._master()
             await run_argv(control_argv(master.settings, master.hop, "cancel", "-L", forward.spec), timeout=10)
@@ -133,7 +139,7 @@ class Tunnels:
     async def _request(self, forward: Forward) -> None:
         master = self._master()
         if not master.forwards_ports:
-            await self._relay(forward)
+            await self._own_or_relay(master, forward)
             return
         argv = control_argv(master.settings, master.hop, "forward", "-L", forward.spec)
         result = await run_argv(argv, timeout=10)
@@ -144,11 +150,31 @@ class Tunnels:
                 fix="another program may have taken the local port: set a different local port in [ports]",
             )
 
+    async def _own_or_relay(self, master: ControlMaster, forward: Forward) -> None:
+        """The route's own kept-alive forward where it has one, else a relay on the agent channel."""
+        if forward.name in self._kept or forward.name in self._relays:
+            return  # already listening, across reconnects
+        kept = master.kept_forward(forward.local_port, forward.remote_port, self._kept_forward_events(forward))
+        if kept is None:
+            await self._relay(forward)
+            return
+        try:
+            await kept.start()
+        except TetherError as exc:
+            raise TunnelError(f"could not forward {forward.name} (port {forward.remote_port}): {exc.message}",
+                              fix=exc.fix) from None
+        self._kept[forward.name] = kept
+
+    def _kept_forward_events(self, forward: Forward) -> EventSink:
+        def tell(event: object) -> None:
+            if isinstance(event, ForwardChanged) and event.state is ForwardState.RESTARTING:
+                detail = f": {event.detail}" if event.detail else ""  # kubectl's own complaint
+                self._sink(Notice(f"{forward.name} forward dropped, restarting{detail}", level="warning"))
+
+        return tell
+
     async def _relay(self, forward: Forward) -> None:
         """Listen on the laptop and carry connections over the agent channel (no ssh to the node)."""
-        relay = self._relays.get(forward.name)
-        if relay is not None:
-            return  # already listening; it follows the agent channel across reconnects
         relay = PortRelay(forward.name, forward.remote_port, forward.local_port, self._agent)
         try:
             await relay.start()
