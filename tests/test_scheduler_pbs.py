@@ -219,11 +219,11 @@ def test_qsub_argv_carries_every_option():
         extra=("-V", "-W group_list=hpc"),
     )
     assert qsub_argv(options, "demo") == [
-        "qsub", "-N", "tether-demo", "-j", "oe", "-o", "/dev/null",
+        "qsub", "-N", "tether-demo", "-j", "oe", "-o", "/dev/null", "-S", "/bin/sh",
         "-q", "gpu", "-A", "proj-42", "-l", "nodes=1:ppn=4:gpus=2", "-l", "walltime=04:00:00",
         "-V", "-W", "group_list=hpc",
     ]  # fmt: skip
-    assert qsub_argv(PbsOptions(), "demo") == ["qsub", "-N", "tether-demo", "-j", "oe", "-o", "/dev/null"]
+    assert qsub_argv(PbsOptions(), "demo") == ["qsub", "-N", "tether-demo", "-j", "oe", "-o", "/dev/null", "-S", "/bin/sh"]
 
 
 def test_job_name_keeps_only_characters_pbs_accepts():
@@ -278,7 +278,7 @@ async def test_allocate_waits_from_queued_to_running_with_progress(standins: Sta
     assert qsub["stdin"] == holder_script()
     assert [c["argv"] for c in standins.calls("qstat")] == [["-f", "1234.pbs-server"]] * 3
     assert standins.calls("qdel") == []
-    assert shell.commands[0].startswith("qsub -N tether-demo -j oe -o /dev/null -q gpu -A proj-42 -l ")
+    assert shell.commands[0].startswith("qsub -N tether-demo -j oe -o /dev/null -S /bin/sh -q gpu -A proj-42 -l ")
 
 
 async def test_options_with_shell_characters_reach_qsub_intact(standins: StandIns):

@@ -79,7 +79,6 @@ async def test_srun_only_syncs_lays_out_runs_and_debugs(
         assert sorted(sessions) == ["_tether_holder", "tether-tbws"]
         # The run runs, and its output reaches the console.
         await events.until(lambda: any(line.startswith("run pid ") for line in events.output()), 20)
-        pid = int(next(line for line in events.output() if line.startswith("run pid ")).split()[2])
 
         # DAP through the forward: the laptop port leads to debugpy on the node's 127.0.0.1.
         client = await DapClient.connect_initialized("127.0.0.1", rank(events).local_port, timeout=20)
@@ -89,9 +88,11 @@ async def test_srun_only_syncs_lays_out_runs_and_debugs(
         assert threads["threads"], threads
         await client.disconnect()
         await events.until(lambda: status(events) == "running", 20)
+        # The run as it is now (the loop may have restarted it since it first printed its pid).
+        pid = int([line for line in events.output() if line.startswith("run pid ")][-1].split()[2])
 
     # Detached: the agent's srun step ended, the run (in the job's own tmux server) goes on.
-    assert run_pid_alive(testbed, pid)
+    assert run_pid_alive(testbed, pid), (events.output()[-5:], job_tmux(testbed, "ls").stdout)
     assert slurm.jobs() == [job]
 
     # The doctor checks the node of the held job the same way, and takes no second job.

@@ -43,11 +43,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_console(workspace: Workspace, *, theme: str | None) -> int:
+def _run_console(workspace: Workspace, *, theme: str | None, attach: bool = False) -> int:
     from tui.app import TetherApp
     from tui.session import Session
 
-    session = Session(workspace)
+    session = Session(workspace, may_submit=not attach)
     asyncio.run(session.prepare())
     app = TetherApp(session, theme_name=theme or workspace.ui.theme)
     result = app.run()
@@ -67,7 +67,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     # or attach would quietly allocate a new job.
     if workspace.scheduler.kind != "direct" and StateStore().load(workspace_id(workspace.config_path)) is None:
         raise TetherError(f"no session of {workspace.name} is known on this laptop", fix="start one with `tether up`")
-    return _run_console(workspace, theme=args.theme)
+    return _run_console(workspace, theme=args.theme, attach=True)
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -263,5 +263,10 @@ async def _held_allocation(session: Session) -> Allocation | None:
     it submits a holder job and waits for it, and a doctor must not take a node."""
     recorded = session.recorded_allocation()
     if session.workspace.scheduler.gives_node:
+        probe = getattr(session.scheduler, "state", None)
+        if probe is not None and recorded is not None and recorded.job_id:
+            # Look first: PBS's find() gives back a held or requeued job, and a doctor changes nothing.
+            if not (await probe(recorded.job_id)).running:
+                return None
         return await session.scheduler.find(recorded)
     return await session.scheduler.acquire(recorded, lambda event: None)

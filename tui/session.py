@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import os
 import shlex
 from typing import Any, Callable
@@ -28,7 +29,7 @@ from tui.remote.pod import PodRoute
 from tui.remote.scheduler import scheduler_for
 from tui.remote.scheduler.base import Allocation
 from tui.remote.scheduler.kube import bare_name
-from tui.remote.srun import SSH, access_of, reach_node, route_for_record
+from tui.remote.srun import AUTO, SRUN, SSH, access_of, reach_node, route_for_record
 from tui.remote.ssh import ControlMaster, Destination, Hop, SshSettings
 from tui.remote.tunnel import Tunnels
 from tui.state import SessionRecord, StateStore, runtime_dir, workspace_id
@@ -43,7 +44,10 @@ def destination_of(spec: HostSpec) -> Destination:
 class Session:
     """Connects a workspace's chain and keeps it supervised."""
 
-    def __init__(self, workspace: Workspace, *, store: StateStore | None = None, ping_interval: float = 2.0) -> None:
+    def __init__(
+        self, workspace: Workspace, *, store: StateStore | None = None, ping_interval: float = 2.0, may_submit: bool = True
+    ) -> None:
+        """``may_submit=False`` (`tether attach`): reuse the recorded job, never submit one unasked."""
         self.workspace = workspace
         self.ws_id = workspace_id(workspace.config_path)
         self.store = store or StateStore()
@@ -64,7 +68,8 @@ class Session:
         self.uses_pod = workspace.scheduler.kind == "kube"
         self.scheduler = scheduler_for(workspace, ControlMaster(self.settings, self.login_hop))
         self.allocation: Allocation | None = None
-        self._new_job_wanted = True  # `tether up` may submit a job; later only the new-job key may
+        self._new_job_wanted = may_submit  # `tether up` may submit a job; later only the new-job key may
+        self._srun_job: str | None = None  # the job whose node took no ssh (node_access = "auto")
         self.supervisor: LinkSupervisor | None = None
         self._prompt_answer: asyncio.Future[str | None] | None = None
         self._sink: EventSink = lambda event: None
@@ -232,7 +237,9 @@ class Session:
         """The master for ``node`` through the login master; None when the node is the login host."""
         if not node or node == self.workspace.connection.login.host:
             return None
-        hop = Hop(Destination.parse(node), self._runtime / f"{self.ws_id}-n", via=self.login_hop)
+        # One socket per node: a new job on another node must never reuse the old node's master.
+        tag = hashlib.sha256(node.encode()).hexdigest()[:6]
+        hop = Hop(Destination.parse(node), self._runtime / f"{self.ws_id}-n{tag}", via=self.login_hop)
         return ControlMaster(settings or self.settings, hop)
 
     async def prepare(self) -> None:
@@ -340,10 +347,14 @@ class Session:
         if self.uses_pod:
             return PodRoute(self.scheduler, self.allocation.node)
         ssh_master = self.node_master(self.allocation.node, settings)
+        access = self.node_access
+        if access == AUTO and self._srun_job == self.allocation.job_id:
+            access = SRUN  # this job's node already refused ssh: do not wait on it at every reconnect
         route = await reach_node(
             ssh_master, self.login_master(settings), job_id=self.allocation.job_id, node=self.allocation.node,
-            access=self.node_access, sink=self._sink,
+            access=access, sink=self._sink,
         )
+        self._srun_job = self.allocation.job_id if access_of(route) == SRUN else None
         if access_of(route) != SSH:
             self._record(self.allocation, access_of(route))
         return route
@@ -442,12 +453,9 @@ class Session:
         job_id = current.job_id if current is not None else None
         if job_id:
             probe = getattr(self.scheduler, "state", None)
-            if probe is not None:
-                status = await probe(job_id)
-                live, words = not status.ended, status.describe()
-            else:  # PBS: find() gives the job only while it runs (and, as in acquire, qdels a held one)
-                live = await self.scheduler.find(Allocation(node="", job_id=job_id)) is not None
-                words = f"{family} job {job_id} is still running"
+            status = await probe(job_id) if probe is not None else None
+            live = status is not None and not status.ended  # suspended, requeued, held: still ours
+            words = status.describe() if status is not None else ""
             if live:
                 raise TetherError(
                     f"{words}: it has not ended, so it is kept",

@@ -86,14 +86,22 @@ def read_connection(
     jump_texts = section.strings("jump", example="me@gateway.example.org")
     jumps = [_host_spec(section, ("jump", index), text) for index, text in enumerate(jump_texts)]
     return ConnectionConfig(
-        login=login or HostSpec("", None, "", None),  # a placeholder: the load fails anyway
+        login=login or HostSpec("", None, "", None),  # a placeholder: no login host (kube), or the load fails
         node=_read_node(section, scheduler, kind_valid),
         jump=tuple(jump for jump in jumps if jump is not None),
-        sync_via=section.choice("sync_via", "node", ("node", "login")),
+        sync_via=_read_sync_via(section, scheduler),
         ssh_config=_read_ssh_config(section, config_dir),
         control_persist=_read_control_persist(section),
         connect_timeout=section.integer("connect_timeout", 15, minimum=1),
     )
+
+
+def _read_sync_via(section: TableReader, scheduler: SchedulerConfig) -> str:
+    sync_via = section.choice("sync_via", "node", ("node", "login"))
+    if sync_via == "login" and scheduler.kind == "kube":
+        section.problem("sync_via", 'a pod has no login host to sync through', 'remove sync_via (or set it to "node")')
+        return "node"
+    return sync_via
 
 
 def _host_spec(section: TableReader, key: tuple[str | int, ...], text: str) -> HostSpec | None:

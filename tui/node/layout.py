@@ -40,7 +40,7 @@ SESSION_PREFIX = "tether-"
 RUNS_HOME = "~/.cache/tether/runs"
 WORKSPACE_ENV = "TETHER_WORKSPACE"  # set by the laptop for the agent: rediscover at once
 TMUX_SOCKET_ENV = "TETHER_TMUX_SOCKET"  # set by the laptop where a holder job runs the tmux server
-HOLDER_SERVER_WAIT_S = 5.0
+HOLDER_SERVER_WAIT_S = 8.0  # a slow prolog starts the batch script late; longer would miss the link's pings
 PANE_OPTION = "@tether-pane"
 GENERATION_OPTION = "@tether-generation"
 WATCH_INTERVAL = 1.0
@@ -307,21 +307,26 @@ class Layout:
             out.append({"name": name, "id": pane_id, "pid": int(pid) if pid.isdigit() else None})
         return out
 
-    def _wait_for_holder_server(self) -> None:
+    def _wait_for_holder_server(self) -> str | None:
         """A job that has just started may not have started its tmux server yet: give it a moment,
-        so the panes are created by the job's own server rather than one outside the job."""
+        so the panes are created by the job's own server rather than one outside the job. Returns
+        a note for the user when it never came."""
         if not os.environ.get(TMUX_SOCKET_ENV):
-            return
+            return None
         deadline = time.monotonic() + HOLDER_SERVER_WAIT_S
         while not self.server.is_alive() and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not self.server.is_alive():
-            self.agent.log("the holder job started no tmux server: starting one here")
+        if self.server.is_alive():
+            return None
+        self.agent.log("the holder job started no tmux server: starting one here")
+        return ("the job's batch script started no tmux server (is tmux on PATH in batch jobs? [run] env "
+                "lines run there too), so the run is outside the job: where the node is reached through "
+                "srun it ends when the console detaches")
 
     def build(self, spec: dict[str, Any]) -> dict[str, Any]:
         workspace = spec["workspace"]
         name = session_name(workspace)
-        self._wait_for_holder_server()
+        holder_note = self._wait_for_holder_server()
         root = os.path.expanduser(spec.get("root") or "~")
         os.makedirs(root, exist_ok=True)
         width, height = spec.get("size") or DEFAULT_SIZE
@@ -331,7 +336,7 @@ class Layout:
         run = spec.get("run", {})
         debug = self._plan_debug(workspace, spec) if run.get("loop") else None
         built: list[tuple[str, Any]] = []
-        notes = []
+        notes = [holder_note] if holder_note else []
         for index, pane in enumerate(spec["panes"]):
             command, note = pane_command(pane, root, run, self.host)
             pane_env = env

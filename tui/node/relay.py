@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import socket
+import struct
 import threading
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
 READ_CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 5.0  # loopback answers at once; this only bounds a wedged listener
+# sendall runs on the agent's one request thread: a target that stops reading would stall pings
+# too, so a send blocked this long closes that stream instead.
+SEND_TIMEOUT_S = 10
 MAX_STREAM_NAME = 128
 
 
@@ -67,6 +72,8 @@ class Relay:
         except OSError as exc:
             return _error(f"cannot connect to {LOOPBACK}:{port} on the node: {exc}")
         sock.settimeout(None)
+        with contextlib.suppress(OSError, struct.error):  # Linux/BSD timeval; elsewhere sends just block
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", SEND_TIMEOUT_S, 0))
         with self._lock:
             self._sockets[stream] = sock
         self.agent.spawn(f"relay {stream}", lambda: self._read(stream, sock))

@@ -14,6 +14,7 @@ channel, sync, attach and ``tether down`` use it unchanged:
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -61,6 +62,8 @@ class PodRoute(ControlMaster):
         return False
 
     def _argv(self, command: str, *, tty: bool = False) -> list[str]:
+        if tty:  # kubectl exec -t passes no TERM (ssh does): tmux needs it to draw
+            command = f"TERM={shlex.quote(os.environ.get('TERM') or 'xterm-256color')} {command}"
         prefix = self.scheduler.exec_prefix() + (["-t"] if tty else [])
         return [*prefix, self.pod, "--", "sh", "-c", command]
 

@@ -165,6 +165,7 @@ class KeptForward(Protocol):
     """A forward a route keeps alive by itself (``kubectl port-forward``, restarted when it drops)."""
 
     local_port: int
+    target: str  # what it forwards to (a pod): a new target needs a new forward
 
     async def start(self, timeout: float = 30.0) -> int: ...
 

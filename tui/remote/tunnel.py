@@ -132,6 +132,8 @@ class Tunnels:
         return any(relay.handle(message) for relay in self._relays.values())
 
     async def close(self) -> None:
+        if self._restoring is not None:
+            self._restoring.cancel()  # a restore racing the close would open a listener again
         for name in list(self._forwards):
             with contextlib.suppress(Exception):
                 await self.remove(name)
@@ -152,12 +154,18 @@ class Tunnels:
 
     async def _own_or_relay(self, master: ControlMaster, forward: Forward) -> None:
         """The route's own kept-alive forward where it has one, else a relay on the agent channel."""
-        if forward.name in self._kept or forward.name in self._relays:
-            return  # already listening, across reconnects
+        if forward.name in self._relays:
+            return  # already listening; it follows the agent channel across reconnects
         kept = master.kept_forward(forward.local_port, forward.remote_port, self._kept_forward_events(forward))
         if kept is None:
             await self._relay(forward)
             return
+        running = self._kept.get(forward.name)
+        if running is not None and running.target == kept.target:
+            return  # it restarts by itself when it drops
+        if running is not None:  # the session moved to another pod (a rollout): same laptop port
+            del self._kept[forward.name]
+            await running.close()
         try:
             await kept.start()
         except TetherError as exc:

@@ -96,8 +96,9 @@ def holder_script(tmux_socket: str | None = None, env_lines: tuple[str, ...] = (
     if tmux_socket:
         tmux = f"tmux -L {shlex.quote(tmux_socket)}"
         if env_lines:  # the run's environment (module load tmux) may be what puts tmux on PATH
-            lines.append("{ " + "; ".join(env_lines) + "; } </dev/null >/dev/null 2>&1")
-        hold = shlex.quote("while :; do sleep 86400; done")
+            lines += ["{", *env_lines, "} </dev/null >/dev/null 2>&1"]  # one per line: a "# comment" ends there
+        # tmux runs a one-string command with the user's shell (tcsh, fish...): no shell syntax here.
+        hold = shlex.quote("tail -f /dev/null")
         lines += [
             f"command -v tmux >/dev/null 2>&1 && {tmux} new-session -d -s {HOLDER_TMUX_SESSION} {hold} </dev/null >/dev/null 2>&1",
             # The server forks away from this script: where Slurm or PBS track a job's processes by

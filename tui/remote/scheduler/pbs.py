@@ -18,6 +18,7 @@ import re
 import shlex
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from tui.config.scheduler import PbsOptions
 from tui.errors import TetherError
@@ -53,6 +54,38 @@ STATE_NAMES = {
 ENDED_STATES = frozenset("ECFX")
 # States of a job that exists but has not started: nothing of ours can be running inside it.
 NOT_STARTED_STATES = frozenset("QHWT")
+
+
+
+@dataclass(frozen=True)
+class PbsJobStatus:
+    """One job as ``qstat -f`` shows it, for the console's job watch. ``state`` is PBS's letter,
+    "F" when PBS no longer knows the job."""
+
+    job_id: str
+    state: str
+    comment: str = ""
+    end: float | None = None  # epoch, from the walltime left
+
+    @property
+    def running(self) -> bool:
+        return self.state == "R"
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED_STATES
+
+    def ends_at(self, now: float) -> float | None:
+        return self.end
+
+    def describe(self, previous: str | None = None) -> str:
+        words = STATE_NAMES.get(self.state, f"in state {self.state}")
+        if self.state in NOT_STARTED_STATES and previous == "R":
+            words = f"was requeued ({words})"
+        else:
+            words = f"is {words}"
+        return f"PBS job {self.job_id} {words}" + (f": {self.comment}" if self.comment else "")
+
 
 # "Unknown Job Id" (both families, exit 153) and PBS Pro's "Job has finished, use -x" (exit 35).
 _GONE = re.compile(r"Unknown Job Id|Job has finished|job has finished", re.IGNORECASE)
@@ -135,7 +168,8 @@ def job_name(workspace: str) -> str:
 def qsub_argv(options: PbsOptions, workspace: str) -> list[str]:
     """qsub's argv for the holder job; the script itself goes on stdin."""
     # -j oe -o /dev/null: the holder prints nothing, so leave no tether-*.o1234 files in $HOME.
-    argv = ["qsub", "-N", job_name(workspace), "-j", "oe", "-o", "/dev/null"]
+    # -S /bin/sh: PBS may run the script with the user's login shell (tcsh) and ignore its #! line.
+    argv = ["qsub", "-N", job_name(workspace), "-j", "oe", "-o", "/dev/null", "-S", "/bin/sh"]
     if options.queue:
         argv += ["-q", options.queue]
     if options.account:
@@ -254,6 +288,16 @@ class PbsScheduler(Scheduler):
             )
         left = seconds_left(attributes)
         return Allocation(node=hosts[0], job_id=job_id, ends_at=None if left is None else self._clock() + left)
+
+    async def state(self, job_id: str) -> PbsJobStatus:
+        """The job's state now (what the console polls to see it end, be requeued or suspended);
+        no side effects, unlike ``find``."""
+        attributes = await self.status(job_id)
+        if attributes is None:
+            return PbsJobStatus(job_id, "F")
+        left = seconds_left(attributes)
+        return PbsJobStatus(job_id, attributes.get("job_state", "?"), attributes.get("comment", ""),
+                            None if left is None else self._clock() + left)
 
     async def find(self, recorded: Allocation | None) -> Allocation | None:
         """The recorded job when it still runs; None when PBS no longer has it running."""
