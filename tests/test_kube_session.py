@@ -97,6 +97,11 @@ async def test_a_pod_session_runs_entirely_through_kubectl_exec(
     assert all("ml" in call and "lab" in call for call in calls)
     assert await session.login_master().pid() is None
 
+    # `tether sync` without the console goes through kubectl exec too.
+    (folder / "later.txt").write_text("synced by tether sync\n")
+    assert await asyncio.to_thread(main, ["-c", str(config), "sync"]) == 0
+    assert testbed.node_run_as_user("cat ~/work/tbws/later.txt").stdout == "synced by tether sync\n"
+
     await session.down()
     assert "tether-tbws" not in testbed.node_run_as_user("tmux ls 2>/dev/null; true").stdout
 

@@ -95,6 +95,11 @@ async def test_srun_only_syncs_lays_out_runs_and_debugs(
     assert run_pid_alive(testbed, pid), (events.output()[-5:], job_tmux(testbed, "ls").stdout)
     assert slurm.jobs() == [job]
 
+    # `tether sync` without the console reaches the node the way the console did (srun steps).
+    (folder / "later.txt").write_text("synced by tether sync\n")
+    assert await asyncio.to_thread(main, ["-c", str(config), "sync"]) == 0
+    assert testbed.node_run_as_user("cat ~/work/tbws/later.txt").stdout == "synced by tether sync\n"
+
     # The doctor checks the node of the held job the same way, and takes no second job.
     capsys.readouterr()
     assert await asyncio.to_thread(main, ["-c", str(config), "doctor"]) == 0
