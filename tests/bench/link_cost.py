@@ -21,13 +21,10 @@ Prints a table, then one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
-import re
 import statistics
 import struct
 import subprocess
@@ -39,11 +36,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]
-
+from common import DelayRelay, bench_parser, relay_ssh_config, run_benchmark
 from node_helpers import clean_node, install_standin_nvidia_smi
-from testbed import Testbed, build_testbed
+from testbed import Testbed
 
 from tui.config import load_workspace
 from tui.events import GpuStats, LayoutChanged, NodeStats, OutputLines
@@ -103,78 +98,6 @@ while True:
 """
 
 
-class Relay:
-    """A TCP relay in front of the login sshd that counts bytes and can delay them (each way)."""
-
-    def __init__(self, target_port: int, delay: float = 0.0) -> None:
-        self.target_port, self.delay = target_port, delay
-        self.bytes = 0
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        threading.Thread(target=self._thread, daemon=True).start()
-        self._ready.wait(10)
-
-    def _thread(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def release() -> None:
-            while True:
-                due, data = await queue.get()
-                if not data:
-                    break
-                if due > time.monotonic():
-                    await asyncio.sleep(due - time.monotonic())
-                writer.write(data)
-                await writer.drain()
-            writer.close()
-
-        sender = asyncio.create_task(release())
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                self.bytes += len(data)
-                queue.put_nowait((time.monotonic() + self.delay, data))
-        queue.put_nowait((0.0, b""))
-        with contextlib.suppress(OSError):
-            await sender
-
-    def close(self) -> None:
-        async def cancel_pipes() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(cancel_pipes(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-
-def relay_config(testbed: Testbed, relay: Relay, folder: Path, compression: bool) -> Path:
-    """The testbed's ssh config with the login host behind ``relay``."""
-    text = testbed.ssh_config.read_text()
-    text = re.sub(r"(Host login\n(?:    .*\n)*?    Port )\d+", rf"\g<1>{relay.port}", text)
-    text = text.replace("Host *\n", f"Host *\n    Compression {'yes' if compression else 'no'}\n", 1)
-    path = folder / f"ssh_config-{relay.port}"
-    path.write_text(text)
-    return path
-
-
 def write_workspace(folder: Path, testbed: Testbed, ssh_config: Path, env_line: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "tether.toml"
@@ -193,7 +116,7 @@ def write_workspace(folder: Path, testbed: Testbed, ssh_config: Path, env_line: 
 @dataclass
 class Window:
     name: str
-    relay: Relay
+    relay: DelayRelay
     start: int = 0
 
     def mark(self) -> None:
@@ -240,8 +163,8 @@ def attach_in_pty(config: Path, testbed: Testbed) -> tuple[subprocess.Popen, thr
 
 
 async def measure_bytes(testbed: Testbed, folder: Path, env_line: str, seconds: float, compression: bool) -> dict[str, float]:
-    relays = {name: Relay(testbed.login_port) for name in ("dashboard", "attach", "info")}
-    configs = {name: relay_config(testbed, relay, folder, compression) for name, relay in relays.items()}
+    relays = {name: DelayRelay(testbed.login_port) for name in ("dashboard", "attach", "info")}
+    configs = {name: relay_ssh_config(testbed, relay, folder, compression) for name, relay in relays.items()}
     workspace = load_workspace(write_workspace(folder / f"ws-{int(compression)}", testbed, configs["dashboard"], env_line))
     session, events = Session(workspace), []
     task = asyncio.create_task(session.run(events.append))
@@ -285,8 +208,8 @@ async def measure_bytes(testbed: Testbed, folder: Path, env_line: str, seconds: 
 
 
 async def reattach_seconds(testbed: Testbed, folder: Path, env_line: str, delay: float, samples: int) -> float:
-    relay = Relay(testbed.login_port, delay)
-    config = relay_config(testbed, relay, folder, compression=False)
+    relay = DelayRelay(testbed.login_port, delay)
+    config = relay_ssh_config(testbed, relay, folder, compression=False)
     workspace = load_workspace(write_workspace(folder / f"re-{int(delay * 1000)}", testbed, config, env_line))
     times = []
     try:
@@ -340,26 +263,11 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a few seconds, no compression variant")
+    parser = bench_parser(__doc__, "a few seconds, no compression variant")
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
     seconds, samples, variants = (3.0, 1, (False,)) if args.smoke else (args.seconds, 3, (False, True))
-    home = Path(tempfile.mkdtemp(prefix="tt-", dir="/tmp"))
-    for variable, name in (("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache"), ("XDG_RUNTIME_DIR", "run")):
-        (home / name).mkdir(mode=0o700)
-        os.environ[variable] = str(home / name)
-    testbed = build_testbed()
-    try:
-        if not testbed.has_netns:
-            print(f"link_cost needs the network-namespace testbed (root): {testbed.unavailable_reason}", file=sys.stderr)
-            return 2
-        result = asyncio.run(bench(testbed, seconds, samples, variants))
-    finally:
-        testbed.close()
-    print(table(result))
-    print(json.dumps({"benchmark": "link_cost", **result}))
-    return 0
+    return run_benchmark("link_cost", lambda testbed, _: bench(testbed, seconds, samples, variants), table)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,7 @@ Goal: tether <= floor + 150 ms; must hold: tether <= 0.5 x bash. Prints a table,
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
 import shlex
 import statistics
 import sys
@@ -28,16 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]
+from common import bench_parser, ratio, run_benchmark
+from debug_helpers import debug_console, rank, script_workspace
+from node_helpers import Events, clean_node
+from testbed import Testbed
 
-from debug_helpers import debug_console, rank, script_workspace  # noqa: E402
-from node_helpers import Events, clean_node  # noqa: E402
-from testbed import Testbed, build_testbed  # noqa: E402
-
-from tui.config import load_workspace  # noqa: E402
-from tui.debug.dap import DapClient, DapError  # noqa: E402
-from tui.session import Session  # noqa: E402
+from tui.config import load_workspace
+from tui.debug.dap import DapClient, DapError
+from tui.session import Session
 
 # Ends normally on Ctrl-C, as scripts under the bash loop do (a child killed by SIGINT would make
 # bash leave the loop at once): the loop then sleeps 1 s and starts it again; Ctrl-C twice leaves.
@@ -136,7 +131,7 @@ async def bench(testbed: Testbed, count: int) -> dict:
     result["tether_median_s"], result["bash_median_s"] = statistics.median(tether), statistics.median(bash)
     result["goal_s"] = result["floor_s"] + 0.150
     result["meets_goal"] = result["tether_median_s"] <= result["goal_s"]
-    result["ratio_to_bash"] = result["tether_median_s"] / result["bash_median_s"]
+    result["ratio_to_bash"] = ratio(result["tether_median_s"], result["bash_median_s"])
     result["meets_must"] = result["ratio_to_bash"] <= 0.5
     return result
 
@@ -159,25 +154,10 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="2 restarts each")
+    parser = bench_parser(__doc__, "2 restarts each")
     parser.add_argument("--count", type=int, default=10)
     args = parser.parse_args(argv)
-    home = Path(tempfile.mkdtemp(prefix="tt-", dir="/tmp"))
-    for variable, name in (("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache"), ("XDG_RUNTIME_DIR", "run")):
-        (home / name).mkdir(mode=0o700)
-        os.environ[variable] = str(home / name)
-    testbed = build_testbed()
-    try:
-        if not testbed.has_netns:
-            print(f"restart needs the network-namespace testbed (root): {testbed.unavailable_reason}", file=sys.stderr)
-            return 2
-        result = asyncio.run(bench(testbed, 2 if args.smoke else args.count))
-    finally:
-        testbed.close()
-    print(table(result))
-    print(json.dumps({"benchmark": "restart", **result}))
-    return 0
+    return run_benchmark("restart", lambda testbed, _: bench(testbed, 2 if args.smoke else args.count), table)
 
 
 if __name__ == "__main__":

@@ -21,90 +21,31 @@ Prints a table, then one JSON line with every figure and every ratio Tether/floo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-sys.path[:0] = [str(HERE.parent), str(ROOT)]
+from common import ROOT, DelayRelay, bench_parser, percentile, ratio, relay_ssh_config, run_benchmark
+from testbed import Testbed
 
-from testbed import Testbed, build_testbed  # noqa: E402
-
-from tui.config import load_workspace  # noqa: E402
-from tui.events import Notice  # noqa: E402
-from tui.session import Session  # noqa: E402
-from tui.sync.engine import SyncEngine  # noqa: E402
-from tui.sync.headless import sync_target  # noqa: E402
-from tui.sync.rsync import files_from, remote_of  # noqa: E402
+from tui.config import load_workspace
+from tui.events import Notice
+from tui.session import Session
+from tui.sync.engine import SyncEngine
+from tui.sync.headless import sync_target
+from tui.sync.rsync import files_from, remote_of
 
 FULL = {"w1_files": 2000, "w1_reps": 25, "w2_files": 1000, "w2_reps": 4, "w3_files": 10000, "w3_size": 15000,
         "w4_mb": 50, "w5_files": 50000, "w5_idle": 60.0, "w3_reps": 3}
 SMOKE = {"w1_files": 50, "w1_reps": 2, "w2_files": 20, "w2_reps": 2, "w3_files": 200, "w3_size": 5000,
          "w4_mb": 2, "w5_files": 300, "w5_idle": 2.0, "w3_reps": 1}
-
-
-class DelayRelay:
-    """A TCP relay in front of the login sshd that holds every chunk ``delay`` seconds, each way."""
-
-    def __init__(self, target_port: int, delay: float) -> None:
-        self.target_port, self.delay, self.port = target_port, delay, 0
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self.loop)
-            server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0))
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            self.loop.run_forever()
-
-        threading.Thread(target=serve, daemon=True).start()
-        ready.wait(10)
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def release() -> None:
-            while (item := await queue.get())[1]:
-                await asyncio.sleep(max(0.0, item[0] - time.monotonic()))
-                writer.write(item[1])
-                await writer.drain()
-            writer.close()
-
-        sender = asyncio.create_task(release())
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                queue.put_nowait((time.monotonic() + self.delay, data))
-        queue.put_nowait((0.0, b""))
-        with contextlib.suppress(OSError):
-            await sender
-
-    def close(self) -> None:
-        async def cancel_pipes() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(cancel_pipes(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def write_config(folder: Path, testbed: Testbed, remote: str, ssh_config: Path) -> Path:
@@ -192,11 +133,6 @@ def floor_rsync(master, local: Path, remote_root: str, paths: list[str] | None) 
     return proc
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def veth_bytes(testbed: Testbed) -> int:
     veth = testbed.network.plan.host_veth  # type: ignore[union-attr]
     base = Path(f"/sys/class/net/{veth}/statistics")
@@ -264,7 +200,7 @@ async def w1(testbed: Testbed, base: Path, ssh_config: Path, cfg: dict, tag: str
                     await engine.wait_synced(timeout=30)
                 await asyncio.sleep(0.05)
     return {f"{n}_p50_ms": round(statistics.median(v), 1) for n, v in times.items()} | {
-        f"{n}_p95_ms": round(pct(v, 0.95), 1) for n, v in times.items()}
+        f"{n}_p95_ms": round(percentile(v, 0.95), 1) for n, v in times.items()}
 
 
 async def w2_w4(testbed: Testbed, base: Path, ssh_config: Path, cfg: dict) -> dict:
@@ -379,29 +315,22 @@ def w5(testbed: Testbed, base: Path, cfg: dict) -> dict:
             "w5_peak_mb": round(peak_kb / 1024, 1)}
 
 
-def relay_config(testbed: Testbed, relay: DelayRelay, folder: Path) -> Path:
-    text = re.sub(r"(Host login\n(?:    .*\n)*?    Port )\d+", rf"\g<1>{relay.port}", testbed.ssh_config.read_text())
-    path = folder / "ssh_config-relay"
-    path.write_text(text)
-    return path
-
-
 async def bench(testbed: Testbed, base: Path, cfg: dict) -> dict:
     result = {"w1_loopback": await w1(testbed, base, testbed.ssh_config, cfg, "l")}
     relay = DelayRelay(testbed.login_port, 0.05)
     try:
-        result["w1_100ms"] = await w1(testbed, base, relay_config(testbed, relay, base), cfg, "r")
+        result["w1_100ms"] = await w1(testbed, base, relay_ssh_config(testbed, relay, base), cfg, "r")
     finally:
         relay.close()
     result |= await w2_w4(testbed, base, testbed.ssh_config, cfg)
     result |= await w3(testbed, base, testbed.ssh_config, cfg)
     result |= await asyncio.to_thread(w5, testbed, base, cfg)
     result["ratios"] = {
-        "w1_loopback_p50": round(result["w1_loopback"]["tether_p50_ms"] / result["w1_loopback"]["floor_p50_ms"], 2),
-        "w1_100ms_p50": round(result["w1_100ms"]["tether_p50_ms"] / result["w1_100ms"]["floor_p50_ms"], 2),
-        "w2": round(result["w2_tether_ms"] / result["w2_floor_ms"], 2),
-        "w3": round(result["w3_tether_s"] / result["w3_floor_s"], 2),
-        "w4": round(result["w4_tether_kb"] / result["w4_floor_kb"], 2),
+        "w1_loopback_p50": ratio(result["w1_loopback"]["tether_p50_ms"], result["w1_loopback"]["floor_p50_ms"], 2),
+        "w1_100ms_p50": ratio(result["w1_100ms"]["tether_p50_ms"], result["w1_100ms"]["floor_p50_ms"], 2),
+        "w2": ratio(result["w2_tether_ms"], result["w2_floor_ms"], 2),
+        "w3": ratio(result["w3_tether_s"], result["w3_floor_s"], 2),
+        "w4": ratio(result["w4_tether_kb"], result["w4_floor_kb"], 2),
     }
     return result
 
@@ -423,26 +352,10 @@ def table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes and 2 repetitions (a few seconds)")
-    args = parser.parse_args(argv)
+    args = bench_parser(__doc__, "tiny sizes and 2 repetitions (a few seconds)").parse_args(argv)
     cfg = SMOKE if args.smoke else FULL
-    base = Path(tempfile.mkdtemp(prefix="tt-", dir="/tmp"))
-    for variable, name in (("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache"), ("XDG_RUNTIME_DIR", "run")):
-        (base / name).mkdir(mode=0o700)
-        os.environ[variable] = str(base / name)
-    testbed = build_testbed()
-    try:
-        if not testbed.has_netns:
-            print(f"the sync benchmark needs the network-namespace testbed (root): {testbed.unavailable_reason}", file=sys.stderr)
-            return 2
-        result = asyncio.run(bench(testbed, base, cfg))
-    finally:
-        testbed.close()
-        shutil.rmtree(base, ignore_errors=True)
-    print(table(result))
-    print(json.dumps({"benchmark": "sync", "smoke": args.smoke, **result}))
-    return 0
+    return run_benchmark("sync", lambda testbed, base: bench(testbed, base, cfg), table, who="the sync benchmark",
+                         head={"smoke": args.smoke}, remove_scratch=True)
 
 
 if __name__ == "__main__":
