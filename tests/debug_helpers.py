@@ -3,12 +3,11 @@ run state from a session's events, the node's listening sockets."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from pathlib import Path
 
-from node_helpers import Events
+from node_helpers import Events, running_session
 from testbed import Testbed
 from workspaces import write_workspace
 
@@ -90,15 +89,6 @@ def run_listeners(testbed: Testbed) -> list[tuple[int, str, int]]:
 @contextlib.asynccontextmanager
 async def debug_console(session: Session, events: Events, ready=None, timeout: float = 30.0):
     """The session running as a console runs it, until the layout is there and ``ready()`` holds."""
-    task = asyncio.create_task(session.run(events.append))
-    try:
-        await events.until(lambda: task.done() or (events.layout() is not None and (ready is None or ready())), timeout)
-        if task.done():
-            task.result()
+    layout_and_ready = lambda: events.layout() is not None and (ready is None or ready())
+    async with running_session(session, events, layout_and_ready, timeout) as task:
         yield task
-    finally:
-        if not task.done():
-            await session.detach()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

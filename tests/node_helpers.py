@@ -105,9 +105,17 @@ class Events(list):
 @contextlib.asynccontextmanager
 async def console(session: Session, events: Events):
     """The session running as a console would run it, until the layout and output are there."""
+    async with running_session(session, events, lambda: events.layout() is not None and events.ticks()) as task:
+        yield task
+
+
+@contextlib.asynccontextmanager
+async def running_session(session: Session, events: Events, ready: Callable[[], object], timeout: float = 30.0):
+    """The session running as a console runs it, from when ``ready()`` holds until the block ends
+    (then detached, so the run goes on for the next test step to check)."""
     task = asyncio.create_task(session.run(events.append))
     try:
-        await events.until(lambda: task.done() or (events.layout() is not None and events.ticks()), 30)
+        await events.until(lambda: task.done() or ready(), timeout)
         if task.done():
             task.result()
         yield task
