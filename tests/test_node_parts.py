@@ -4,12 +4,13 @@ commands, and the laptop's merging of the agent's messages into whole snapshots.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from tui.config import load_workspace
 from tui.events import GpuStats, LayoutChanged, NodeStats, Notice, OutputLines, RunProcesses
 from tui.node import runlog
-from tui.node.layout import pane_command, session_name
+from tui.node.layout import pane_command, script_command, session_name
 from tui.node.stats import Sampler, diff_section, parse_gpu_csv
 from tui.remote.panels import NodePanels, attach_command, layout_request
 
@@ -111,3 +112,18 @@ def test_panels_merge_the_agents_messages_into_snapshots(tmp_path: Path):
     assert gpus[0].reason == "no GPU on n1 (nvidia-smi is not installed)" and gpus[-1].gpus[0].utilization == 9
     assert any(isinstance(e, Notice) and "rebuilt" in e.message for e in events)
     assert isinstance(events[-1], LayoutChanged) and events[-1].generation == 2
+
+
+def test_run_pane_command_parses_in_any_login_shell(tmp_path: Path):
+    """tmux starts the run pane's command with the user's shell: for tcsh or fish users it must be
+    a plain `exec PROGRAM SCRIPT` (no ${...}), and the sh-syntax script itself runs under /bin/sh."""
+    script = tmp_path / "run it.sh"
+    script.write_text('echo "ran by $0 with ${HOME:+a home}"\n')
+    for login_shell, runner in (("/bin/tcsh", "/bin/sh"), ("/usr/bin/fish", "/bin/sh"), ("/bin/bash", "/bin/bash"),
+                                ("", "/bin/sh")):
+        command = script_command(script, {"SHELL": login_shell})
+        assert command == f"exec {runner} '{script}'"
+        assert "${" not in command and "$(" not in command
+    done = subprocess.run(["/bin/sh", "-c", script_command(script, {"SHELL": "/bin/tcsh"})],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout == f"ran by {script} with a home\n"

@@ -30,7 +30,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,19 @@ def loop_script(run: dict[str, Any], *, rank: int, port: int, state: Path, agent
         'exec "${SHELL:-/bin/sh}"',
     ]
     return "\n".join(lines)
+
+
+# Shells that read the run script's sh syntax. tmux starts a pane's command with the user's shell,
+# so the command itself must parse in any shell (tcsh, fish): a plain `exec PROGRAM SCRIPT`.
+POSIX_SHELLS = frozenset({"sh", "bash", "zsh", "ksh", "mksh", "dash", "ash"})
+
+
+def script_command(script: Path, environ: Mapping[str, str] = os.environ) -> str:
+    """The pane command that runs a run script: with the user's shell when it reads sh (bash keeps
+    exported `module` functions working), else /bin/sh."""
+    shell = environ.get("SHELL", "")
+    runner = shell if os.path.basename(shell) in POSIX_SHELLS else "/bin/sh"
+    return f"exec {shlex.quote(runner)} {shlex.quote(str(script))}"
 
 
 def loop_module_env() -> str:
@@ -346,7 +359,7 @@ class Layout:
                 elif command:
                     script = state_dir(workspace) / "run.sh"  # a file: `ps` shows a path, not a script
                     script.write_text(command + "\n")
-                    command = f'exec "${{SHELL:-/bin/sh}}" {shlex.quote(str(script))}'
+                    command = script_command(script)
                 pane_env = {**env, **passed}
             if note:
                 notes.append(note)
@@ -391,7 +404,7 @@ class Layout:
                            agent_root=_agent_root(), master_port=debug["master_port"], wait_for_pipe=rank == 0)
         script = state_dir(workspace) / ("run.sh" if rank == 0 else f"run{rank}.sh")
         script.write_text(text + "\n")
-        return f'exec "${{SHELL:-/bin/sh}}" {shlex.quote(str(script))}'
+        return script_command(script)
 
     def _rank_panes(self, workspace: str, root: str, run: dict[str, Any], debug: dict[str, Any],
                     env: dict[str, str]) -> list[tuple[str, Any]]:
