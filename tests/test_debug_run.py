@@ -41,13 +41,19 @@ async def test_env_lines_prefix_and_pass_env_reach_the_run_and_the_secret_is_in_
     node.node_run_as_user(  # the stand-in container: marks the environment, then runs the command
         "mkdir -p ~/standin-bin && printf '#!/bin/sh\\nexport TETHER_T_WRAPPED=\"$1\"\\nshift\\nexec \"$@\"\\n' "
         "> ~/standin-bin/container && chmod +x ~/standin-bin/container", check=True)
+    # tmux as the agent runs it, with every command line it is given kept in ~/tmux-argv.log: a
+    # secret on a command line (visible in `ps` to every user of the node) would land in that file.
+    tmux = node.node_run_as_user("command -v tmux", check=True).stdout.strip()
+    wrapper = f'#!/bin/sh\nprintf "%s\\n" "$*" >> "$HOME/tmux-argv.log"\nexec {tmux} "$@"\n'
+    node.node_run_as_user("mkdir -p ~/argv-bin && cat > ~/argv-bin/tmux && chmod +x ~/argv-bin/tmux && rm -f ~/tmux-argv.log",
+                          input=wrapper, check=True)
     script = ("import hashlib, os, time\n"
               "print('envline', os.environ.get('TETHER_T_ENVLINE'), flush=True)\n"
               "print('wrapped', os.environ.get('TETHER_T_WRAPPED'), flush=True)\n"
               "print('secret', hashlib.sha256(os.environ.get('TETHER_T_SECRET', '').encode()).hexdigest(), flush=True)\n"
               "while True:\n    time.sleep(0.1)\n")
     extra = "\n".join([
-        'env = ["export TETHER_T_ENVLINE=from-env-line"]',
+        'env = ["export TETHER_T_ENVLINE=from-env-line", "export PATH=$HOME/argv-bin:$PATH"]',
         f'prefix = "{home}/standin-bin/container img.sif"',
         'pass_env = ["TETHER_T_SECRET"]',
     ])
@@ -61,6 +67,7 @@ async def test_env_lines_prefix_and_pass_env_reach_the_run_and_the_secret_is_in_
         await events.until(lambda: status(events) == "running")  # debugpy through the prefix
         found = node.node_run_as_user(
             f"grep -rlsF {secret} ~ /tmp /var/tmp /dev/shm 2>/dev/null; true", timeout=60).stdout
+        assert "new-session" in node.node_run_as_user("cat ~/tmux-argv.log").stdout  # the wrapper saw tmux's use
         assert found.strip() == "", f"the pass_env value was written to {found}"
     await session.down()
 

@@ -4,12 +4,17 @@ commands, and the laptop's merging of the agent's messages into whole snapshots.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
+import sys
+import threading
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 from tui.config import load_workspace
 from tui.events import GpuStats, LayoutChanged, NodeStats, Notice, OutputLines, RunProcesses
-from tui.node import runlog
+from tui.node import passenv, runlog
 from tui.node.layout import pane_command, script_command, session_name
 from tui.node.stats import Sampler, diff_section, parse_gpu_csv
 from tui.remote.panels import NodePanels, attach_command, layout_request
@@ -127,3 +132,32 @@ def test_run_pane_command_parses_in_any_login_shell(tmp_path: Path):
     done = subprocess.run(["/bin/sh", "-c", script_command(script, {"SHELL": "/bin/tcsh"})],
                           capture_output=True, text=True, check=True)
     assert done.stdout == f"ran by {script} with a home\n"
+
+
+def test_pass_env_values_go_through_a_fifo_into_the_scripts_shell(tmp_path: Path):
+    """The run script's first line takes the values from the agent's FIFO: quoted for sh, and
+    nothing is left on disk but an empty special file, removed once read."""
+    fifo = tmp_path / "pass_env0.fifo"
+    passenv.make_fifo(fifo)
+    assert stat.S_IMODE(fifo.stat().st_mode) == 0o600
+    values = {"TOKEN": "it's $(rm -rf /) \"quoted\"\nline2", "bad name": "left out"}
+    offered: list[bool] = []
+    writer = threading.Thread(target=lambda: offered.append(passenv.offer(fifo, values, print, timeout=10)))
+    writer.start()
+    script = tmp_path / "run.sh"
+    script.write_text(passenv.reader_line(fifo, sys.executable, str(ROOT)) + '\nprintf "%s" "$TOKEN"\n')
+    done = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, check=True, timeout=20)
+    writer.join(10)
+    assert done.stdout == values["TOKEN"] and offered == [True]
+    assert not fifo.exists()
+    # Run again by hand: no FIFO any more, the script goes on without the values, and says so.
+    again = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, check=True, timeout=20)
+    assert again.stdout == "" and "no values were handed over" in again.stderr
+
+
+def test_pass_env_offer_gives_up_when_no_script_reads(tmp_path: Path):
+    fifo = tmp_path / "pass_env0.fifo"
+    passenv.make_fifo(fifo)
+    logged: list[str] = []
+    assert passenv.offer(fifo, {"TOKEN": "x"}, logged.append, timeout=0.2) is False
+    assert not fifo.exists() and "no run script took the values" in logged[0]

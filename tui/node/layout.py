@@ -31,10 +31,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tui.node import runlog
+from tui.node import passenv, runlog
 
 SESSION_PREFIX = "tether-"
 RUNS_HOME = "~/.cache/tether/runs"
@@ -150,7 +151,7 @@ def free_ports(count: int, host: str = "127.0.0.1", tries: int = 64) -> int:
 
 
 def loop_script(run: dict[str, Any], *, rank: int, port: int, state: Path, agent_python: str, agent_root: str,
-                master_port: int = 0, wait_for_pipe: bool = True) -> str:
+                master_port: int = 0, wait_for_pipe: bool = True, first: tuple[str, ...] = ()) -> str:
     """A run pane's shell when the debug loop runs the command: env lines, then the loop (in the
     foreground: Ctrl-C reaches it), then a shell once it is left (Ctrl-C twice)."""
     loop = run["loop"]
@@ -167,7 +168,7 @@ def loop_script(run: dict[str, Any], *, rank: int, port: int, state: Path, agent
     if run.get("prefix"):
         words += ["--prefix", run["prefix"]]
     lines = [_WAIT_FOR_PIPE] if wait_for_pipe else []
-    lines += ["export PYTHONUNBUFFERED=1", *run.get("env", [])]
+    lines += [*first, "export PYTHONUNBUFFERED=1", *run.get("env", [])]
     if ranks > 1:
         lines.append(f"export RANK={rank} LOCAL_RANK={rank} WORLD_SIZE={ranks} LOCAL_WORLD_SIZE={ranks} "
                      f"MASTER_ADDR=127.0.0.1 MASTER_PORT={master_port}")
@@ -298,6 +299,8 @@ class Layout:
         self._watching = False
         self._last_layout: str | None = None
         self._tail: runlog.Tail | None = None
+        self._secrets: dict[str, str] = {}  # the pass_env values of the build under way
+        self._offers: list[Path] = []  # their FIFOs, one per run script
 
     # tmux ----------------------------------------------------------------------------------
     def _tmux(self, *args: str) -> list[str]:
@@ -344,8 +347,10 @@ class Layout:
         os.makedirs(root, exist_ok=True)
         width, height = spec.get("size") or DEFAULT_SIZE
         env = {key: os.environ[key] for key in ("PATH", "LD_LIBRARY_PATH") if os.environ.get(key)}
-        # [run] pass_env values: in tmux's memory (new-session/split-window -e), never in a file.
-        passed = {str(k): str(v) for k, v in (spec.get("pass_env") or {}).items()}
+        # [run] pass_env values: handed to each run script through a FIFO (tui.node.passenv), never
+        # on a command line (`ps`) or in a file.
+        self._secrets = {str(k): str(v) for k, v in (spec.get("pass_env") or {}).items()}
+        self._offers: list[Path] = []
         run = spec.get("run", {})
         debug = self._plan_debug(workspace, spec) if run.get("loop") else None
         built: list[tuple[str, Any]] = []
@@ -358,9 +363,8 @@ class Layout:
                     command = self._loop_script_file(workspace, run, debug, 0)
                 elif command:
                     script = state_dir(workspace) / "run.sh"  # a file: `ps` shows a path, not a script
-                    script.write_text(command + "\n")
+                    script.write_text("".join(f"{line}\n" for line in self._secret_lines(workspace, 0)) + command + "\n")
                     command = script_command(script)
-                pane_env = {**env, **passed}
             if note:
                 notes.append(note)
             if index == 0:
@@ -380,7 +384,9 @@ class Layout:
                 writer = f"PYTHONPATH={shlex.quote(_agent_root())} exec {shlex.quote(sys.executable)} -m tui.node.runlog write {shlex.quote(str(log))}"
                 self._tmux("pipe-pane", "-o", "-t", handle.pane_id, writer)
         if debug is not None and len(debug["ranks"]) > 1:
-            built += self._rank_panes(workspace, root, run, debug, {**env, **passed})
+            built += self._rank_panes(workspace, root, run, debug, env)
+        for fifo in self._offers:
+            self.agent.spawn(f"pass_env {fifo.name}", partial(passenv.offer, fifo, self._secrets, self.agent.log))
         generation = int(read_state(workspace).get("generation", 0)) + 1
         self._tmux("set-option", "-t", built[0][1].pane_id, GENERATION_OPTION, str(generation))
         self._tmux("select-pane", "-t", built[0][1].pane_id)
@@ -398,10 +404,20 @@ class Layout:
             entries.append({"rank": rank, "port": base + rank, "state": str(folder / "state.json")})
         return {"mode": loop.get("mode", "attach"), "ranks": entries, "master_port": base + ranks if ranks > 1 else 0}
 
+    def _secret_lines(self, workspace: str, rank: int) -> tuple[str, ...]:
+        """The run script's line that takes the pass_env values from a fresh FIFO (none: no values)."""
+        if not self._secrets:
+            return ()
+        fifo = state_dir(workspace) / f"pass_env{rank}.fifo"
+        passenv.make_fifo(fifo)
+        self._offers.append(fifo)
+        return (passenv.reader_line(fifo, sys.executable, _agent_root()),)
+
     def _loop_script_file(self, workspace: str, run: dict[str, Any], debug: dict[str, Any], rank: int) -> str:
         entry = debug["ranks"][rank]
         text = loop_script(run, rank=rank, port=entry["port"], state=Path(entry["state"]), agent_python=sys.executable,
-                           agent_root=_agent_root(), master_port=debug["master_port"], wait_for_pipe=rank == 0)
+                           agent_root=_agent_root(), master_port=debug["master_port"], wait_for_pipe=rank == 0,
+                           first=self._secret_lines(workspace, rank))
         script = state_dir(workspace) / ("run.sh" if rank == 0 else f"run{rank}.sh")
         script.write_text(text + "\n")
         return script_command(script)
