@@ -6,11 +6,14 @@ Regenerate after an intended change of look, and review the SVGs:
 
 from __future__ import annotations
 
+import time
+
 from app_fakes import ScriptedSession
 from textual.pilot import Pilot
 
 from tui.app import TetherApp
 from tui.events import (
+    AllocationChanged,
     GpuInfo,
     GpuStats,
     LayoutChanged,
@@ -57,3 +60,24 @@ def test_dashboard_with_gpus(snap_compare) -> None:
 def test_dashboard_without_gpu(snap_compare) -> None:
     app, settle = dashboard(GpuStats("compute01", (), "no GPU on compute01 (nvidia-smi is not installed)"))
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_dashboard_on_a_slurm_job(snap_compare) -> None:
+    """The header with the job and its time left (minutes only above 10 min: stable for a snapshot)."""
+    session = ScriptedSession(
+        title="mnist",
+        chain=("login", "gpu042"),
+        initial_events=[
+            LinkChanged(LinkState.UP, rtt_ms=24.0),
+            AllocationChanged("12345", "gpu042", time.time() + 4 * 3600 + 32 * 60 + 30, "running"),
+            LAYOUT, OUTPUT, NODE, PROCESSES,
+            GpuStats("gpu042", (), "no GPU on gpu042 (nvidia-smi is not installed)"),
+            Notice("Slurm job 12345 running on gpu042"),
+        ],
+    )
+
+    async def settle(pilot: Pilot) -> None:
+        await session.wait_running()
+        await pilot.pause()
+
+    assert snap_compare(TetherApp(session), terminal_size=SIZE, run_before=settle)
