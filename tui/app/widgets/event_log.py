@@ -65,9 +65,6 @@ class EventLog(RichLog):
 
     DEFAULT_CSS = """
     EventLog {
-        border: round $primary 50%;
-        border-title-color: $text-primary;
-        background: $surface;
         padding: 0 1;
         overflow-y: auto;
     }
@@ -79,6 +76,7 @@ class EventLog(RichLog):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(wrap=True, markup=False, highlight=False, max_lines=self.MAX_LINES, id=id)
         self.border_title = "Events"
+        self.add_class("panel")  # the frame all panels share (app.tcss)
         self._lines: deque[LogLine] = deque(maxlen=self.MAX_LINES)
         self._styles: dict[Level, Style] = {}
 

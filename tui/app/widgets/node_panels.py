@@ -39,10 +39,6 @@ class NodePanel(Static):
     DEFAULT_CSS = """
     NodePanel {
         height: auto;
-        border: round $primary 50%;
-        border-title-color: $text-primary;
-        border-subtitle-color: $text-muted;
-        background: $surface;
         padding: 0 1;
     }
     """
@@ -50,6 +46,7 @@ class NodePanel(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("waiting for the node…", id=id)
         self.border_title = "Node"
+        self.add_class("panel")  # the frame all panels share (app.tcss)
 
     def show_stats(self, stats: NodeStats) -> None:
         self.border_title = stats.host or "Node"
@@ -66,15 +63,13 @@ class ProcessTable(DataTable):
     ProcessTable {
         height: 1fr;
         overflow-x: hidden;
-        border: round $primary 50%;
-        border-title-color: $text-primary;
-        background: $surface;
     }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="none", zebra_stripes=False, show_cursor=False)
         self.border_title = "Run processes"
+        self.add_class("panel")  # the frame all panels share (app.tcss)
 
     def on_mount(self) -> None:
         self.add_column("PID", key="pid")
@@ -100,9 +95,6 @@ class GpuPanel(Vertical):
     GpuPanel {
         height: auto;
         max-height: 10;
-        border: round $primary 50%;
-        border-title-color: $text-primary;
-        background: $surface;
         #gpu-note { color: $text-muted; padding: 0 1; }
         #gpu-table { height: auto; overflow-x: hidden; }
     }
@@ -111,6 +103,7 @@ class GpuPanel(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "GPUs"
+        self.add_class("panel")  # the frame all panels share (app.tcss)
         self.stats: GpuStats | None = None
 
     def compose(self) -> ComposeResult:

@@ -18,9 +18,6 @@ class OutputPanel(RichLog):
 
     DEFAULT_CSS = """
     OutputPanel {
-        border: round $primary 50%;
-        border-title-color: $text-primary;
-        background: $surface;
         padding: 0 1;
         overflow-x: hidden;
         overflow-y: auto;
@@ -33,6 +30,7 @@ class OutputPanel(RichLog):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(wrap=True, markup=False, highlight=False, max_lines=self.SCROLLBACK, id=id)
         self.border_title = "Run output"
+        self.add_class("panel")  # the frame all panels share (app.tcss)
         self._lines: deque[str] = deque(maxlen=self.SCROLLBACK)
 
     @property

@@ -62,10 +62,6 @@ class RunPanel(Static):
     DEFAULT_CSS = """
     RunPanel {
         height: auto;
-        border: round $primary 50%;
-        border-title-color: $text-primary;
-        border-subtitle-color: $text-muted;
-        background: $surface;
         padding: 0 1;
     }
     """
@@ -73,6 +69,7 @@ class RunPanel(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("waiting for the run…", id=id)
         self.border_title = "Run"
+        self.add_class("panel")  # the frame all panels share (app.tcss)
         self.state: RunState | None = None
 
     def on_mount(self) -> None:
