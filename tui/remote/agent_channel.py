@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import importlib.util
 import io
@@ -71,7 +72,10 @@ def agent_version() -> str:
 def agent_bundle() -> bytes:
     """A gzipped tar of the agent's sources, with fixed metadata so equal sources give equal bytes."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    # mtime=0: gzip's header would otherwise carry the current second, and equal sources must give
+    # equal bytes.
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, \
+            tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, path in _agent_sources():
             data = path.read_bytes()
             info = tarfile.TarInfo(name)
