@@ -19,7 +19,7 @@ from tui.config import HostSpec, Workspace
 from tui.debug.runs import DebugRuns, debugpy_bundle, pass_env_values
 from tui.errors import TetherError
 from tui.events import AllocationChanged, EventSink, LinkChanged, LinkState, Notice, OutputPage, PasswordPrompt
-from tui.node.layout import DEBUGPY_HOME
+from tui.node.panes import DEBUGPY_HOME
 from tui.remote.agent_channel import AgentChannel, AgentError, launch_agent
 from tui.remote.askpass import AskpassBridge, user_chose_askpass
 from tui.remote.jobwatch import JobWatch
