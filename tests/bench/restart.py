@@ -119,9 +119,11 @@ async def bench(testbed: Testbed, count: int) -> dict:
             except TimeoutError:
                 # Seen: the old run's debugpy adapter keeps the port, every new debugpy fails with
                 # "Address already in use", the loop retries each second. Counted as the deadline
-                # (a lower bound); the adapter is killed so that the next sample can start.
+                # (a lower bound); every debugpy process on that port (the adapter, however it was
+                # started, and the debuggee) is killed so that the next sample can start ("[d]" keeps
+                # the pattern from matching the shell that runs pkill).
                 timeouts += 1
-                await master.run(f"pkill -u $(id -u) -f 'debugpy/adapter.*{port}'; true")
+                await master.run(f"pkill -KILL -u $(id -u) -f '[d]ebugpy.*[^0-9]{port}([^0-9]|$)'; true")
                 pid = await new_process(forward.local_port, pid, loop.time() + 30)
             bash.append(time.perf_counter() - start)
         await master.run("tmux kill-session -t bench-bash")
