@@ -11,11 +11,10 @@ names its source); the shell script, its quoting and the parsing are the real on
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-from test_scheduler_pbs import LocalLoginShell, StandIns
+from standins import FIXTURES, KUBE_TOOLS, PBS_TOOLS, LocalLoginShell, StandIns, install_standins
 from testbed.slurm import SlurmCluster
 from workspaces import load_test_workspace, write_workspace
 
@@ -38,8 +37,6 @@ from tui.doctor_scheduler import (
 from tui.session import Session
 from tui.state import SessionRecord
 
-FIXTURES = Path(__file__).parent / "fixtures"
-STANDIN = FIXTURES / "standins" / "standin.py"
 SLURM = '[scheduler]\nkind = "slurm"\npartition = "debug"\ntime = "00:10:00"\nmem = "100M"\n'
 
 
@@ -262,16 +259,7 @@ async def test_the_probe_runs_in_sh_and_keeps_every_line(tmp_path: Path):
 
 @pytest.fixture
 def pbs_standins(tmp_path: Path) -> StandIns:
-    bin_dir, state = tmp_path / "bin", tmp_path / "state"
-    bin_dir.mkdir()
-    state.mkdir()
-    for tool in ("qsub", "qstat", "qdel"):
-        wrapper = bin_dir / tool
-        wrapper.write_text(
-            f'#!/bin/sh\n# STAND-IN {tool} for tests, not PBS\nexec "{sys.executable}" "{STANDIN}" {tool} "$@"\n'
-        )
-        wrapper.chmod(0o755)
-    return StandIns(bin_dir, state)
+    return install_standins(tmp_path, PBS_TOOLS, "PBS")
 
 
 async def test_pbs_commands_and_a_queue_that_takes_jobs(pbs_standins: StandIns):
@@ -333,16 +321,7 @@ def test_a_pbs_server_that_does_not_answer_is_not_blamed_on_the_queue():
 
 @pytest.fixture
 def kube_standins(tmp_path: Path) -> StandIns:
-    bin_dir, state = tmp_path / "bin", tmp_path / "state"
-    bin_dir.mkdir()
-    state.mkdir()
-    for tool in ("kubectl", "oc"):
-        wrapper = bin_dir / tool
-        wrapper.write_text(
-            f'#!/bin/sh\n# STAND-IN {tool} for tests, not the real CLI\nexec "{sys.executable}" "{STANDIN}" {tool} "$@"\n'
-        )
-        wrapper.chmod(0o755)
-    return StandIns(bin_dir, state)
+    return install_standins(tmp_path, KUBE_TOOLS, "the real CLI")
 
 
 FORBIDDEN = (

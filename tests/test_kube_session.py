@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from debug_helpers import debug_console, rank, script_workspace, status
 from node_helpers import Events
+from standins import StandIns, install_standins
 from testbed import Testbed
 
 from tui.cli import main
@@ -29,36 +29,27 @@ from tui.session import Session
 
 pytestmark = pytest.mark.needs_netns
 
-FIXTURES = Path(__file__).parent / "fixtures"
-STANDIN = FIXTURES / "standins" / "standin.py"
 RUN = "import os, time\nprint('run pid', os.getpid(), flush=True)\nwhile True:\n    time.sleep(0.2)\n"
 KUBE = '[scheduler]\nkind = "kube"\nnamespace = "ml"\ncontext = "lab"\npod = "train-0"'
 
 
 @pytest.fixture
-def standin_kubectl(needs_netns: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The STAND-IN kubectl first on PATH; its `exec` reaches the testbed's compute node. Returns its call log."""
-    bin_dir, state = tmp_path / "standin-bin", tmp_path / "standin-state"
-    bin_dir.mkdir()
-    state.mkdir()
-    wrapper = bin_dir / "kubectl"
-    wrapper.write_text(f'#!/bin/sh\n# STAND-IN kubectl for tests, not the real CLI\nexec "{sys.executable}" "{STANDIN}" kubectl "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin")
-    monkeypatch.setenv("STANDIN_STATE", str(state))
-    monkeypatch.setenv("STANDIN_FIXTURES", str(FIXTURES))
-    monkeypatch.setenv("STANDIN_KUBECTL_GET", "kube/pod_running.json")
-    monkeypatch.setenv("STANDIN_EXEC_SSH", json.dumps(needs_netns.ssh_argv(needs_netns.node_alias)))
-    monkeypatch.setenv("STANDIN_FORWARD_DROP_RUNS", "1")
-    return state / "calls.jsonl"
-
-
-def kubectl_calls(log: Path) -> list[list[str]]:
-    return [json.loads(line)["argv"] for line in log.read_text().splitlines()] if log.exists() else []
+def standin_kubectl(needs_netns: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StandIns:
+    """The STAND-IN kubectl first on PATH, for the session's own kubectl calls; its `exec` reaches
+    the testbed's compute node."""
+    standins = install_standins(tmp_path, ("kubectl",), "the real CLI")
+    standins.replay = {
+        "KUBECTL_GET": "kube/pod_running.json",
+        "EXEC_SSH": json.dumps(needs_netns.ssh_argv(needs_netns.node_alias)),
+        "FORWARD_DROP_RUNS": "1",
+    }
+    for name, value in standins.env().items():
+        monkeypatch.setenv(name, value)
+    return standins
 
 
 async def test_a_pod_session_runs_entirely_through_kubectl_exec(
-    needs_netns: Testbed, standin_kubectl: Path, tether_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    needs_netns: Testbed, standin_kubectl: StandIns, tether_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ):
     testbed = needs_netns
     folder = tmp_path / "ws"
@@ -90,7 +81,7 @@ async def test_a_pod_session_runs_entirely_through_kubectl_exec(
 
     # Every remote step was a kubectl call with the workspace's context and namespace; no ssh
     # master to a login host was ever started.
-    calls = kubectl_calls(standin_kubectl)
+    calls = [call["argv"] for call in standin_kubectl.calls("kubectl")]
     assert {call[0] for call in calls} <= {"get", "exec", "--context", "-n"}
     assert any(call[0] == "exec" for call in calls)
     assert sum("port-forward" in call for call in calls) >= 2  # started, dropped, started again

@@ -14,13 +14,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from standins import KUBE_TOOLS, StandIns, fixture_body, install_standins
 
 from tui.config.scheduler import KubeOptions
 from tui.errors import TetherError
@@ -29,57 +28,20 @@ from tui.remote.scheduler.base import Allocation
 from tui.remote.scheduler.kube import KubeScheduler, assess_pod, pick_pod, pod_ends_at
 from tui.remote.scheduler.kube_forward import ForwardChanged, ForwardState, KubeError, PortForward, parse_forwarding
 
-FIXTURES = Path(__file__).parent / "fixtures"
-STANDIN = FIXTURES / "standins" / "standin.py"
 OPTIONS = KubeOptions(namespace="ml", pod="train-0", context="lab")
 SELECTOR = KubeOptions(namespace="ml", selector="app=train", context="lab")
 
 
-def body(relative: str) -> str:
-    lines = (FIXTURES / relative).read_text().splitlines(keepends=True)
-    header = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
-    return "".join(lines[header:])
-
-
 def pod(relative: str) -> dict[str, Any]:
-    return dict(json.loads(body(relative)))
+    return dict(json.loads(fixture_body(relative)))
 
 
 # --- stand-ins ----------------------------------------------------------------------------------
 
 
-@dataclass
-class StandIns:
-    """STAND-IN kubectl and oc on a private PATH, and what they were asked."""
-
-    bin: Path
-    state: Path
-    replay: dict[str, str] = field(default_factory=dict)
-
-    def env(self) -> dict[str, str]:
-        env = {**os.environ, "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
-        env.update({"STANDIN_STATE": str(self.state), "STANDIN_FIXTURES": str(FIXTURES)})
-        env.update({f"STANDIN_{key}": value for key, value in self.replay.items()})
-        return env
-
-    def calls(self, tool: str | None = None) -> list[dict[str, Any]]:
-        path = self.state / "calls.jsonl"
-        records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        return [r for r in records if tool is None or r["tool"] == tool]
-
-
 @pytest.fixture
 def standins(tmp_path: Path) -> StandIns:
-    bin_dir, state = tmp_path / "bin", tmp_path / "state"
-    bin_dir.mkdir()
-    state.mkdir()
-    for tool in ("kubectl", "oc"):
-        wrapper = bin_dir / tool
-        wrapper.write_text(
-            f'#!/bin/sh\n# STAND-IN {tool} for tests, not the real CLI\nexec "{sys.executable}" "{STANDIN}" {tool} "$@"\n'
-        )
-        wrapper.chmod(0o755)
-    return StandIns(bin_dir, state)
+    return install_standins(tmp_path, KUBE_TOOLS, "the real CLI")
 
 
 def scheduler(standins: StandIns, options: KubeOptions = OPTIONS) -> KubeScheduler:
@@ -186,7 +148,7 @@ def test_time_left_comes_from_active_deadline_seconds():
 
 
 def test_port_forward_lines_of_the_captured_session():
-    lines = body("kube/port_forward_session.txt").splitlines()
+    lines = fixture_body("kube/port_forward_session.txt").splitlines()
     assert parse_forwarding(lines[0]) == (6006, 6006)
     assert [parse_forwarding(line) for line in lines[1:]] == [None] * (len(lines) - 1)
 
