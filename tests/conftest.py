@@ -6,10 +6,12 @@ import functools
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 from types import FrameType
-from typing import Iterator, NoReturn
+from typing import Callable, Iterator, NoReturn
 
 import pytest
 from testbed import PasswordLogin, Testbed, TestbedUnavailable, build_testbed
@@ -128,3 +130,19 @@ def slurm(testbed: Testbed) -> Iterator[SlurmCluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+@pytest.fixture
+def terminal() -> Iterator[Callable[..., str]]:
+    """A private tmux server on the laptop side: the terminal the console runs in (for `a` tests).
+    Returns ``tmux(*args)``, which runs a tmux command on it and gives its stdout."""
+    if shutil.which("tmux") is None:
+        pytest.skip("needs tmux")
+    socket = f"tether-terminal-test-{uuid.uuid4().hex[:8]}"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True, text=True,
+                              timeout=10, check=False).stdout
+
+    yield tmux
+    tmux("kill-server")

@@ -41,6 +41,12 @@ def rank(events: Events, index: int = 0) -> RankState | None:
     return next((r for r in ranks(events) if r.rank == index), None)
 
 
+def debuggable(events: Events) -> bool:
+    """Rank 0 runs, its debug port is forwarded to the laptop, and its output is arriving."""
+    state = rank(events)
+    return bool(state and state.status == "running" and state.local_port and events.output())
+
+
 def status(events: Events, index: int = 0) -> str:
     state = rank(events, index)
     return state.status if state else ""

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-import shutil
-import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -96,20 +93,6 @@ async def test_gpu_table_shows_the_standin_nvidia_smi(node: Testbed, tmp_path: P
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_value is not None, 20)
     await Session(load_workspace(config)).down()
-
-
-@pytest.fixture
-def terminal():
-    """A private tmux server on the laptop side: the terminal the console runs in."""
-    if shutil.which("tmux") is None:
-        pytest.skip("needs tmux")
-    socket = f"tether-attach-test-{uuid.uuid4().hex[:8]}"
-
-    def tmux(*args: str) -> str:
-        return subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True, text=True, timeout=10).stdout
-
-    yield tmux
-    tmux("kill-server")
 
 
 def test_a_attaches_the_node_tmux_and_detaching_returns_to_the_console(node: Testbed, tmp_path: Path, terminal):

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
-from debug_helpers import debug_console, rank, script_workspace, status
+from debug_helpers import debug_console, debuggable, rank, script_workspace, status
 from node_helpers import Events
 from standins import StandIns, install_standins
 from testbed import Testbed
@@ -58,11 +58,7 @@ async def test_a_pod_session_runs_entirely_through_kubectl_exec(
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
     await session.prepare()  # nothing to log in to
 
-    def running() -> bool:
-        state = rank(events)
-        return bool(state and state.status == "running" and state.local_port and events.output())
-
-    async with debug_console(session, events, running, timeout=60):
+    async with debug_console(session, events, lambda: debuggable(events), timeout=60):
         assert session.chain == ("pod train-0",)
         assert testbed.node_run_as_user("cat ~/work/tbws/data.txt").stdout == "synced through kubectl exec\n"
         assert "tether-tbws" in testbed.node_run_as_user("tmux ls").stdout

@@ -10,12 +10,11 @@ import contextlib
 import shlex
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from debug_helpers import debug_console, rank, script_workspace, status
+from debug_helpers import debug_console, debuggable, rank, script_workspace, status
 from node_helpers import ROOT, Events, link_up
 from testbed import Testbed
 from testbed.slurm import SlurmCluster
@@ -62,11 +61,7 @@ async def test_srun_only_syncs_lays_out_runs_and_debugs(
     (folder / "data.txt").write_text("synced without ssh\n")
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
 
-    def running() -> bool:
-        state = rank(events)
-        return bool(state and state.status == "running" and state.local_port and events.output())
-
-    async with debug_console(session, events, running, timeout=60):
+    async with debug_console(session, events, lambda: debuggable(events), timeout=60):
         job = session.allocation.job_id
         assert slurm.jobs() == [job]
         assert any("takes no ssh" in n.message and "srun" in n.message for n in events.of(Notice))
@@ -136,19 +131,6 @@ async def test_a_job_that_ends_is_not_replaced_until_asked(
         assert slurm.jobs() == [session.allocation.job_id]
     await session.down()
     assert slurm.jobs() == []
-
-
-@pytest.fixture
-def terminal() -> Iterator:
-    """A private tmux server on the laptop side: the terminal the console runs in."""
-    socket = f"tether-srun-test-{uuid.uuid4().hex[:8]}"
-
-    def tmux(*args: str) -> str:
-        return subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True, text=True, check=False,
-                              timeout=10).stdout
-
-    yield tmux
-    tmux("kill-server")
 
 
 def test_a_attaches_the_jobs_tmux_through_srun(
