@@ -158,7 +158,8 @@ async def run_doctor(workspace: Workspace, report: Report) -> bool:
         for check in checks:
             emit(check)
         if all(check.ok for check in checks):
-            await _node_checks(Session(workspace), await _reach_pod(Session(workspace), emit), emit)
+            session = Session(workspace)
+            await _node_checks(session, await _reach_pod(session, emit), emit)
     elif shutil.which("ssh"):
         await _remote_checks(workspace, emit)
     else:
