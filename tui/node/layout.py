@@ -35,6 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tui.node import loopstate as ls
 from tui.node import passenv, runlog
 from tui.node.panes import loop_script, pane_command, script_command
 
@@ -128,34 +129,8 @@ def free_ports(count: int, host: str = "127.0.0.1", tries: int = 64) -> int:
 
 
 # -- processes -----------------------------------------------------------------------------------
-def process_tree(root_pids: list[int]) -> list[int]:
-    """``root_pids`` and all their descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], list(root_pids)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.append(pid)
-            todo.extend(children.get(pid, []))
-    return found
-
-
 def is_agent(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"tui.node.agent" in handle.read()
-    except OSError:
-        return False
+    return ls.command_has(pid, b"tui.node.agent")
 
 
 def stop_processes(pids: list[int], grace: float = 2.0) -> None:
@@ -165,19 +140,11 @@ def stop_processes(pids: list[int], grace: float = 2.0) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        while time.monotonic() < deadline and ls.live_pids(pids):
             time.sleep(0.05)
-        pids = [pid for pid in pids if _alive(pid)]
+        pids = ls.live_pids(pids)
         if not pids:
             return
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 # -- the capability ------------------------------------------------------------------------------
@@ -376,7 +343,8 @@ class Layout:
     def down_session(self, workspace: str) -> list[int]:
         """Kill the session and every process of its panes; returns the pids that were running."""
         panes = self.panes(workspace) or []
-        pids = process_tree([p["pid"] for p in panes if p["pid"]])
+        roots = [p["pid"] for p in panes if p["pid"]]
+        pids = list(dict.fromkeys(roots + ls.descendants(*roots)))
         self.server.cmd("kill-session", "-t", f"={session_name(workspace)}")
         stop_processes(pids)
         return pids

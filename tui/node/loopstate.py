@@ -206,19 +206,21 @@ def live_pids(pids: Iterable[int]) -> list[int]:
     return live
 
 
-def descendants(pid: int) -> list[int]:
-    """``pid``'s live children, grandchildren and so on (by parent links; daemons that re-parented
-    themselves to init are not found this way)."""
+def descendants(*roots: int) -> list[int]:
+    """The live children of ``roots``, their children and so on, each once (by parent links;
+    daemons that re-parented themselves to init are not found this way)."""
     children: dict[int, list[int]] = {}
     for proc in processes():
         if proc.state != "Z":
             children.setdefault(proc.ppid, []).append(proc.pid)
-    found, todo = [], [pid]
+    found: dict[int, None] = {}
+    todo = list(roots)
     while todo:
         for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+            if child not in found:
+                found[child] = None
+                todo.append(child)
+    return list(found)
 
 
 def environ_has(pid: int, entry: str) -> bool:
@@ -230,15 +232,20 @@ def environ_has(pid: int, entry: str) -> bool:
         return False
 
 
-def is_loop_process(pid: Any) -> bool:
-    """Whether ``pid`` is a running ``tui.node.loop`` (not just any process that reused the pid)."""
+def command_has(pid: Any, text: bytes) -> bool:
+    """Whether process ``pid``'s command line holds ``text`` (not just any process that reused the pid)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"tui.node.loop" in handle.read()
+            return text in handle.read()
     except OSError:
         return False
+
+
+def is_loop_process(pid: Any) -> bool:
+    """Whether ``pid`` is a running ``tui.node.loop``."""
+    return command_has(pid, b"tui.node.loop")
 
 
 @dataclass(frozen=True)
