@@ -29,7 +29,14 @@ from workspaces import load_test_workspace
 from tui.config.scheduler import SlurmOptions
 from tui.errors import TetherError
 from tui.events import Progress
-from tui.remote.scheduler.base import HOLDER_TMUX_SESSION, Allocation, holder_script
+from tui.remote.scheduler.base import (
+    HOLDER_TMUX_SESSION,
+    MAX_POLL_FAILURES,
+    Allocation,
+    growing_delays,
+    holder_script,
+    poll,
+)
 from tui.remote.scheduler.slurm import (
     GONE,
     JobStatus,
@@ -587,3 +594,28 @@ def test_scheduler_for_a_slurm_workspace(tmp_path):
     text = '[workspace]\nremote_root = "~/w"\n[connection]\nlogin = "hpc"\n[scheduler]\nkind = "slurm"\npartition = "gpu"\n'
     workspace = parse_workspace(text, tmp_path / "tether.toml")
     assert isinstance(scheduler_for(workspace, login=None), SlurmScheduler)  # type: ignore[arg-type]
+
+
+async def test_poll_reports_failed_tries_and_gives_up_after_too_many_in_a_row():
+    """The waits of every holder-job scheduler: a failed squeue/qstat/kubectl is said and tried again,
+    an answer resets the count, and MAX_POLL_FAILURES failures in a row end the wait."""
+    answers: list[object] = [TetherError("a"), TetherError("b"), "pending", *[TetherError("c")] * MAX_POLL_FAILURES]
+    slept: list[float] = []
+
+    async def probe() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, TetherError):
+            raise answer
+        return answer
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    events: list[object] = []
+    seen = []
+    with pytest.raises(TetherError, match="c"):
+        async for answer in poll(probe, events.append, sleep, growing_delays(0.25, 1.0)):
+            seen.append(answer)
+    assert seen == ["pending"]
+    assert [e.message for e in events if isinstance(e, Progress)] == ["a; retrying", "b; retrying"] + ["c; retrying"] * 4
+    assert slept == [0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]  # quick first, then at most the interval

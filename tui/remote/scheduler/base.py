@@ -10,11 +10,12 @@ from __future__ import annotations
 import abc
 import shlex
 import time
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import Awaitable, Callable, Protocol, TypeVar
 
 from tui.errors import TetherError
-from tui.events import EventSink
+from tui.events import EventSink, Progress
 from tui.remote.ssh import CommandResult
 
 
@@ -108,6 +109,46 @@ def holder_script(tmux_socket: str | None = None, env_lines: tuple[str, ...] = (
     # `wait` (unlike a foreground sleep) returns at once when a signal arrives, so the trap runs.
     lines.append("while :; do sleep 86400 & wait $!; done")
     return "\n".join(lines) + "\n"
+
+
+# A probe failing this many times in a row (the controller restarting, an ssh or API hiccup) ends a wait.
+MAX_POLL_FAILURES = 5
+
+T = TypeVar("T")
+
+
+async def poll(
+    probe: Callable[[], Awaitable[T]],
+    progress: EventSink,
+    sleep: Callable[[float], Awaitable[None]],
+    delays: Iterable[float],
+    *,
+    retry_on: type[TetherError] = TetherError,
+) -> AsyncIterator[T]:
+    """Each answer of ``probe``, with a pause from ``delays`` after each try, until the caller stops
+    (it returns or raises once the answer says so). A failed try is reported and tried again;
+    ``MAX_POLL_FAILURES`` in a row raise the last failure."""
+    failures = 0
+    for delay in delays:
+        try:
+            answer = await probe()
+        except retry_on as error:
+            failures += 1
+            if failures >= MAX_POLL_FAILURES:
+                raise
+            progress(Progress("node", f"{error.message}; retrying"))
+        else:
+            failures = 0
+            yield answer
+        await sleep(delay)
+
+
+def growing_delays(first: float, most: float) -> Iterator[float]:
+    """``first``, doubling up to ``most``, then ``most`` for ever: quick at first, gentle on long waits."""
+    delay = min(first, most)
+    while True:
+        yield delay
+        delay = min(delay * 2, most)
 
 
 def format_elapsed(seconds: float) -> str:

@@ -19,11 +19,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 from tui.config.scheduler import KubeOptions
 from tui.events import EventSink, Progress
-from tui.remote.scheduler.base import Allocation, Scheduler, format_elapsed
+from tui.remote.scheduler.base import Allocation, Scheduler, format_elapsed, poll
 from tui.remote.scheduler.kube_forward import KubeError, PortForward
 from tui.remote.ssh import CommandResult, run_argv
 
@@ -32,8 +33,6 @@ Sleep = Callable[[float], Awaitable[None]]
 
 # Waiting reasons that do not get better by waiting: the user has to change something.
 FATAL_WAITING = frozenset({"CrashLoopBackOff", "InvalidImageName", "ErrImageNeverPull"})
-# kubectl failing this many polls in a row (API server restarting, VPN hiccup) ends the wait.
-MAX_POLL_FAILURES = 5
 POD_PREFIX = "pod/"
 
 
@@ -392,18 +391,9 @@ class KubeScheduler(Scheduler):
     async def allocate(self, progress: EventSink) -> Allocation:
         """Wait (reporting why) until the pod runs; fail at once when it cannot get better."""
         started = time.monotonic()
-        failures = 0
-        while True:
-            try:
-                pod = await self.current_pod()
-                failures = 0
-            except KubectlFailed as error:
-                failures += 1
-                if failures >= MAX_POLL_FAILURES:
-                    raise
-                progress(Progress("node", f"{error.message}; retrying"))
-                await self._sleep(self._poll_interval)
-                continue
+        # Only a failed kubectl is worth another try: a pod that cannot run raises at once.
+        delays = repeat(self._poll_interval)
+        async for pod in poll(self.current_pod, progress, self._sleep, delays, retry_on=KubectlFailed):
             view = assess_pod(pod, self.options.container, self._logs_hint())
             if view.fatal is not None:
                 raise view.fatal
@@ -412,7 +402,7 @@ class KubeScheduler(Scheduler):
                 return self._allocation(pod)
             elapsed = format_elapsed(time.monotonic() - started)
             progress(Progress("node", f"pod {view.name} {view.phase} for {elapsed}: {view.detail}"))
-            await self._sleep(self._poll_interval)
+        raise AssertionError("unreachable: poll() never ends by itself")
 
     async def find(self, recorded: Allocation | None) -> Allocation | None:
         """The pod to reattach to when it still runs.

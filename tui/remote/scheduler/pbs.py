@@ -19,6 +19,7 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from itertools import repeat
 
 from tui.config.scheduler import PbsOptions
 from tui.errors import TetherError
@@ -30,6 +31,7 @@ from tui.remote.scheduler.base import (
     format_elapsed,
     holder_script,
     last_line,
+    poll,
     submit_holder,
     wait_or_release,
 )
@@ -92,8 +94,6 @@ _GONE = re.compile(r"Unknown Job Id|Job has finished|job has finished", re.IGNOR
 _JOB_ID = re.compile(r"^\d+(?:\[\d*\])?(?:\.[\w.-]+)?$")
 _ATTRIBUTE = re.compile(r"^\s+([\w.]+) = ?(.*)$")
 _JOB_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
-# qstat failing this many polls in a row (server restarting, ssh hiccup) ends the wait.
-MAX_POLL_FAILURES = 5
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -245,18 +245,7 @@ class PbsScheduler(Scheduler):
     async def wait_running(self, job_id: str, progress: EventSink) -> Allocation:
         """Poll ``qstat -f`` until the job runs, reporting its state, comment and time waited."""
         started = time.monotonic()
-        failures = 0
-        while True:
-            try:
-                attributes = await self.status(job_id)
-                failures = 0
-            except TetherError as error:
-                failures += 1
-                if failures >= MAX_POLL_FAILURES:
-                    raise
-                progress(Progress("node", f"{error.message}; retrying"))
-                await self._sleep(self._poll_interval)
-                continue
+        async for attributes in poll(lambda: self.status(job_id), progress, self._sleep, repeat(self._poll_interval)):
             if attributes is None:
                 raise TetherError(
                     f"PBS job {job_id} vanished before it started",
@@ -272,7 +261,7 @@ class PbsScheduler(Scheduler):
                     fix=f"look at `qstat -xf {job_id}` (or tracejob) on the login host, then try again",
                 )
             progress(Progress("node", self._waiting_message(job_id, state, attributes, started)))
-            await self._sleep(self._poll_interval)
+        raise AssertionError("unreachable: poll() never ends by itself")
 
     def _waiting_message(self, job_id: str, state: str, attributes: dict[str, str], started: float) -> str:
         message = f"PBS job {job_id} {STATE_NAMES.get(state, 'in state')} ({state}) for {format_elapsed(time.monotonic() - started)}"

@@ -46,8 +46,10 @@ from tui.remote.scheduler.base import (
     LoginShell,
     Scheduler,
     format_elapsed,
+    growing_delays,
     holder_script,
     last_line,
+    poll,
     submit_holder,
     wait_or_release,
 )
@@ -125,8 +127,6 @@ _JOB_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 _DURATION = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 _GONE = re.compile(r"Invalid job id specified|Job/step already completing or completed", re.IGNORECASE)
 _NO_DURATION = frozenset({"UNLIMITED", "INFINITE", "NOT_SET", "INVALID", "N/A", "NONE", ""})
-# squeue failing this many polls in a row (controller restarting, ssh hiccup) ends the wait.
-MAX_POLL_FAILURES = 5
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -494,32 +494,20 @@ class SlurmScheduler(Scheduler):
         ``poll_interval``, to spare the controller during long waits.
         """
         started = time.monotonic()
-        failures = 0
-        delay = self._first_poll
-        while True:
-            try:
-                status = await self.state(job_id)
-                failures = 0
-            except TetherError as error:
-                failures += 1
-                if failures >= MAX_POLL_FAILURES:
-                    raise
-                progress(Progress("node", f"{error.message}; retrying"))
-                status = None
-            if status is not None:
-                if status.running:
-                    allocation = self._allocation(status)
-                    progress(Progress("node", f"Slurm job {job_id} running on {allocation.node}", 1.0))
-                    return allocation
-                if status.ended:
-                    raise TetherError(
-                        f"{status.describe()} before it could be used",
-                        fix=f"look at `scontrol show job {job_id}` (or sacct -j {job_id}) on the login host, "
-                        "then try again",
-                    )
-                progress(Progress("node", waiting_message(status, time.monotonic() - started, self._clock())))
-            await self._sleep(delay)
-            delay = min(delay * 2, self._poll_interval)
+        delays = growing_delays(self._first_poll, self._poll_interval)
+        async for status in poll(lambda: self.state(job_id), progress, self._sleep, delays):
+            if status.running:
+                allocation = self._allocation(status)
+                progress(Progress("node", f"Slurm job {job_id} running on {allocation.node}", 1.0))
+                return allocation
+            if status.ended:
+                raise TetherError(
+                    f"{status.describe()} before it could be used",
+                    fix=f"look at `scontrol show job {job_id}` (or sacct -j {job_id}) on the login host, "
+                    "then try again",
+                )
+            progress(Progress("node", waiting_message(status, time.monotonic() - started, self._clock())))
+        raise AssertionError("unreachable: poll() never ends by itself")
 
     def _allocation(self, status: JobStatus) -> Allocation:
         node = status.node
