@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
 from types import FrameType
-from typing import Callable, Iterator, NoReturn
+from typing import Iterator, NoReturn
 
 import pytest
 from testbed import PasswordLogin, Testbed, TestbedUnavailable, build_testbed
@@ -20,6 +22,8 @@ from testbed.ssh import SshCmd, run_ssh
 from testbed.sshd import SSHD
 
 _built: list[Testbed] = []
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def skip_or_fail(reason: str) -> NoReturn:
@@ -132,17 +136,33 @@ def slurm(testbed: Testbed) -> Iterator[SlurmCluster]:
         cluster.close()
 
 
-@pytest.fixture
-def terminal() -> Iterator[Callable[..., str]]:
-    """A private tmux server on the laptop side: the terminal the console runs in (for `a` tests).
-    Returns ``tmux(*args)``, which runs a tmux command on it and gives its stdout."""
-    if shutil.which("tmux") is None:
-        pytest.skip("needs tmux")
-    socket = f"tether-terminal-test-{uuid.uuid4().hex[:8]}"
+class LaptopTerminal:
+    """A private tmux server on the laptop side: the terminal a test runs `tether up` in."""
 
-    def tmux(*args: str) -> str:
-        return subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True, text=True,
+    EXITED = "CONSOLE-EXITED-"  # printed with tether's exit code when the console ends
+
+    def __init__(self) -> None:
+        self.socket = f"tether-terminal-test-{uuid.uuid4().hex[:8]}"
+
+    def __call__(self, *args: str) -> str:
+        """A tmux command on this terminal's server; its stdout."""
+        return subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], capture_output=True, text=True,
                               timeout=10, check=False).stdout
 
-    yield tmux
-    tmux("kill-server")
+    def run_tether(self, *args: str) -> None:
+        """``tether ARGS`` in a 120x36 window; the window stays to show how it ended."""
+        tether = f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m tui {shlex.join(args)}"
+        self("new-session", "-d", "-x", "120", "-y", "36", f"{tether}; echo {self.EXITED}$?; sleep 600")
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p")
+
+
+@pytest.fixture
+def terminal() -> Iterator[LaptopTerminal]:
+    """The laptop-side terminal for tests that run the console for real (`a`, the demo)."""
+    if shutil.which("tmux") is None:
+        pytest.skip("needs tmux")
+    terminal = LaptopTerminal()
+    yield terminal
+    terminal("kill-server")

@@ -4,13 +4,11 @@ and `a` in a real terminal: the node's tmux on screen, `C-b d` back to the conso
 from __future__ import annotations
 
 import asyncio
-import shlex
-import sys
 from pathlib import Path
 
 import pytest
 from console_helpers import header_state, screen_text, wait_until
-from node_helpers import ROOT, clean_node, install_standin_nvidia_smi, tick_workspace, tmux_on_node
+from node_helpers import clean_node, install_standin_nvidia_smi, tick_workspace, tmux_on_node
 from testbed import Testbed
 from testbed.wait import wait_until as wait_until_sync
 
@@ -97,12 +95,8 @@ async def test_gpu_table_shows_the_standin_nvidia_smi(node: Testbed, tmp_path: P
 
 def test_a_attaches_the_node_tmux_and_detaching_returns_to_the_console(node: Testbed, tmp_path: Path, terminal):
     config = tick_workspace(tmp_path / "ws", node)
-    command = (
-        f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m tui -c {shlex.quote(str(config))} up;"
-        " echo CONSOLE-EXITED-$?; sleep 600"
-    )
-    terminal("new-session", "-d", "-x", "120", "-y", "36", command)
-    screen = lambda: terminal("capture-pane", "-p")
+    terminal.run_tether("-c", str(config), "up")
+    screen = terminal.screen
     try:
         wait_until_sync(lambda: "up " in screen() and "tick " in screen() and "Run output" in screen(), 60)
         terminal("send-keys", "a")
@@ -113,7 +107,7 @@ def test_a_attaches_the_node_tmux_and_detaching_returns_to_the_console(node: Tes
         wait_until_sync(lambda: "Run output" in screen() and "laptop → login → compute01" in screen(), 20)
         wait_until_sync(lambda: "up " in screen(), 20)
         terminal("send-keys", "q")
-        wait_until_sync(lambda: "CONSOLE-EXITED-0" in screen(), 30)
+        wait_until_sync(lambda: f"{terminal.EXITED}0" in screen(), 30)
         # Detached: the run goes on in the node's tmux.
         assert node.node_run_as_user("tmux has-session -t =tether-tbws").returncode == 0
     finally:

@@ -7,18 +7,12 @@ screen with capture-pane and types with send-keys, as a person would.
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
 from testbed.procs import ProcessRef
 from testbed.wait import wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def demo_processes() -> list[ProcessRef]:
@@ -35,23 +29,11 @@ def demo_processes() -> list[ProcessRef]:
     return [p for p in found if p.is_alive()]
 
 
-@pytest.fixture
-def terminal():
-    if shutil.which("tmux") is None or shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
-        pytest.skip("the demo needs tmux and openssh-server")
-    socket = f"tether-demo-test-{uuid.uuid4().hex[:8]}"
-
-    def tmux(*args: str) -> str:
-        return subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True, text=True, timeout=10).stdout
-
-    yield tmux
-    tmux("kill-server")
-
-
+@pytest.mark.skipif(shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(),
+                    reason="the demo needs openssh-server")
 def test_demo_comes_up_and_leaves_nothing_running(terminal, tether_home):
-    command = f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m tui demo; echo DEMO-EXITED-$?; sleep 600"
-    terminal("new-session", "-d", "-x", "110", "-y", "32", command)
-    screen = lambda: terminal("capture-pane", "-p")  # noqa: E731
+    terminal.run_tether("demo")
+    screen = terminal.screen
 
     wait_until(lambda: " ms" in screen() and "up " in screen(), 60)
     assert "laptop → tether-demo" in screen()
@@ -62,7 +44,7 @@ def test_demo_comes_up_and_leaves_nothing_running(terminal, tether_home):
     assert demo_root.is_dir() and (demo_root / "project" / "train.py").exists()
 
     terminal("send-keys", "q")
-    wait_until(lambda: "DEMO-EXITED-0" in screen(), 30)
+    wait_until(lambda: f"{terminal.EXITED}0" in screen(), 30)
     wait_until(lambda: not any(p.is_alive() for p in started), 10)
     assert demo_processes() == []
     assert not demo_root.exists()

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shlex
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from debug_helpers import debug_console, debuggable, rank, script_workspace, status
-from node_helpers import ROOT, Events, link_up
+from node_helpers import Events, link_up
 from testbed import Testbed
 from testbed.slurm import SlurmCluster
 from testbed.wait import wait_until as wait_until_sync
@@ -140,12 +138,8 @@ def test_a_attaches_the_jobs_tmux_through_srun(
     folder = tmp_path / "ws"
     config = script_workspace(folder, testbed, RUN, name="run.py", node="",
                               extra=SLURM_AUTO + '\nnode_access = "srun"')
-    command = (
-        f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m tui -c {shlex.quote(str(config))} up;"
-        " echo CONSOLE-EXITED-$?; sleep 600"
-    )
-    terminal("new-session", "-d", "-x", "120", "-y", "36", command)
-    screen = lambda: terminal("capture-pane", "-p")
+    terminal.run_tether("-c", str(config), "up")
+    screen = terminal.screen
     try:
         wait_until_sync(lambda: "up " in screen() and "run pid" in screen(), 60)
         terminal("send-keys", "a")
@@ -155,7 +149,7 @@ def test_a_attaches_the_jobs_tmux_through_srun(
         wait_until_sync(lambda: "Run output" in screen() and "laptop → login → compute01" in screen(), 20)
         wait_until_sync(lambda: "up " in screen(), 20)
         terminal("send-keys", "q")
-        wait_until_sync(lambda: "CONSOLE-EXITED-0" in screen(), 30)
+        wait_until_sync(lambda: f"{terminal.EXITED}0" in screen(), 30)
         assert job_tmux(testbed, "has-session -t =tether-tbws").returncode == 0
     finally:
         with contextlib.suppress(Exception):
