@@ -310,11 +310,14 @@ class Session:
         self._sink(PasswordPrompt(prompt, self.workspace.connection.login.host))
         return await self._prompt_answer
 
-    def recorded_allocation(self) -> Allocation | None:
+    def _session_record(self) -> SessionRecord | None:
+        """The workspace's record, when it is of this scheduler kind (the config may have changed)."""
         record = self.store.load(self.ws_id)
-        if record is None or record.scheduler != self.scheduler.kind:
-            return None
-        return Allocation(node=record.node, job_id=record.job_id)
+        return record if record is not None and record.scheduler == self.scheduler.kind else None
+
+    def recorded_allocation(self) -> Allocation | None:
+        record = self._session_record()
+        return Allocation(node=record.node, job_id=record.job_id) if record is not None else None
 
     def _watch_job(self) -> None:
         """Show the job just acquired, and poll it (schedulers that can say its state) so the
@@ -381,14 +384,13 @@ class Session:
     def recorded_route(self) -> ControlMaster | None:
         """The way to the recorded node, as the session reached it (ssh, srun steps or kubectl
         exec), without probing: `tether down` and `tether sync` must not wait on a refused ssh."""
-        recorded = self.recorded_allocation()
+        record = self._session_record()
         if self.uses_pod:
-            return PodRoute(self.scheduler, recorded.node) if recorded is not None and recorded.node else None
-        record = self.store.load(self.ws_id)
-        node = recorded.node if recorded else self.workspace.connection.node
+            return PodRoute(self.scheduler, record.node) if record is not None and record.node else None
+        node = record.node if record is not None else self.workspace.connection.node
         return route_for_record(
-            self.node_master(node), self.login_master(), job_id=recorded.job_id if recorded else None, node=node,
-            access=record.node_access if record else SSH,
+            self.node_master(node), self.login_master(), job_id=record.job_id if record is not None else None,
+            node=node, access=record.node_access if record is not None else SSH,
         )
 
     async def down(self, sink: EventSink = lambda event: None) -> list[str]:
