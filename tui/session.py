@@ -345,20 +345,20 @@ class Session:
         submit = self._new_job_wanted or self.scheduler.kind not in HOLDER_JOB_KINDS
         self.allocation = await self.scheduler.acquire(self.recorded_allocation(), self._sink, submit=submit)
         self._new_job_wanted = False
-        self._record(self.allocation)  # at once: a job must never be lost, whatever happens next
+        # This job's node already refused ssh (node_access = "auto"): do not wait on it at every
+        # reconnect, and keep the record saying how the node is reached.
+        known = SRUN if self._srun_job == self.allocation.job_id else SSH
+        self._record(self.allocation, known)  # at once: a job must never be lost, whatever happens next
         self._watch_job()
         if self.uses_pod:
             return PodRoute(self.scheduler, self.allocation.node)
-        ssh_master = self.node_master(self.allocation.node, settings)
-        access = self.node_access
-        if access == AUTO and self._srun_job == self.allocation.job_id:
-            access = SRUN  # this job's node already refused ssh: do not wait on it at every reconnect
+        access = SRUN if self.node_access == AUTO and known == SRUN else self.node_access
         route = await reach_node(
-            ssh_master, self.login_master(settings), job_id=self.allocation.job_id, node=self.allocation.node,
-            access=access, sink=self._sink,
+            self.node_master(self.allocation.node, settings), self.login_master(settings),
+            job_id=self.allocation.job_id, node=self.allocation.node, access=access, sink=self._sink,
         )
         self._srun_job = self.allocation.job_id if access_of(route) == SRUN else None
-        if access_of(route) != SSH:
+        if access_of(route) != known:
             self._record(self.allocation, access_of(route))
         return route
 
