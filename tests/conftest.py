@@ -162,7 +162,7 @@ class LaptopTerminal:
 def terminal() -> Iterator[LaptopTerminal]:
     """The laptop-side terminal for tests that run the console for real (`a`, the demo)."""
     if shutil.which("tmux") is None:
-        pytest.skip("needs tmux")
+        skip_or_fail("needs tmux")
     terminal = LaptopTerminal()
     yield terminal
     terminal("kill-server")

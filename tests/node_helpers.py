@@ -90,6 +90,18 @@ class Events(list):
         found = self.of(RunProcesses)
         return [p.pid for p in found[-1].processes] if found else []
 
+    def settled_run_pids(self) -> list[int]:
+        """The run's processes as reported after its first tick line. By then debugpy's adapter is
+        up (debugpy.listen returns only once the adapter has connected back), so the set is whole;
+        a report from before can miss the adapter."""
+        ticked, found = False, None
+        for event in self:
+            if isinstance(event, OutputLines) and any(line.startswith("tick ") for line in event.lines):
+                ticked = True
+            elif ticked and isinstance(event, RunProcesses):
+                found = event
+        return [p.pid for p in found.processes] if found else []
+
     def gpus(self) -> GpuStats | None:
         found = self.of(GpuStats)
         return found[-1] if found else None

@@ -49,10 +49,10 @@ async def stop_at_breakpoint(port: int, path: str) -> DapClient:
 
 async def test_dap_through_the_forward_restart_loopback_only_and_forwards_back_after_a_cut(node: Testbed, tmp_path: Path):
     port = int(node.node_run_as_user(
-        "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'").stdout)
+        f"{node.plain_python} -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'").stdout)
     server = node.node_run_as_user(
         f"mkdir -p ~/srv && echo on-the-node > ~/srv/marker.txt && cd ~/srv && "
-        f"setsid python3 -m http.server {port} --bind 127.0.0.1 </dev/null >/dev/null 2>&1 & echo $!").stdout.strip()
+        f"setsid {node.plain_python} -m http.server {port} --bind 127.0.0.1 </dev/null >/dev/null 2>&1 & echo $!").stdout.strip()
     config = script_workspace(tmp_path / "ws", node, DEBUGGEE.read_text(), extra=f"[ports]\nboard = {port}")
     workspace = load_workspace(config)
     session, events = Session(workspace, ping_interval=0.5), Events()

@@ -84,8 +84,8 @@ async def test_a_lost_agent_and_laptop_leave_the_run_and_a_new_attach_shows_it(n
     first, events = Session(workspace, ping_interval=0.5), Events()
     task = asyncio.create_task(first.run(events.append))
     try:
-        await events.until(lambda: events.layout() is not None and len(events.ticks()) >= 5 and events.run_pids(), 30)
-        before_layout, run_pids = events.layout(), events.run_pids()
+        await events.until(lambda: events.layout() is not None and len(events.ticks()) >= 5 and events.settled_run_pids(), 30)
+        before_layout, run_pids = events.layout(), events.settled_run_pids()
         agent_pid = first.supervisor.agent.hello["pid"]
         channel_pid = first.supervisor.agent.pid
         last_tick = events.ticks()[-1]
@@ -149,8 +149,9 @@ async def test_after_a_reconnect_the_new_agent_finds_the_same_run(node: Testbed,
     workspace = load_workspace(tick_workspace(tmp_path / "ws", node))
     session, events = Session(workspace, ping_interval=0.5), Events()
     async with console(session, events):
-        await events.until(lambda: len(events.run_pids()) >= 3)  # the pane's shell, the debug loop, tick.py
-        run_pids, generation = events.run_pids(), events.layout().generation
+        # The pane's shell, the debug loop, tick.py and debugpy's adapter.
+        await events.until(lambda: len(events.settled_run_pids()) >= 3)
+        run_pids, generation = events.settled_run_pids(), events.layout().generation
         old_agent = session.supervisor.agent.hello["pid"]
         histories = len([e for e in events.of(OutputLines) if e.history])
         node.node_run_as_user(f"kill -KILL {old_agent}")  # the link supervisor reconnects: a new agent

@@ -53,7 +53,7 @@ def local_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, list]:
 
 def node_tree(testbed: Testbed, root: str = REMOTE, skip: tuple[str, ...] = ()) -> dict[str, list]:
     script = TREE_SCRIPT.replace("'", "'\"'\"'")
-    result = testbed.node_run_as_user(f"python3 -c '{script}' ~/{root} '{','.join(skip)}'", check=True)
+    result = testbed.node_run_as_user(f"{testbed.plain_python} -c '{script}' ~/{root} '{','.join(skip)}'", check=True)
     return json.loads(result.stdout)
 
 

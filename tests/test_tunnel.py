@@ -42,11 +42,11 @@ async def test_forward_reaches_the_node_and_comes_back_after_a_cut(needs_netns: 
     try:
         await until(lambda: asyncio.sleep(0, session.supervisor is not None and session.supervisor.state.state is LinkState.UP))
         node = session.supervisor.node_master
-        port = (await node.run("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")).stdout.strip()
+        port = (await node.run(f"{testbed.plain_python} -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")).stdout.strip()
         # A server bound to the node's loopback only, as debugpy and tensorboard are.
         started = await node.run(
             f"mkdir -p ~/srv && echo on-the-node > ~/srv/marker.txt && cd ~/srv; "
-            f"setsid python3 -m http.server {port} --bind 127.0.0.1 </dev/null >/dev/null 2>&1 & echo $!"
+            f"setsid {testbed.plain_python} -m http.server {port} --bind 127.0.0.1 </dev/null >/dev/null 2>&1 & echo $!"
         )
         server_pid = started.stdout.strip()
         tunnels = Tunnels(lambda: session.supervisor.node_master)

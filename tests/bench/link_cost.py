@@ -176,7 +176,7 @@ async def measure_bytes(testbed: Testbed, folder: Path, env_line: str, seconds: 
         attach, _ = attach_in_pty(configs["attach"], testbed)
         info = subprocess.Popen(
             ["ssh", "-F", str(configs["info"]), testbed.node_alias,
-             f"{env_line.strip(chr(34))}; export NVIDIA_SMI_STANDIN_VARY=1; python3 - ~/.cache/tether/runs/bench/run.log tether-bench"],
+             f"{env_line.strip(chr(34))}; export NVIDIA_SMI_STANDIN_VARY=1; {testbed.plain_python} - ~/.cache/tether/runs/bench/run.log tether-bench"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(folder / "info.stderr", "wb"),
         )
         info.stdin.write(INFO.encode())

@@ -102,7 +102,7 @@ async def bench(testbed: Testbed, count: int) -> dict:
 
         # The bash loop, in its own tmux session on the node, on a port forwarded the same way.
         port = int((await master.run(
-            "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")).stdout)
+            f"{testbed.plain_python} -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")).stdout)
         bash_loop = (f"while true; do {shlex.quote(py)} -X frozen_modules=off -m debugpy --listen 127.0.0.1:{port} "
                      f"bench_run.py; sleep 1; done")
         await master.run(f"cd ~/work/tbws && tmux new-session -d -s bench-bash -x 120 -y 30 bash --norc --noprofile "

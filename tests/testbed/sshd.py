@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass, replace
@@ -13,6 +14,7 @@ from .procs import ProcessRef, reap, terminate_tree
 from .wait import wait_until
 
 SSHD = "/usr/sbin/sshd"
+PRIVSEP_DIR = "/run/sshd"  # compiled into Debian's sshd
 # Only successful authentications: "Accepted publickey for u from ...", "Accepted password for".
 # VERBOSE also logs lines such as "Accepted key ED25519 ... found at", which must not count.
 _ACCEPTED = re.compile(r"\bAccepted \S+ for \S+ from ")
@@ -71,6 +73,14 @@ class SshdStartError(RuntimeError):
     pass
 
 
+def ensure_privsep_dir() -> None:
+    """sshd started as root refuses to run without its privilege separation folder. Debian's
+    openssh-server leaves making it to the init system, which a container or CI machine may not
+    run; it lives on /run, which is empty after every boot."""
+    if os.geteuid() == 0:
+        Path(PRIVSEP_DIR).mkdir(mode=0o755, exist_ok=True)
+
+
 class Sshd:
     """One sshd daemon. `launch_prefix` wraps the command, e.g. with nsenter into the node."""
 
@@ -110,6 +120,7 @@ class Sshd:
     def start(self, timeout: float = 5.0) -> None:
         if self.is_running:
             return
+        ensure_privsep_dir()
         self.config_path.write_text(render_sshd_config(self.settings))
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         argv = [*self._launch_prefix, SSHD, "-D", "-f", str(self.config_path), "-E", str(self.log_path)]
