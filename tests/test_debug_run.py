@@ -96,15 +96,50 @@ async def test_two_ranks_both_forwarded_and_attachable(node: Testbed, tmp_path: 
     await session.down()
 
 
-async def test_no_debugpy_is_said_and_tethers_copy_fixes_it(node: Testbed, tmp_path: Path):
+async def test_without_debugpy_on_the_node_tethers_copy_is_provided_and_the_run_starts(node: Testbed, tmp_path: Path):
+    """provide_debugpy = "auto" (the default): the demo's case, a python with no debugpy at all."""
     node.node_run_as_user("rm -rf ~/.cache/tether/debugpy")
+    assert node.node_run_as_user(f"{node.plain_python} -c 'import debugpy'").returncode == 1
     config = script_workspace(tmp_path / "ws", node, FOREVER, interpreter=node.plain_python)
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
-    async with debug_console(session, events, lambda: rank(events) and rank(events).debugpy_missing):
+    async with debug_console(session, events, lambda: status(events) == "running" and "up" in events.output(), 60):
         state = rank(events)
-        assert state.status == "crashed" and state.fix == f"{node.plain_python} -m pip install --user debugpy"
-        assert any("debugpy is not installed" in n.message and "Make debugpy available" in n.message
-                   for n in events.of(Notice))
+        assert not state.debugpy_missing and state.restarts == 0  # started once, with Tether's copy
+        assert not [r for e in events.of(RunState) for r in e.ranks if r.status == "crashed"]
+        told = [n.message for n in events.of(Notice) if "debugpy" in n.message]
+        assert len(told) == 1 and "Tether copied its own debugpy" in told[0], told
+        assert not [n for n in events.of(Notice) if n.level == "error"], events.of(Notice)
+        assert node.node_run_as_user("test -f ~/.cache/tether/debugpy/debugpy/__init__.py").returncode == 0
+        client = await DapClient.connect_initialized("127.0.0.1", state.local_port, timeout=20)
+        await client.attach()
+        await client.disconnect()
+    await session.down()
+
+
+async def test_provide_debugpy_never_says_what_to_do_and_copies_nothing(node: Testbed, tmp_path: Path):
+    node.node_run_as_user("rm -rf ~/.cache/tether/debugpy")
+    config = script_workspace(tmp_path / "ws", node, FOREVER, interpreter=node.plain_python,
+                              extra='[debug]\nprovide_debugpy = "never"')
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+    async with debug_console(session, events, lambda: rank(events) and rank(events).debugpy_missing
+                             and status(events) == "stopped"):
+        state = rank(events)
+        fix = f"{node.plain_python} -m pip install --user debugpy"
+        assert state.fix == fix and 'provide_debugpy = "never"' in state.reason and fix in state.reason
+        assert any(n.level == "error" and 'provide_debugpy = "never"' in n.message for n in events.of(Notice))
+        assert "up" not in events.output() and state.pid is None  # the debuggee never started
+        assert node.node_run_as_user("test -e ~/.cache/tether/debugpy").returncode == 1
+    await session.down()
+
+
+async def test_provide_debugpy_ask_waits_for_the_user_and_the_palette_command_fixes_it(node: Testbed, tmp_path: Path):
+    node.node_run_as_user("rm -rf ~/.cache/tether/debugpy")
+    config = script_workspace(tmp_path / "ws", node, FOREVER, interpreter=node.plain_python,
+                              extra='[debug]\nprovide_debugpy = "ask"')
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+    async with debug_console(session, events, lambda: rank(events) and rank(events).debugpy_missing):
+        assert any("Make debugpy available" in n.message for n in events.of(Notice))
+        assert node.node_run_as_user("test -e ~/.cache/tether/debugpy").returncode == 1  # nothing without a yes
         await session.provide_debugpy()
         await events.until(lambda: status(events) == "running" and not rank(events).debugpy_missing, 40)
         client = await DapClient.connect_initialized("127.0.0.1", rank(events).local_port, timeout=20)

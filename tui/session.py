@@ -81,7 +81,8 @@ class Session:
         self._sync_task: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()  # the run starts on a node that has the code
         self.tunnels = Tunnels(lambda: self._node_master(), self._emit, agent=self._current_agent)
-        self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit)
+        self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit, provide_debugpy=self._provide_debugpy_once)
+        self._debugpy_copy: asyncio.Task[None] | None = None  # provide_debugpy = "auto": once a session
         self.panels.pass_env, self._pass_env_missing = pass_env_values(workspace, dict(os.environ))
 
     def _node_master(self) -> ControlMaster:
@@ -188,7 +189,21 @@ class Session:
         """Stop the run (every rank); the loops stay and wait for a restart."""
         return await self.debug_runs.control(self._agent(), "stop")
 
-    async def provide_debugpy(self) -> str:
+    def _provide_debugpy_once(self) -> bool:
+        """[debug] provide_debugpy = "auto": copy Tether's debugpy in the background, once a session
+        (a second time would not help a python that the first copy did not)."""
+        if self._debugpy_copy is not None:
+            return not self._debugpy_copy.done()
+        self._debugpy_copy = asyncio.get_running_loop().create_task(self._provide_debugpy_quietly())
+        return True
+
+    async def _provide_debugpy_quietly(self) -> None:
+        try:
+            await self.provide_debugpy(why="the run's python has no debugpy")
+        except (TetherError, asyncio.TimeoutError, OSError) as exc:
+            self._sink(Notice(f"could not copy Tether's debugpy to the node: {exc}", "error"))
+
+    async def provide_debugpy(self, why: str = "") -> str:
         """Copy Tether's own debugpy to the node (works offline); the loops put it on the run's path
         when the run's python has none. Restarts the run; returns where it went."""
         master = self._node_master()
@@ -200,7 +215,8 @@ class Session:
             raise TetherError(f"could not copy debugpy to {master.name}: {result.stderr.strip()}",
                               fix=f"install it there: {shlex.quote(self.workspace.run.interpreter)} -m pip install --user debugpy")
         where = result.stdout.strip()
-        self._sink(Notice(f"debugpy copied to {where} on {master.name}; restarting the run"))
+        self._sink(Notice(f"{why[:1].upper() + why[1:] + ': ' if why else ''}Tether copied its own debugpy to "
+                          f"{where} on {master.name}; the run starts with it"))
         if self.debug_runs.ranks:
             await self.restart_run()
         return where

@@ -86,6 +86,9 @@ class DebugConfig:
     mode: str = "attach"  # "attach" | "wait" | "off"
     wait_timeout: int = 0  # seconds to wait for a client in mode "wait"; 0 = forever
     ranks: int = 1  # debug ports: one per rank, base + rank
+    # Where the run's python has no debugpy: "auto" copies Tether's own to the node, "ask" asks
+    # first, "never" stops with the command that installs it.
+    provide_debugpy: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import importlib.util
 import io
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tui.config import Workspace
 from tui.events import DebuggerWaiting, EventSink, Notice, RankState, RunState
@@ -50,8 +50,13 @@ def debugpy_bundle() -> bytes:
 class DebugRuns:
     """The run's ranks as the console shows them, and the forwards that reach their debuggers."""
 
-    def __init__(self, workspace: Workspace, tunnels: Tunnels, sink: EventSink) -> None:
+    def __init__(self, workspace: Workspace, tunnels: Tunnels, sink: EventSink,
+                 provide_debugpy: Callable[[], bool] = lambda: False) -> None:
+        """``provide_debugpy`` is called when a rank waits for Tether's copy of debugpy and
+        [debug] provide_debugpy is "auto": it starts copying it (and then restarts the loops), or
+        returns False when it will not (it did already, and the run's python still finds none)."""
         self.workspace = workspace
+        self._provide_debugpy = provide_debugpy
         self.tunnels = tunnels
         self.sink = sink
         self.mode = workspace.debug.mode
@@ -136,10 +141,22 @@ class DebugRuns:
                 self.sink(Notice(f"rank {rank.rank}: waiting for debugger at {rank.waiting_at} "
                                  f"(attach to 127.0.0.1:{rank.local_port})", "warning"))
             self._waiting[rank.rank] = rank.waiting_at
-            if rank.debugpy_missing:
-                self._tell(f"debugpy is not installed for the run's python: use the command 'Make debugpy "
-                           f"available' (copies Tether's own, works offline), or run on the node: {rank.fix}", "error")
+        if any(rank.debugpy_missing for rank in ranks):
+            self._debugpy_missing(next(rank for rank in ranks if rank.debugpy_missing))
         self.sink(RunState(ranks, self.mode))
+
+    def _debugpy_missing(self, rank: RankState) -> None:
+        """The run's python has no debugpy: what [debug] provide_debugpy says to do about it."""
+        choice = self.workspace.debug.provide_debugpy
+        if choice == "auto":
+            if not self._provide_debugpy():
+                self._tell(f"Tether's copy of debugpy did not help the run's python ({rank.reason or 'no debugpy'}): "
+                           f"install debugpy there: {rank.fix}", "error")
+        elif choice == "ask":
+            self._tell("The run's python has no debugpy: copy Tether's own to the node with the command "
+                       "'Make debugpy available' (ctrl+p; works offline), or install it there: " + rank.fix, "warning")
+        else:
+            self._tell(rank.reason or f"debugpy is not installed for the run's python: {rank.fix}", "error")
 
     def _tell(self, text: str, level: str = "info") -> None:
         if text not in self._told:

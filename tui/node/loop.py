@@ -140,6 +140,7 @@ class Options:
     python: str = sys.executable
     prefix: tuple[str, ...] = ()  # a container prefix put before the launch argv (apptainer exec ...)
     debugpy_dir: Path | None = None  # a folder holding Tether's copy of debugpy, used when the run has none
+    provide_debugpy: str = "auto"  # [debug] provide_debugpy: "never" stops at once when debugpy is missing
 
 
 @dataclass
@@ -339,10 +340,13 @@ class Supervisor:
             os.replace(log_path, self.dir / (ls.LOG_NAME + ".1"))
             self.log = open(log_path, "ab", buffering=0)
             os.chmod(log_path, 0o600)
-        self.restarts += 1
-        self.last_start = time.monotonic()
         token = uuid.uuid4().hex
         env = self._run_env(token)
+        if self.options.mode != "off" and self.debugpy_missing:
+            self._hold_for_debugpy()
+            return
+        self.restarts += 1
+        self.last_start = time.monotonic()
         if self.options.mode != "off":
             env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         self.say(("starting " if self.restarts == 0 else f"restart {self.restarts}: ") + " ".join(self.launch.argv))
@@ -394,11 +398,12 @@ class Supervisor:
         return env
 
     def _debugpy_dir_needed(self, env: dict[str, Any]) -> bool:
-        """Whether the run needs Tether's copy of debugpy: asked once, when that copy is there."""
-        folder = self.options.debugpy_dir
-        if self.use_debugpy_dir is not None or folder is None:
-            return bool(self.use_debugpy_dir)
-        if not (folder / "debugpy" / "__init__.py").is_file():
+        """Whether the run needs Tether's copy of debugpy. The run's python is asked once; while it
+        has none and Tether's copy is not on the node yet, ``debugpy_missing`` holds the start (a
+        debuggee started anyway would only crash on "No module named debugpy")."""
+        if self.use_debugpy_dir is not None:
+            return self.use_debugpy_dir
+        if self.options.mode == "off":
             return False
         probe = [*self.options.prefix, self.python, "-c", "import debugpy"]
         try:
@@ -406,11 +411,31 @@ class Supervisor:
                                    stderr=subprocess.DEVNULL, timeout=60).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             found = False
-        self.use_debugpy_dir = not found
-        if self.use_debugpy_dir:
-            self.debugpy_missing = False
+        folder = self.options.debugpy_dir
+        if found:
+            self.use_debugpy_dir, self.debugpy_missing = False, False
+        elif folder is not None and (folder / "debugpy" / "__init__.py").is_file():
+            self.use_debugpy_dir, self.debugpy_missing = True, False
             self.say(f"{self.python} has no debugpy: using Tether's copy in {folder}")
-        return self.use_debugpy_dir
+        else:
+            self.debugpy_missing = True  # undecided: the next start asks again
+        return bool(self.use_debugpy_dir)
+
+    def _hold_for_debugpy(self) -> None:
+        """Do not start: the run's python has no debugpy and Tether's copy is not on the node. With
+        provide_debugpy "auto" or "ask" the console copies it and restarts the loop; with "never"
+        the user installs it."""
+        fix = debugpy_fix(self.python)
+        if self.options.provide_debugpy == "never":
+            reason = (f"debugpy is not installed for {self.python}, and [debug] provide_debugpy = \"never\": "
+                      f"install it there ({fix}), or set provide_debugpy = \"auto\" to let Tether copy its own")
+            self.status = "stopped"
+            self.last = dict(self.last, pid=None, pgid=None, token=None, exit_code=None, exit_signal=None,
+                             exit_reason=reason, started_at=time.time(), ended_at=time.time())
+        else:
+            reason = f"{self.python} has no debugpy: waiting for Tether's copy"
+            self.status = "starting"
+        self.say(reason)
 
     def _read_breakpoint(self, run: Run) -> None:
         """breakpoint() in the run (tui.node.hook) says where it waits for a debugger."""
@@ -788,6 +813,8 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--prefix", default="", help="words put before the launch (a container: 'apptainer exec img.sif')")
     parser.add_argument("--debugpy-dir", type=Path, default=None,
                         help="folder with Tether's copy of debugpy, put on the run's path when its python has none")
+    parser.add_argument("--provide-debugpy", choices=("auto", "ask", "never"), default="auto",
+                        help="never: stop with the fix when the run's python has no debugpy (else wait for Tether's copy)")
     args = parser.parse_args(argv[:split])
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a TCP port (1-65535)")
@@ -795,7 +822,7 @@ def parse_args(argv: list[str]) -> Options:
         parser.error("--grace and --wait-timeout take seconds >= 0")
     command = tuple(argv[split + 1 :])
     return Options(args.state.absolute(), args.port, command, args.mode, args.wait_timeout, args.grace, args.python,
-                   tuple(shlex.split(args.prefix)), args.debugpy_dir)
+                   tuple(shlex.split(args.prefix)), args.debugpy_dir, args.provide_debugpy)
 
 
 def main(argv: list[str] | None = None) -> int:

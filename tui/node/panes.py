@@ -53,7 +53,8 @@ def loop_script(run: dict[str, Any], *, rank: int, port: int, state: Path, agent
         command[0] = interpreter  # "python train.py" means the run's interpreter ([run] interpreter)
     words = [agent_python, "-m", "tui.node.loop", "--state", str(state), "--port", str(port),
              "--mode", str(loop.get("mode", "attach")), "--wait-timeout", str(loop.get("wait_timeout", 0)),
-             "--debugpy-dir", os.path.expanduser(DEBUGPY_HOME)]
+             "--debugpy-dir", os.path.expanduser(DEBUGPY_HOME),
+             "--provide-debugpy", str(loop.get("provide_debugpy", "auto"))]
     if interpreter:
         words += ["--python", interpreter]
     if run.get("prefix"):

@@ -35,7 +35,8 @@ def layout_request(workspace: Workspace, *, rebuild: bool = False,
     """The fields of ``layout.ensure`` for a workspace (pure). ``pass_env``: the [run] pass_env
     values, sent in the request only (the agent gives them to tmux in memory, never to a file)."""
     run, debug = workspace.run, workspace.debug
-    loop = {"mode": debug.mode, "wait_timeout": debug.wait_timeout, "ranks": debug.ranks, "interpreter": run.interpreter}
+    loop = {"mode": debug.mode, "wait_timeout": debug.wait_timeout, "ranks": debug.ranks, "interpreter": run.interpreter,
+            "provide_debugpy": debug.provide_debugpy}
     return {
         "workspace": workspace.name,
         "root": workspace.remote_root,

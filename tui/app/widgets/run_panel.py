@@ -38,8 +38,8 @@ def describe_rank(state: RankState, now: float | None = None) -> str:
     if state.local_port:
         second += f" → 127.0.0.1:{state.local_port}"
     lines = ["  ".join(first), second]
-    if state.debugpy_missing:
-        lines.append("  debugpy missing: command palette → Make debugpy available")
+    if state.debugpy_missing and not (state.status == "stopped" and state.reason):
+        lines.append("  no debugpy in the run's python: copying Tether's (or ctrl+p → Make debugpy available)")
     elif state.reason and state.status in ("exited", "crashed", "stopped"):
         lines.append(f"  {state.reason}")
     return "\n".join(lines)
