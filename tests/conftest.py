@@ -164,5 +164,7 @@ def terminal() -> Iterator[LaptopTerminal]:
     if shutil.which("tmux") is None:
         skip_or_fail("needs tmux")
     terminal = LaptopTerminal()
+    socket_path = Path(f"/tmp/tmux-{os.getuid()}") / terminal.socket  # tmux 3.3 leaves it behind
     yield terminal
     terminal("kill-server")
+    socket_path.unlink(missing_ok=True)

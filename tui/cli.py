@@ -43,7 +43,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_console(workspace: Workspace, *, theme: str | None, attach: bool = False) -> int:
+def _run_console(workspace: Workspace, *, theme: str | None, attach: bool = False, demo: bool = False) -> int:
     from tui.app import TetherApp
     from tui.session import Session
 
@@ -51,7 +51,9 @@ def _run_console(workspace: Workspace, *, theme: str | None, attach: bool = Fals
     asyncio.run(session.prepare())
     app = TetherApp(session, theme_name=theme or workspace.ui.theme)
     result = app.run()
-    if result == "detached":
+    if result == "detached" and demo:
+        print("The demo is over: its run, its cluster and every file it made are being removed.")
+    elif result == "detached":
         node = session.chain[-1]
         print(f"Detached: everything keeps running on {node}. `tether attach` to come back, `tether down` to stop it.")
     return app.return_code or 0
@@ -145,7 +147,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workspace = load_workspace(cluster.config_path)
         print(f"demo cluster up (sshd pid {cluster.sshd_pid}); project in {cluster.config_path.parent}", flush=True)
         try:
-            return _run_console(workspace, theme=args.theme)
+            return _run_console(workspace, theme=args.theme, demo=True)
         finally:
             asyncio.run(Session(workspace).down())
 

@@ -1,8 +1,9 @@
 """`tether demo`: a throwaway local "cluster" and a sample project, removed on exit.
 
 An sshd on loopback with its own host key and client key plays both login host and node, as the
-user who runs the demo. Nothing outside the demo's temporary directory is touched; the sshd is
-ended by its pid.
+user who runs the demo. Nothing outside the demo's temporary directory is touched: the node's
+sessions get a home inside it (sshd's SetEnv HOME), and so does the laptop side's state, cache and
+sockets (XDG_* for the demo's own process). The sshd and its sessions are ended by their pids.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class DemoCluster:
     sshd_pid: int
 
 
+LAPTOP_DIRS = (("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_HOME", "config"),
+               ("XDG_RUNTIME_DIR", "run"))
+
+
 def _write_sshd_config(root: Path, port: int) -> Path:
     config = root / "sshd_config"
     config.write_text(
@@ -79,6 +84,8 @@ def _write_sshd_config(root: Path, port: int) -> Path:
                 "StrictModes no",
                 "UsePAM no",
                 "AllowTcpForwarding yes",
+                # The node's ~ (Tether's agent, the run's log, its copy of debugpy) stays in the demo.
+                f"SetEnv HOME={root / 'node-home'}",
                 "",
             ]
         )
@@ -162,6 +169,60 @@ def _cleanup_on_hangup() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _laptop_dirs(root: Path) -> Iterator[None]:
+    """The laptop side's state, cache, config and sockets under ``root`` while the demo runs."""
+    previous = {name: os.environ.get(name) for name, _ in LAPTOP_DIRS}
+    root.mkdir(mode=0o700)
+    for name, folder in LAPTOP_DIRS:
+        path = root / folder
+        path.mkdir(mode=0o700)
+        os.environ[name] = str(path)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _children(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (sshd's per-connection processes and the sessions' shells)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _end(pids: list[int], timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL what is still there after ``timeout``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = [pid for pid in pids if _alive(pid)]
+        if not pids:
+            return
+
+
+@contextlib.contextmanager
 def demo_cluster() -> Iterator[DemoCluster]:
     """Start the loopback cluster; on exit stop its sshd and remove every file it made."""
     with _cleanup_on_hangup():
@@ -177,6 +238,7 @@ def _demo_cluster() -> Iterator[DemoCluster]:
         _keygen(root / "client_key")
         shutil.copy(root / "client_key.pub", root / "authorized_keys")
         (root / "remote").mkdir()
+        (root / "node-home").mkdir()
         port = free_port()
         sshd_config = _write_sshd_config(root, port)
         if os.geteuid() == 0:
@@ -188,13 +250,13 @@ def _demo_cluster() -> Iterator[DemoCluster]:
         )
         _wait_for_port(port, process.pid)
         config = _write_project(root, _write_client_config(root, port))
-        yield DemoCluster(root, config, process.pid)
+        with _laptop_dirs(root / "laptop"):
+            yield DemoCluster(root, config, process.pid)
     finally:
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            # Ending the listener leaves its sessions (and what they started) running: end them too.
+            sessions = _children(process.pid)
+            _end([process.pid])
+            process.wait()
+            _end([pid for pid in sessions if _alive(pid)])
         shutil.rmtree(root, ignore_errors=True)
