@@ -142,7 +142,7 @@ def run_processes(state: dict[str, Any]) -> list[int]:
 
 def test_build_launch_inserts_debugpy_after_the_interpreter():
     launch = build_launch(["python", "-u", "-X", "dev", "train.py", "--lr", "3"], "wait", 5679)
-    assert launch.argv == ("python", "-u", "-X", "dev", "-X", "frozen_modules=off", "-m", "debugpy", "--listen",
+    assert launch.argv == ("python", "-u", "-X", "dev", "-X", "frozen_modules=off", "-m", "tether_debugguard", "--listen",
                            "127.0.0.1:5679", "--wait-for-client", "train.py", "--lr", "3")
     assert launch.name == "train.py"
     module = build_launch(["/opt/env/bin/python3.11", "-m", "pkg.train", "-c", "x"], "attach", 7000)

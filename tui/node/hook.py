@@ -2,8 +2,9 @@
 
 The loop copies this file next to its state as ``tether_breakpoint.py`` and puts that folder on the
 run's PYTHONPATH. Stdlib only; debugpy is imported when breakpoint() is called. A call:
-  1. makes sure debugpy listens on the rank's port (TETHER_DEBUG_PORT, on 127.0.0.1 only): already
-     so in modes attach and wait; in mode off it starts listening now;
+  1. makes sure debugpy listens on the rank's port (TETHER_DEBUG_PORT, on 127.0.0.1 only, for the
+     run's owner alone: ``tether_debugguard``): already so in modes attach and wait; in mode off it
+     starts listening now;
   2. writes ``breakpoint.json`` next to the loop's state ({token, file, line, pid, port, at}): the loop
      shows "waiting for debugger at train.py:42" and the console notifies;
   3. waits for a debugger, then stops in the caller's frame (at the breakpoint() line).
@@ -56,6 +57,15 @@ def breakpointhook(*args: object, **kwargs: object) -> None:
 
         return pdb.Pdb().set_trace(frame)
     if os.environ.get("TETHER_DEBUG_MODE") == "off" and not getattr(breakpointhook, "_listening", False):
+        try:  # only the run's owner may reach it (tether_debugguard, next to this file)
+            import tether_debugguard
+
+            tether_debugguard.install()
+        except (ImportError, RuntimeError) as exc:
+            _note(f"breakpoint(): cannot keep other users of the node out of debugpy ({exc}); falling back to pdb")
+            import pdb
+
+            return pdb.Pdb().set_trace(frame)
         try:
             debugpy.listen((HOST, int(port)))
         except RuntimeError:  # already listening (a second call)

@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tui.node import debugguard
 from tui.node import loopstate as ls
 from tui.node.loopcmd import HOST, CommandError, Launch, build_launch
 
@@ -82,17 +83,21 @@ def debugpy_fix(python: str) -> str:
 
 
 def install_hook(directory: Path) -> Path | None:
-    """Copy the breakpoint() hook next to the state as ``tether_breakpoint.py``; its folder, or None."""
-    source = Path(__file__).with_name("hook.py")
+    """Copy the breakpoint() hook (``tether_breakpoint.py``) and the guard that keeps other users
+    out of debugpy (``tether_debugguard.py``, with its ``tether_adapter`` folder) next to the state,
+    0600 in a 0700 folder; that folder, or None."""
     target = directory / HOOK_DIR
     try:
         target.mkdir(mode=0o700, exist_ok=True)
-        data = source.read_bytes()
-        path = target / "tether_breakpoint.py"
-        if not path.exists() or path.read_bytes() != data:
-            tmp = target / f".tether_breakpoint.{os.getpid()}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+        for source, name in (("hook.py", "tether_breakpoint"), ("debugguard.py", debugguard.GUARD_MODULE)):
+            data = Path(__file__).with_name(source).read_bytes()
+            path = target / f"{name}.py"
+            if not path.exists() or path.read_bytes() != data:
+                tmp = target / f".{name}.{os.getpid()}.tmp"
+                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, path)
+        debugguard.write_adapter(str(target))
     except OSError:
         return None
     return target

@@ -1,5 +1,9 @@
 """How the debug loop turns the user's command into one that runs under debugpy on 127.0.0.1.
 
+debugpy runs through ``tether_debugguard`` (``tui.node.debugguard``, copied next to the loop's
+state and on the run's PYTHONPATH): ``python -m tether_debugguard`` is ``python -m debugpy`` whose
+listeners accept no other user of the node.
+
 Stdlib only (shipped to the node). See ``tui.node.loop`` for the rules a command follows.
 """
 
@@ -11,6 +15,7 @@ import sys
 from dataclasses import dataclass
 
 HOST = "127.0.0.1"  # never 0.0.0.0: an open debugpy port lets any user on the node run code as you
+GUARD = "tether_debugguard"  # debugguard.GUARD_MODULE; python -m GUARD = python -m debugpy, reachable by the run's owner alone
 _PYTHON_WORD = re.compile(r"python(\d+(\.\d+)?)?")
 _PYTHON_FLAGS = set("bBdEiIOPqsSuvx")  # interpreter options without an argument
 
@@ -26,7 +31,7 @@ class Launch:
 
 
 def build_launch(command: list[str] | tuple[str, ...], mode: str, port: int, python: str = sys.executable) -> Launch:
-    """The argv that runs ``command`` under debugpy on 127.0.0.1:port (mode off: as given)."""
+    """The argv that runs ``command`` under (guarded) debugpy on 127.0.0.1:port (mode off: as given)."""
     if not command:
         raise CommandError("no command: give it after --, e.g. -- python train.py --lr 3")
     words = list(command)
@@ -80,5 +85,5 @@ def build_launch(command: list[str] | tuple[str, ...], mode: str, port: int, pyt
         head, name = [target], os.path.basename(target)
     if not any("frozen_modules" in option for option in options):
         options += ["-X", "frozen_modules=off"]  # else debugpy warns and may miss breakpoints (3.11+)
-    debugpy = ["-m", "debugpy", "--listen", f"{HOST}:{port}"] + (["--wait-for-client"] if mode == "wait" else [])
+    debugpy = ["-m", GUARD, "--listen", f"{HOST}:{port}"] + (["--wait-for-client"] if mode == "wait" else [])
     return Launch((words[0], *options, *debugpy, *head, *args), name)

@@ -1,0 +1,241 @@
+"""Only the run's owner reaches its debugger: debugpy's TCP listeners accept no other user.
+
+127.0.0.1 is not enough on a shared node: every user of the node can connect there, and debugpy's
+adapter takes whatever a client sends (attach, then ``evaluate`` runs code as the run's owner). The
+loop copies this file next to its state as ``tether_debugguard.py`` (on the run's PYTHONPATH) and
+runs the program as ``python -m tether_debugguard --listen 127.0.0.1:PORT ... script.py`` instead of
+``python -m debugpy ...``. Before debugpy's command line runs, every listening socket debugpy makes
+in this process and in the adapter it spawns becomes a guarded one:
+  - the adapter's client port (the debug port: ssh forwards, the agent's relay, kubectl connect there),
+  - the adapter's server port (the debuggee and its subprocesses connect there),
+  - the debuggee's endpoints port (the adapter tells it where those two are, at start-up).
+A guarded socket accepts a connection, looks up the other end's socket in /proc/net/tcp(6) (the
+kernel records its owner's uid), and closes it unread unless that owner is this uid (or root, who
+can ptrace the run anyway). An end with no owner (closed already: orphaned or TIME_WAIT, inode 0)
+is refused too, so a client cannot slip through by writing its requests and closing first. No
+/proc/net/tcp: every connection is refused (fail closed) and the run's output says why.
+
+debugpy's adapter writes the endpoints and closes at once, which would leave nothing alive to check
+at the debuggee's accept: in the adapter, that one connection waits for the debuggee to close first.
+The adapter gets the guard because ``debugpy.adapter.__file__`` is pointed at the ``tether_adapter``
+folder next to this file (debugpy runs ``python <dirname(adapter.__file__)> --for-server ...``): its
+``__main__`` installs the guard and then runs debugpy's own adapter, from the debugpy the run uses.
+``breakpoint()`` in mode off (``tether_breakpoint``) calls ``install()`` before ``debugpy.listen``.
+
+Stdlib only; it runs in the user's interpreter, so it avoids syntax newer than Python 3.7.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+GUARD_MODULE = "tether_debugguard"  # this file's name where the loop copies it
+ADAPTER_DIR = "tether_adapter"  # next to this file: its __main__.py runs the guarded adapter
+ROOT_ENV = "TETHER_DEBUGPY_ROOT"  # the folder holding the run's debugpy package, for the adapter
+ADAPTER_MAIN = (
+    "# Written by Tether's debug loop: debugpy's adapter with its listeners guarded (tether_debugguard).\n"
+    "import os, sys\n"
+    "sys.path[0] = os.path.dirname(os.path.abspath(sys.path[0]))\n"
+    "import tether_debugguard\n"
+    "tether_debugguard.adapter_main()\n"
+)
+_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+ENDPOINTS_WAIT_S = 30.0  # debugpy's own limit for the debuggee to take the endpoints
+
+
+def _note(text: str) -> None:
+    try:
+        sys.stderr.write("tether: %s\n" % text)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # the adapter closes its stdio
+
+
+def _address(hex_address: str) -> tuple:
+    host, port = hex_address.split(":")
+    raw = bytes.fromhex(host)
+    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # /proc prints 32-bit words host-endian
+    text = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+    return _plain(text), int(port, 16)
+
+
+def _plain(host: str) -> str:
+    """127.0.0.1 for ::ffff:127.0.0.1, so a dual-stack listener finds an IPv4 client's socket."""
+    return host[7:] if host.lower().startswith("::ffff:") and "." in host else host
+
+
+def peer_owner(conn: socket.socket) -> int | None:
+    """The uid owning the other end of ``conn`` (a TCP connection inside this host), or None when
+    that end is not a live socket of this network namespace (remote, closed, or no /proc)."""
+    try:
+        here = conn.getsockname()[:2]
+        there = conn.getpeername()[:2]
+    except OSError:
+        return None
+    here, there = (_plain(here[0]), here[1]), (_plain(there[0]), there[1])
+    for table in _TABLES:
+        try:
+            with open(table) as handle:
+                lines = handle.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10:
+                continue
+            try:
+                if _address(fields[1]) != there or _address(fields[2]) != here:
+                    continue
+                uid, inode = int(fields[7]), int(fields[9])
+            except ValueError:
+                continue
+            if inode == 0:
+                return None  # orphaned (its owner closed it) or TIME_WAIT: no owner to trust
+            return uid
+    return None
+
+
+def peer_allowed(conn: socket.socket) -> bool:
+    owner = peer_owner(conn)
+    return owner is not None and owner in (os.getuid(), 0)
+
+
+class GuardedSocket(socket.socket):
+    """A listening socket whose accept() hands out only connections of this uid (or root)."""
+
+    def accept(self):  # type: ignore[override]
+        while True:
+            conn, address = super().accept()
+            if peer_allowed(conn):
+                return conn, address
+            owner = peer_owner(conn)
+            conn.close()
+            if not any(os.path.exists(table) for table in _TABLES):
+                _note("refused a debugger connection: /proc/net/tcp is missing, so who connects cannot be checked")
+            else:
+                who = "a closed socket" if owner is None else "uid %d" % owner
+                _note("refused a debugger connection from %s on port %s: only uid %d may attach"
+                      % (who, self.getsockname()[1], os.getuid()))
+
+
+class WaitsForReader(socket.socket):
+    """The adapter's connection that hands the debuggee its endpoints: its close waits (a bounded
+    while) until the debuggee has read them and closed its end, so that the debuggee's guarded
+    accept still finds this socket alive, owned by this uid (debugpy writes and closes at once)."""
+
+    _waited = False
+
+    def shutdown(self, how: int) -> None:
+        if how == socket.SHUT_RDWR and not self._waited:
+            self._waited = True
+            try:
+                super().shutdown(socket.SHUT_WR)
+                self.settimeout(ENDPOINTS_WAIT_S)
+                while self.recv(4096):
+                    pass
+            except OSError:
+                pass  # the debuggee closed it first (or refused it): nothing to wait for
+        super().shutdown(how)
+
+
+def guard(listener: socket.socket) -> socket.socket:
+    """``listener`` as a GuardedSocket (the same file descriptor and timeout)."""
+    if isinstance(listener, GuardedSocket) or listener.family not in (socket.AF_INET, socket.AF_INET6):
+        return listener
+    timeout = listener.gettimeout()
+    guarded = GuardedSocket(listener.family, listener.type, listener.proto, fileno=listener.detach())
+    guarded.settimeout(timeout)
+    return guarded
+
+
+def install(spawns_adapter: bool = True) -> None:
+    """Guard every listener debugpy creates from now on, here and (``spawns_adapter``) in the
+    adapter it spawns. Raises ImportError without debugpy, RuntimeError when this debugpy is one
+    the guard cannot hold."""
+    import debugpy
+    from debugpy.common import sockets
+
+    if getattr(sockets, "_tether_guarded", False):
+        return
+    create_server = getattr(sockets, "create_server", None)
+    if create_server is None:
+        raise RuntimeError("this debugpy (%s) has no debugpy.common.sockets.create_server: Tether cannot keep "
+                           "other users out of it; use debugpy >= 1.0" % getattr(debugpy, "__version__", "?"))
+
+    def guarded_create_server(*args, **kwargs):
+        return guard(create_server(*args, **kwargs))
+
+    sockets.create_server = guarded_create_server
+    sockets._tether_guarded = True
+    if not spawns_adapter:
+        return
+    from debugpy import adapter
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), ADAPTER_DIR)
+    if not os.path.isfile(os.path.join(folder, "__main__.py")):
+        raise RuntimeError("%s is missing: the loop writes it next to tether_debugguard.py" % folder)
+    adapter.__file__ = os.path.join(folder, "__init__.py")  # api.listen runs dirname(adapter.__file__)
+    os.environ[ROOT_ENV] = os.path.dirname(os.path.dirname(os.path.abspath(debugpy.__file__)))
+
+
+def write_adapter(folder: str) -> None:
+    """The ``tether_adapter`` folder next to this file's copy in ``folder`` (the loop calls it)."""
+    target = os.path.join(folder, ADAPTER_DIR)
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    path = os.path.join(target, "__main__.py")
+    try:
+        with open(path) as handle:
+            if handle.read() == ADAPTER_MAIN:
+                return
+    except OSError:
+        pass
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(ADAPTER_MAIN)
+    os.replace(tmp, path)
+
+
+def adapter_main() -> None:
+    """``python tether_adapter --for-server ...``: debugpy's adapter, guarded, from the run's debugpy."""
+    root = os.environ.get(ROOT_ENV)
+    if root:
+        sys.path.insert(0, root)
+    install(spawns_adapter=False)
+    from debugpy.common import sockets
+
+    create_client = sockets.create_client  # the adapter's one client socket: the endpoints for the debuggee
+
+    def waiting_client(*args, **kwargs):
+        client = create_client(*args, **kwargs)
+        return WaitsForReader(client.family, client.type, client.proto, fileno=client.detach())
+
+    sockets.create_client = waiting_client
+    import locale
+
+    try:
+        locale.setlocale(locale.LC_ALL, "")
+    except Exception:  # noqa: BLE001 - what debugpy's own adapter __main__ does too
+        pass
+    from debugpy.adapter.__main__ import main as debugpy_adapter
+
+    debugpy_adapter()
+
+
+def main() -> None:
+    """``python -m tether_debugguard ARGS``: ``python -m debugpy ARGS`` with the guard installed."""
+    try:
+        install()
+    except ImportError:
+        sys.stderr.write("%s: No module named debugpy\n" % sys.executable)  # the loop looks for these words
+        sys.exit(1)
+    except RuntimeError as exc:
+        _note(str(exc))
+        sys.exit(1)
+    from debugpy.server import cli
+
+    cli.main()
+
+
+if __name__ == "__main__":
+    main()
