@@ -54,8 +54,7 @@ def _run_console(workspace: Workspace, *, theme: str | None, attach: bool = Fals
     if result == "detached" and demo:
         print("The demo is over: its run, its cluster and every file it made are being removed.")
     elif result == "detached":
-        node = session.chain[-1]
-        print(f"Detached: everything keeps running on {node}. `tether attach` to come back, `tether down` to stop it.")
+        print(session.detach_message)
     return app.return_code or 0
 
 

@@ -68,6 +68,8 @@ class Session:
         self.uses_pod = workspace.scheduler.kind == "kube"
         self.scheduler = scheduler_for(workspace, ControlMaster(self.settings, self.login_hop))
         self.allocation: Allocation | None = None
+        self.queued_job: str | None = None  # the job still waiting in the queue (`q` leaves it there)
+        self.scheduler.on_queued = self._job_queued
         self._new_job_wanted = may_submit  # `tether up` may submit a job; later only the new-job key may
         self._srun_job: str | None = None  # the job whose node took no ssh (node_access = "auto")
         self.supervisor: LinkSupervisor | None = None
@@ -80,7 +82,8 @@ class Session:
         self.sync: SyncEngine | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()  # the run starts on a node that has the code
-        self.tunnels = Tunnels(lambda: self._node_master(), self._emit, agent=self._current_agent)
+        self.tunnels = Tunnels(lambda: self._node_master(), self._emit, agent=self._current_agent,
+                               remembered=self._remembered_ports(), on_ports=self._remember_ports)
         self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit, provide_debugpy=self._provide_debugpy_once)
         self._debugpy_copy: asyncio.Task[None] | None = None  # provide_debugpy = "auto": once a session
         self.panels.pass_env, self._pass_env_missing = pass_env_values(workspace, dict(os.environ))
@@ -355,11 +358,35 @@ class Session:
         watch = JobWatch(probe, job_id, self._emit, node=allocation.node)
         self._job_watch = asyncio.create_task(watch.run(), name=name)
 
+    def _job_queued(self, job_id: str) -> None:
+        """The scheduler's job waits in the queue: record it now (a job must never be lost, and `q`
+        leaves it queued for `tether attach`), and show it as pending."""
+        self.queued_job = job_id
+        recorded = self.recorded_allocation()
+        if recorded is None or recorded.job_id != job_id:
+            self._record(Allocation(node="", job_id=job_id))
+        self._emit(AllocationChanged(job_id, "", None, "pending"))
+
+    @property
+    def detach_message(self) -> str:
+        """What the CLI prints after `q`."""
+        if self.queued_job is not None:
+            return f"Detached: job {self.queued_job} is still queued; `tether attach` picks it up."
+        node = self.chain[-1] if self.chain else "the node"
+        return f"Detached: everything keeps running on {node}. `tether attach` to come back, `tether down` to stop it."
+
     async def _resolve_node(self, settings: SshSettings) -> ControlMaster | None:
         # A reconnect after the job ended (the agent dies with the job where the node is reached
         # through srun or pam_slurm_adopt) must not submit a new job on its own: the user asks (A).
         submit = self._new_job_wanted or self.scheduler.kind not in HOLDER_JOB_KINDS
-        self.allocation = await self.scheduler.acquire(self.recorded_allocation(), self._sink, submit=submit)
+        try:
+            self.allocation = await self.scheduler.acquire(self.recorded_allocation(), self._sink, submit=submit)
+        except asyncio.CancelledError:
+            raise  # detached while waiting: the job (if queued) stays queued and recorded
+        except BaseException:
+            self.queued_job = None
+            raise
+        self.queued_job = None
         self._new_job_wanted = False
         # This job's node already refused ssh (node_access = "auto"): do not wait on it at every
         # reconnect, and keep the record saying how the node is reached.
@@ -384,7 +411,22 @@ class Session:
         slurm = self.workspace.scheduler.slurm
         return slurm.node_access if slurm is not None else SSH
 
+    def _remembered_ports(self) -> dict[str, tuple[int, int]]:
+        """name -> (laptop port, node port) of the forwards an earlier console of this session had."""
+        record = self.store.load(self.ws_id)
+        ports = record.extra.get("ports", {}) if record is not None else {}
+        return {str(name): (int(pair[0]), int(pair[1])) for name, pair in ports.items()
+                if isinstance(pair, (list, tuple)) and len(pair) == 2}
+
+    def _remember_ports(self, ports: dict[str, tuple[int, int]]) -> None:
+        """Keep the forwards' laptop ports in the session record: `tether attach` takes them again."""
+        record = self.store.load(self.ws_id)
+        if record is not None:
+            extra = {**record.extra, "ports": {name: list(pair) for name, pair in ports.items()}}
+            self.store.save(dataclasses.replace(record, extra=extra))
+
     def _record(self, allocation: Allocation, access: str = SSH) -> None:
+        previous = self.store.load(self.ws_id)
         self.store.save(
             SessionRecord(
                 workspace=self.workspace.name,
@@ -394,6 +436,7 @@ class Session:
                 scheduler=self.scheduler.kind,
                 job_id=allocation.job_id,
                 node_access=access,
+                extra=previous.extra if previous is not None else {},  # the laptop ports, kept
             )
         )
 
@@ -430,8 +473,9 @@ class Session:
 
     async def _stop_on_node(self, node: ControlMaster | None, sink: EventSink) -> list[str]:
         """End the run, the tmux session and the workspace's agents on the node, with a fresh agent."""
-        if self.workspace.connection.node_from_scheduler and self.recorded_allocation() is None:
-            return []  # no job is known: there is no node to stop anything on
+        recorded = self.recorded_allocation()
+        if self.workspace.connection.node_from_scheduler and (recorded is None or not recorded.node):
+            return []  # no job is known, or it never ran: there is no node to stop anything on
         master = node or self.login_master()
         try:
             if not self.uses_pod:

@@ -194,6 +194,9 @@ class TetherApp(App[str]):
     @property
     def detach_message(self) -> str:
         """What the CLI prints after the console returns ``DETACHED``."""
+        said = getattr(self.session, "detach_message", None)  # the session knows a job still queued
+        if isinstance(said, str):
+            return said
         node = self.session.chain[-1] if self.session.chain else "the node"
         return (
             f"Detached: the run keeps going on {node}. "

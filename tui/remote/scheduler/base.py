@@ -8,6 +8,7 @@ recorded in the workspace's state so a reattach finds the same node (``find``).
 from __future__ import annotations
 
 import abc
+import asyncio
 import shlex
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -45,6 +46,17 @@ class Scheduler(abc.ABC):
     """Allocate, wait, find, release. Implementations keep no state beyond the Allocation."""
 
     kind: str
+    on_queued: Callable[[str], None] | None = None
+    """Set by the session: told a job's id as soon as it waits in the queue (just submitted, or a
+    recorded job pending again), so the job is recorded before the wait and a cancelled wait (`q`)
+    leaves it queued for `tether attach` instead of cancelling it."""
+
+    def queued(self, job_id: str) -> bool:
+        """Tell ``on_queued``; True when someone keeps the job (a cancelled wait then leaves it)."""
+        if self.on_queued is None:
+            return False
+        self.on_queued(job_id)
+        return True
 
     @abc.abstractmethod
     async def allocate(self, progress: EventSink) -> Allocation:
@@ -192,13 +204,21 @@ async def submit_holder(
     return job_id
 
 
-async def wait_or_release(wait: Awaitable[Allocation], release: Callable[[], Awaitable[None]]) -> Allocation:
-    """Wait for a submitted job to run; if the wait is cancelled or fails, give the job back.
+async def wait_or_release(
+    wait: Awaitable[Allocation], release: Callable[[], Awaitable[None]], *, kept: bool = False
+) -> Allocation:
+    """Wait for a submitted job to run; if the wait fails, give the job back, and if it is
+    cancelled, too, unless the job is ``kept`` (recorded for `tether attach` and `tether down`).
 
-    A holder left queued would start later and burn the user's allocation with nobody on it.
+    A holder nobody knows of, left queued, would start later and burn the user's allocation with
+    nobody on it; a recorded one is the user's, and only `tether down` (or the user) cancels it.
     """
     try:
         return await wait
+    except asyncio.CancelledError:
+        if not kept:
+            await release()
+        raise
     except BaseException:
         await release()
         raise

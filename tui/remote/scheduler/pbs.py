@@ -220,8 +220,10 @@ class PbsScheduler(Scheduler):
 
     async def allocate(self, progress: EventSink) -> Allocation:
         job_id = await self.submit()
+        kept = self.queued(job_id)
         progress(Progress("node", f"PBS job {job_id} submitted, waiting for a node"))
-        return await wait_or_release(self.wait_running(job_id, progress), lambda: self._release_quietly(job_id))
+        return await wait_or_release(self.wait_running(job_id, progress), lambda: self._release_quietly(job_id),
+                                     kept=kept)
 
     async def submit(self) -> str:
         """Submit the holder job; its job id."""

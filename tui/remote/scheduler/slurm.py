@@ -443,8 +443,10 @@ class SlurmScheduler(Scheduler):
     # -- allocate ----------------------------------------------------------------------------
     async def allocate(self, progress: EventSink) -> Allocation:
         job_id = await self.submit()
+        kept = self.queued(job_id)
         progress(Progress("node", f"Slurm job {job_id} submitted, waiting for a node"))
-        return await self._wait_or_cancel(job_id, progress)
+        return await wait_or_release(self.wait_running(job_id, progress), lambda: self._release_quietly(job_id),
+                                     kept=kept)
 
     async def acquire(self, recorded: Allocation | None, progress: EventSink, *, submit: bool = True) -> Allocation:
         """Reuse the recorded job when it runs; wait for it when it is pending again (requeued or
@@ -455,14 +457,18 @@ class SlurmScheduler(Scheduler):
             if status.running:
                 return self._allocation(status)
             if status.waiting:
-                progress(Progress("node", f"{status.describe(previous=RUNNING)}; waiting for it to run again"))
-                return await self._wait_or_cancel(recorded.job_id, progress)
+                self.queued(recorded.job_id)
+                # A recorded job is the user's: a cancelled wait (`q`) leaves it in the queue.
+                if recorded.node:  # it ran before: requeued or held since
+                    said = f"{status.describe(previous=RUNNING)}; waiting for it to run again"
+                else:  # `q` while it was queued: it still is
+                    said = f"{status.describe()}: still queued; waiting for it to run"
+                progress(Progress("node", said))
+                return await wait_or_release(self.wait_running(recorded.job_id, progress),
+                                             lambda: self._release_quietly(recorded.job_id), kept=True)
             if not submit:
                 raise JobEnded(status.describe())
         return await self.allocate(progress)
-
-    async def _wait_or_cancel(self, job_id: str, progress: EventSink) -> Allocation:
-        return await wait_or_release(self.wait_running(job_id, progress), lambda: self._release_quietly(job_id))
 
     async def submit(self) -> str:
         """Submit the holder job; its job id."""
