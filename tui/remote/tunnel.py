@@ -75,10 +75,17 @@ class Tunnels:
         sink: EventSink = lambda event: None,
         *,
         agent: Callable[[], AgentChannel | None] = lambda: None,
+        remembered: dict[str, tuple[int, int]] | None = None,
+        on_ports: Callable[[dict[str, tuple[int, int]]], None] = lambda ports: None,
     ) -> None:
+        """``remembered``: name -> (laptop port, node port) of an earlier console of this session
+        (the session record), taken again so the laptop ports stay the same across `tether attach`;
+        ``on_ports`` is told the forwards' ports whenever they change, to remember them."""
         self._master = master  # read anew each time: a reconnect may bring a new master
         self._sink = sink
         self._agent = agent
+        self._remembered: dict[str, tuple[int, int]] = dict(remembered or {})
+        self._on_ports = on_ports
         self._forwards: dict[str, Forward] = {}
         self._relays: dict[str, PortRelay] = {}
         self._kept: dict[str, KeptForward] = {}
@@ -97,10 +104,36 @@ class Tunnels:
         if existing is not None:
             await self.remove(name)
             local_port = local_port or existing.local_port  # keep the laptop port (launch.json names it)
+        remembered = self._remembered.get(name)
+        if remembered is not None:
+            local_port = local_port or remembered[0]
+            # An earlier console's forward may still listen on the master (a crash, a master kept by
+            # ControlPersist): cancel it, or it would keep the port and a second listener would pile up.
+            await self._cancel_stale(Forward(name, remembered[1], remembered[0]))
         forward = Forward(name, remote_port, free_local_port(local_port))
         await self._request(forward)
         self._forwards[name] = forward
+        self._tell_port(forward, wanted=local_port)
         return forward
+
+    def _tell_port(self, forward: Forward, *, wanted: int) -> None:
+        """Say where the forward listens on the laptop, and remember it for the next console."""
+        taken = f" (127.0.0.1:{wanted} was taken)" if wanted and wanted != forward.local_port else ""
+        self._sink(Notice(f"{forward.name}: laptop 127.0.0.1:{forward.local_port} → node port {forward.remote_port}{taken}"))
+        if self._remembered.get(forward.name) != (forward.local_port, forward.remote_port):
+            self._remembered[forward.name] = (forward.local_port, forward.remote_port)
+            self._on_ports(dict(self._remembered))
+
+    async def _cancel_stale(self, forward: Forward) -> None:
+        with contextlib.suppress(Exception):
+            master = self._master()
+            if master.forwards_ports:
+                await self._cancel(master, forward)
+
+    async def _cancel(self, master: ControlMaster, forward: Forward) -> bool:
+        """``ssh -O cancel`` of the forward on ``master``; True when the master took it."""
+        result = await run_argv(control_argv(master.settings, master.hop, "cancel", "-L", forward.spec), timeout=10)
+        return result.ok
 
     async def remove(self, name: str) -> None:
         forward = self._forwards.pop(name, None)
@@ -112,7 +145,9 @@ class Tunnels:
             await kept.close()
         elif forward is not None:
             master = self._master()
-            await run_argv(control_argv(master.settings, master.hop, "cancel", "-L", forward.spec), timeout=10)
+            if master.forwards_ports and not await self._cancel(master, forward):
+                self._sink(Notice(f"could not cancel the {forward.name} forward on 127.0.0.1:{forward.local_port}",
+                                  level="warning"))
 
     async def restore(self) -> None:
         """Re-add every forward on the current master (after a reconnect)."""
