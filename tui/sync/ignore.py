@@ -4,7 +4,10 @@ Three layers decide whether a path stays local, lowest precedence first: built-i
 __pycache__, editor temp files ...), ``[sync] ignore`` from tether.toml, then every ``.gitignore``
 from the root down to the path's folder (a deeper file wins, and within a file the last matching
 line wins, as in git). A path below an ignored folder is ignored whatever later lines say: git
-never looks inside an excluded folder, and neither does the watcher.
+never looks inside an excluded folder, and neither does the watcher. Each line is read and matched
+the way git's dir.c and wildmatch.c do it (trailing spaces, one trailing slash, brackets such as
+``[]a]``, ``**`` only between slashes, a class that never closes matching nothing), and a test
+checks the verdicts against `git status --ignored` on random trees and lines.
 
 ``protect`` patterns use the same syntax. A protected path is neither pushed nor deleted; the
 node's side enforces it too (the patterns travel there as regular expressions, see
@@ -53,39 +56,108 @@ class Pattern:
         return self.regex.fullmatch(path) is not None
 
 
-def _translate_glob(glob: str) -> str:
-    """gitignore glob -> regex source, ``*`` and ``?`` never crossing a ``/``."""
+_CLASSES = {
+    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9",
+    "graph": "!-~", "lower": "a-z", "print": " -~", "punct": "!-/:-@\\[-`{-~", "space": "\\t-\\r ",
+    "upper": "A-Z", "xdigit": "0-9A-Fa-f",
+}
+NEVER = "(?!)"  # a regex that matches nothing
+
+
+def _class_char(c: str) -> str:
+    return "\\" + c if c in "\\]^-[" else c
+
+
+def _bracket(glob: str, i: int) -> tuple[str, int] | None:
+    """The class starting at ``glob[i] == "["``, as git's wildmatch reads it -> (regex, index
+    after it); None when it never ends (git then matches nothing with the whole pattern)."""
+    n = len(glob)
+    i += 1
+    negated = i < n and glob[i] in "!^"
+    if negated:
+        i += 1
+    items: list[str] = []
+    prev = ""  # the last single character, for ranges ("" after a range or a class)
+    first = True
+    while True:
+        if i >= n:
+            return None
+        c = glob[i]
+        if c == "]" and not first:
+            break
+        first = False
+        if c == "\\":
+            i += 1
+            if i >= n:
+                return None
+            items.append(_class_char(glob[i]))
+            prev = glob[i]
+        elif c == "-" and prev and i + 1 < n and glob[i + 1] != "]":
+            i += 1
+            end = glob[i]
+            if end == "\\":
+                i += 1
+                if i >= n:
+                    return None
+                end = glob[i]
+            items.pop()  # the range's start was added as a single character
+            if prev <= end:
+                items.append(f"{_class_char(prev)}-{_class_char(end)}")
+            prev = ""
+        elif c == "[" and i + 1 < n and glob[i + 1] == ":":
+            close = glob.find("]", i + 2)
+            if close == -1:
+                return None
+            name = glob[i + 2 : close - 1] if glob[close - 1] == ":" and close - 1 >= i + 2 else None
+            if name is None:  # no ":]": a plain "["
+                items.append(_class_char("["))
+                prev = "["
+            else:
+                if name not in _CLASSES:
+                    return None  # git aborts on an unknown [:class:]
+                items.append(_CLASSES[name])
+                prev = ""
+                i = close
+        else:
+            items.append(_class_char(c))
+            prev = c
+        i += 1
+    body = "".join(items)
+    # A class never matches "/" (with WM_PATHNAME git refuses it; a basename holds none).
+    if negated:
+        return f"[^/{body}]", i + 1
+    return (f"(?!/)[{body}]" if body else NEVER), i + 1
+
+
+def _wild(glob: str, pathname: bool) -> str:
+    """git's wildmatch as a regex; ``glob`` is what git hands to wildmatch (its start matters for ``**``)."""
     out: list[str] = []
     i, n = 0, len(glob)
     while i < n:
         c = glob[i]
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif glob.startswith("/**", i) and i + 3 == n:
-            out.append("/.*")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
+        if c == "*":
+            j = i
+            while j < n and glob[j] == "*":
+                j += 1
+            double = j - i >= 2 and (i == 0 or glob[i - 1] == "/") and (j == n or glob[j] == "/" or glob.startswith("\\/", j))
+            if pathname and double and j < n and glob[j] == "/":
+                out.append("(?:.*/)?")  # "**/": any number of folders, none included
+                i = j + 1
+                continue
+            out.append(".*" if pathname and double else "[^/]*")
+            i = j
         elif c == "?":
             out.append("[^/]")
             i += 1
         elif c == "[":
-            end = glob.find("]", i + 2 if glob.startswith("[!", i) or glob.startswith("[^", i) else i + 1)
-            if end == -1:
-                out.append(re.escape(c))
-                i += 1
-                continue
-            body = glob[i + 1 : end]
-            if body[:1] in ("!", "^"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        elif c == "\\" and i + 1 < n:
+            found = _bracket(glob, i)
+            if found is None:
+                return NEVER
+            out.append(found[0])
+            i = found[1]
+        elif c == "\\":
+            if i + 1 >= n:
+                return NEVER  # a trailing backslash matches nothing
             out.append(re.escape(glob[i + 1]))
             i += 2
         else:
@@ -94,27 +166,59 @@ def _translate_glob(glob: str) -> str:
     return "".join(out)
 
 
+def _trim_trailing_spaces(line: str) -> str:
+    """git's trim_trailing_spaces: unescaped trailing spaces go (tabs stay)."""
+    last_space = None
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c == " ":
+            if last_space is None:
+                last_space = i
+        elif c == "\\":
+            i += 1
+            if i >= len(line):
+                return line
+            last_space = None
+        else:
+            last_space = None
+        i += 1
+    return line[:last_space] if last_space is not None else line
+
+
+def _simple_length(text: str) -> int:
+    for i, c in enumerate(text):
+        if c in "*?[\\":
+            return i
+    return len(text)
+
+
 def parse_line(line: str, base: str = "") -> Pattern | None:
-    """One line of a .gitignore (or one config entry); None for blanks and comments."""
+    """One line of a .gitignore (or one config entry), read as git reads it; None for blanks and comments."""
     source = line
-    line = line.rstrip("\n").rstrip("\r")
-    if not line.strip() or line.startswith("#"):
-        return None
-    # Trailing spaces are ignored unless escaped.
-    while line.endswith(" ") and not line.endswith("\\ "):
+    line = line.rstrip("\n")
+    if line.endswith("\r"):
         line = line[:-1]
+    if not line or line.startswith("#"):
+        return None
+    line = _trim_trailing_spaces(line)
     negate = line.startswith("!")
-    if negate or line.startswith("\\!") or line.startswith("\\#"):
+    if negate:
         line = line[1:]
     dir_only = line.endswith("/")
-    line = line.rstrip("/")
+    if dir_only:
+        line = line[:-1]  # one slash only, as git
     if not line:
-        return None
-    anchored = "/" in line
-    line = line.lstrip("/")
-    body = _translate_glob(line)
-    if not anchored and not line.startswith("**"):
-        body = "(?:.*/)?" + body
+        return None  # matches nothing
+    if "/" not in line:  # matched against the name alone, at any depth
+        body = "(?:.*/)?" + _wild(line, pathname=False)
+    else:
+        if line.startswith("/"):
+            line = line[1:]
+        prefix = _simple_length(line)
+        # git compares the literal prefix first and hands only the rest to wildmatch, so a "**"
+        # right after the prefix counts as at the start of the pattern.
+        body = re.escape(line[:prefix]) + _wild(line[prefix:], pathname=True)
     return Pattern(re.compile(body, re.DOTALL), negate, dir_only, base, source)
 
 
@@ -164,9 +268,10 @@ class Rules:
     def for_root(cls, root: Path, ignore: Iterable[str] = (), protect: Iterable[str] = ()) -> Rules:
         def read(folder: str) -> list[str] | None:
             try:
-                return (root / folder / ".gitignore").read_text(errors="replace").splitlines()
+                text = (root / folder / ".gitignore").read_text(errors="replace")
             except OSError:
                 return None
+            return text.removeprefix("\ufeff").split("\n")  # lines end at "\n" only, as git reads them
 
         return cls(ignore, protect, read)
 
