@@ -161,6 +161,7 @@ class SyncEngine:
 
     async def pull(self, rel: str) -> None:
         """Bring ``rel`` (relative to the workspace) back from the node."""
+        rel = safety.workspace_path(self.root, rel)
         await self.target.wait_up()
         await self._ensure_open()
         await self.pusher.pull(self.target.master, rel)

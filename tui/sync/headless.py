@@ -22,6 +22,7 @@ from tui.remote.link import AgentOptions, LinkSupervisor, NodeResolver
 from tui.remote.ssh import ControlMaster
 from tui.session import Session
 from tui.sync.engine import SyncEngine
+from tui.sync.safety import workspace_path
 from tui.sync.status import SyncConflict, SyncProgress, SyncStatus, clear_status
 from tui.sync.target import LoginTarget, NodeTarget, SyncTarget
 
@@ -171,6 +172,7 @@ async def run_sync(
 
 async def pull(workspace: Workspace, rel: str, sink: EventSink) -> None:
     """`tether pull PATH`: bring a file or folder written on the node back to the laptop."""
+    rel = workspace_path(workspace.local_root, rel)
     session = Session(workspace)
     await session.prepare()
     async with sync_target(session, sink) as target:

@@ -6,9 +6,13 @@
   unmounted drive, a checkout gone wrong); sync halts until the user allows it.
 - Deletes never leave the remote root and protected paths are never touched: the node agent
   enforces both on every op (tui/node/files.py), and plans never contain excluded paths.
+- ``workspace_path``: `tether pull` takes paths inside the workspace only.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from tui.errors import TetherError
 from tui.node.files import root_refusal
@@ -51,3 +55,33 @@ def local_root_missing(root_exists: bool) -> None:
             "sync halted: the local folder is gone (an unmounted drive?)",
             fix="bring the folder back; nothing was deleted on the node",
         )
+
+
+class OutsideWorkspace(TetherError):
+    exit_code = 2
+
+
+PULL_FIX = "name a file or folder inside the workspace, relative to its root, e.g. outputs/ or outputs/model.pt"
+
+
+def workspace_path(local_root: Path, path: str) -> str:
+    """``path`` (relative to the workspace, or absolute inside it) as a clean relative path;
+    OutsideWorkspace for anything else, before anything runs: rsync would only say "protocol error"."""
+    text = path.strip()
+    if not text:
+        raise OutsideWorkspace("pull needs a path inside the workspace", fix=PULL_FIX)
+    if os.path.isabs(text):
+        absolute = os.path.normpath(text)
+        for root in {os.path.normpath(str(local_root)), os.path.realpath(local_root)}:
+            if absolute.startswith(root.rstrip("/") + "/"):
+                text = absolute[len(root.rstrip("/")) + 1 :]
+                break
+        else:
+            raise OutsideWorkspace(f"refusing to pull {path!r}: it is outside the workspace ({local_root})", fix=PULL_FIX)
+    rel = os.path.normpath(text)
+    if rel == ".":
+        raise OutsideWorkspace(f"refusing to pull {path!r}: that is the whole workspace, not a path inside the workspace",
+                               fix=PULL_FIX)
+    if rel == ".." or rel.startswith("../"):
+        raise OutsideWorkspace(f"refusing to pull {path!r}: it is outside the workspace ({local_root})", fix=PULL_FIX)
+    return rel
