@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tui.node.files import root_refusal
+
 
 class RuleError(ValueError):
     """A value breaks a rule: ``message`` says what is wrong, ``hint`` what to write instead."""
@@ -156,7 +158,21 @@ def check_remote_root(text: str, workspace_name: str) -> str:
             f"{text!r} is a home directory or holds them; tether deletes remote files that are not on the laptop",
             safe_example,
         )
+    # The node judges its resolved path by the same rule (a ~/work that links to ~ is the home).
+    home = "~" if normal.startswith("~/") else _home_of(normal)
+    reason = root_refusal(normal, home)
+    if reason is not None:
+        raise RuleError(f"{text!r} {reason}; tether deletes remote files that are not on the laptop", safe_example)
     return normal
+
+
+_HOME_OF = re.compile(r"/home/[^/]+|/Users/[^/]+|/root")
+
+
+def _home_of(path: str) -> str:
+    """The home an absolute path lies in, as far as its text shows ("/" when it shows none)."""
+    found = _HOME_OF.match(path)
+    return found.group(0) if found and (path == found.group(0) or path.startswith(found.group(0) + "/")) else "/"
 
 
 # -- durations and scheduler formats -----------------------------------------------------------

@@ -40,8 +40,25 @@ STATE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "tether", "sync")
 TMP_PREFIX = ".tether-tmp-"
 
 
+# System folders: never a remote root themselves (a project below most of them is fine: /tmp/me/p).
+SYSTEM_FOLDERS = frozenset((
+    "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt",
+    "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr", "/var", "/Users", "/Volumes",
+    "/Applications", "/Library", "/System", "/private", "/private/tmp", "/private/var", "/private/etc",
+    "/usr/local", "/var/tmp", "/var/lib", "/var/log", "/var/cache", "/var/spool", "/var/mail", "/var/opt",
+    "/var/run", "/run/user", "/dev/shm", "/nix", "/nix/store",
+))
+# System trees: nothing inside them either.
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys",
+                "/usr", "/System", "/private/etc", "/nix/store")
+# Dot-folders of the home whose insides are never a project either (keys, Tether's own journal).
+HOME_TREES = (".ssh", ".gnupg", ".cache/tether")
+
+
 def root_refusal(root: str, home: str) -> str | None:
-    """Why ``root`` (a real, absolute path) must not be synced into, or None when it is fine."""
+    """Why ``root`` (an absolute path, or one under ``home`` written "~/...") must not be synced
+    into, or None when it is fine. Sync deletes what the laptop does not have inside the root, so:
+    not /, not a system folder, not the home or anything holding it, not one of its dot-folders."""
     root = root.rstrip("/") or "/"
     home = home.rstrip("/") or "/"
     if root == "/":
@@ -50,6 +67,20 @@ def root_refusal(root: str, home: str) -> str | None:
         return f"is your home directory on the node ({home})"
     if home.startswith(root + "/"):
         return f"holds your home directory on the node ({home})"
+    if root.startswith(home + "/"):  # inside the home: only its dot-folders are off limits
+        rel = root[len(home) + 1 :]
+        shown = "~/" + rel if home == "~" else f"{home}/{rel}"
+        if rel.startswith(".") and "/" not in rel:
+            return f"is a dot-folder of your home ({shown}), where programs keep their settings"
+        for tree in HOME_TREES:
+            if rel.startswith(tree + "/"):
+                return f"lies inside {'~' if home == '~' else home}/{tree}"
+        return None
+    if root in SYSTEM_FOLDERS:
+        return f"is the system folder {root}"
+    for tree in SYSTEM_TREES:
+        if root.startswith(tree + "/"):
+            return f"lies inside the system folder {tree}"
     return None
 
 
