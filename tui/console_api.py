@@ -28,6 +28,10 @@ class ConsoleSession(Protocol):
     async def detach(self) -> None:
         """Leave the console: everything on the node keeps running."""
 
+    async def reconnect_now(self) -> None:
+        """While the link waits between reconnect attempts: try again at once. Optional: the
+        console shows its key only for sessions that have it."""
+
     def answer_prompt(self, answer: str | None) -> None:
         """Reply to a PasswordPrompt event (None cancels)."""
 

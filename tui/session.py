@@ -317,6 +317,12 @@ class Session:
         if self.supervisor is not None:
             await self.supervisor.detach()
 
+    async def reconnect_now(self) -> None:
+        """The console's "reconnect now": the link's next try comes at once instead of after the
+        backoff wait (a live link is left alone)."""
+        if self.supervisor is not None:
+            self.supervisor.reconnect_now()
+
     def answer_prompt(self, answer: str | None) -> None:
         if self._prompt_answer is not None and not self._prompt_answer.done():
             self._prompt_answer.set_result(answer)

@@ -66,6 +66,8 @@ REBUILD_WORKER = "rebuild"
 RUN_WORKER = "run-control"
 NEW_JOB_WORKER = "new-job"
 NEW_JOB_ACTION = "allocate_again"
+RECONNECT_ACTION = "reconnect_now"
+RECONNECT_WORKER = "reconnect"
 
 
 class TetherCommands(Provider):
@@ -85,6 +87,9 @@ class TetherCommands(Provider):
              app.action_provide_debugpy),
             ("Help: keys", "Show every key and what it does", app.action_help),
         ]
+        if app.check_action(RECONNECT_ACTION, ()):
+            commands.append(("Reconnect now", "The link waits before its next try: try again at once",
+                             app.action_reconnect_now))
         if app.check_action(NEW_JOB_ACTION, ()):
             commands.append(("New job", "The job has ended: ask the scheduler for a new one and reconnect",
                              app.action_allocate_again))
@@ -147,6 +152,10 @@ class TetherApp(App[str]):
         Binding("A", NEW_JOB_ACTION, "New job", key_display="A",
                 tooltip="The job has ended: forget it, ask the scheduler for a new one and reconnect",
                 id="tether.new_job"),
+        # Shown only while the link waits between reconnect attempts (see check_action).
+        Binding("R", RECONNECT_ACTION, "Reconnect now", key_display="R",
+                tooltip="The link waits before its next try (the wait grows to 30 s): try again at once",
+                id="tether.reconnect"),
         # Declared here (Textual adds an id-less one otherwise) so the palette key is remappable too.
         Binding(
             "ctrl+p",
@@ -171,6 +180,7 @@ class TetherApp(App[str]):
         self._detach_worker: Worker[None] | None = None
         self._new_job_worker: Worker[None] | None = None
         self._allocation: AllocationChanged | None = None  # the job behind the node, as last reported
+        self._link_state: LinkState | None = None  # the link's state, as last reported
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -230,6 +240,8 @@ class TetherApp(App[str]):
                 self._report_error(f"The run command failed: {reason}")
             elif worker.name == NEW_JOB_WORKER:
                 self._report_error(f"No new job: {reason}")
+            elif worker.name == RECONNECT_WORKER:
+                self._report_error(f"Reconnect failed: {reason}")
         elif event.state is WorkerState.SUCCESS and worker.name == SESSION_WORKER:
             self.query_one(EventLog).add_line(LogLine("The session ended."))
 
@@ -246,6 +258,9 @@ class TetherApp(App[str]):
         header = self.query_one(LinkHeader)
         header.show_link(message.link)
         header.show_chain(tuple(self.session.chain))
+        if message.link.state is not self._link_state:
+            self._link_state = message.link.state
+            self.refresh_bindings()  # the reconnect key follows the link's state
 
     def on_allocation_updated(self, message: AllocationUpdated) -> None:
         self._allocation = message.allocation
@@ -359,6 +374,8 @@ class TetherApp(App[str]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == NEW_JOB_ACTION:
             return self._new_job_state()
+        if action == RECONNECT_ACTION:
+            return self._link_state is LinkState.RECONNECTING and hasattr(self.session, "reconnect_now")
         return True
 
     def _new_job_state(self) -> bool | None:
@@ -378,6 +395,14 @@ class TetherApp(App[str]):
     @work(name=NEW_JOB_WORKER, group=NEW_JOB_WORKER, exit_on_error=False)
     async def _allocate_again(self) -> None:
         await self.session.allocate_again()
+
+    def action_reconnect_now(self) -> None:
+        self.query_one(EventLog).add_line(LogLine("Reconnecting now…"))
+        self._reconnect_now()
+
+    @work(name=RECONNECT_WORKER, group=RECONNECT_WORKER, exclusive=True, exit_on_error=False)
+    async def _reconnect_now(self) -> None:
+        await self.session.reconnect_now()  # type: ignore[attr-defined]  # checked in check_action
 
     def action_cycle_theme(self) -> None:
         names = list(self.tether_themes)

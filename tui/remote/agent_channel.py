@@ -154,6 +154,7 @@ class AgentChannel:
         self._on_event = on_event
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._busy: set[int] = set()  # requests other than pings awaiting their reply
         self.last_heard = time.monotonic()  # any line from the agent proves the link is alive
         self._reader = asyncio.create_task(self._read_replies())
 
@@ -177,11 +178,14 @@ class AgentChannel:
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        if op != "ping":
+            self._busy.add(request_id)
         try:
             await self.send_raw(protocol.encode({"id": request_id, "op": op, **fields}))
             reply = await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(request_id, None)
+            self._busy.discard(request_id)
         if reply.get("op") == "error":
             raise AgentError(f"agent: {reply.get('error')}")
         return reply
@@ -194,6 +198,12 @@ class AgentChannel:
             await self._process.stdin.drain()
         except (ConnectionError, RuntimeError) as exc:
             raise AgentGone(f"the agent channel is closed: {exc}") from None
+
+    @property
+    def busy(self) -> bool:
+        """A request other than a ping awaits its reply: the agent answers in order, so a ping sent
+        after it waits behind it (a long tmux rebuild, say) and silence proves less."""
+        return bool(self._busy)
 
     async def ping(self, timeout: float = 10) -> float:
         """Round-trip time of one ping, in milliseconds."""

@@ -40,6 +40,13 @@ class AgentOptions:
 
 
 RTT_REFRESH_S = 30.0
+# A silent link (packets dropped, no RST) is "lost" once nothing has come from the agent for
+# 2 round trips + this long; keepalive pings go out whenever the channel is quiet, so a healthy
+# link is never that silent.
+SILENCE_GRACE_S = 1.0
+CHECK_STEP_S = 0.1  # how often the watch looks at the silence
+LOOP_LAG_S = 0.3  # the laptop itself stalled this long: let the channel's reader catch up first
+LOGIN_CHECK_S = 5.0  # a login host that answers `true` within this long is healthy
 
 NodeResolver = Callable[[], Awaitable["ControlMaster | None"]]
 
@@ -75,6 +82,21 @@ class LinkSupervisor:
         self.agent_shipped = False
         self._task: asyncio.Task[None] | None = None
         self._retry = asyncio.Event()  # cuts a backoff wait short (retry_now)
+        self.srtt: float | None = None  # smoothed round trip, seconds
+        self._silent = False  # the last drop was a silent link, not a closed channel
+
+    def silence_limit(self) -> float:
+        """How long the agent may say nothing before the link counts as lost: 2 RTT + 1 s."""
+        return 2 * (self.srtt if self.srtt is not None else 0.1) + SILENCE_GRACE_S
+
+    def _keepalive_after(self) -> float:
+        """Quiet this long, a keepalive ping goes out: a quarter of the silence limit, so a healthy
+        link answers well within it (and never more often than the limit needs)."""
+        return min(self._ping_interval, self.silence_limit() / 4)
+
+    def _measured(self, rtt_ms: float) -> None:
+        rtt = rtt_ms / 1000
+        self.srtt = rtt if self.srtt is None else 0.875 * self.srtt + 0.125 * rtt
 
     # -- observers ---------------------------------------------------------------------------
     def add_listener(self, listener: Callable[[LinkChanged], None]) -> None:
@@ -108,6 +130,14 @@ class LinkSupervisor:
             for listener in self._listeners:
                 listener(self.state)
 
+    def reconnect_now(self) -> bool:
+        """The user's "reconnect now": cut the backoff wait short. A live link is left alone.
+        True when a reconnect was waiting."""
+        if self.state.state is not LinkState.RECONNECTING:
+            return False
+        self._retry.set()
+        return True
+
     async def retry_now(self) -> None:
         """Reconnect at once, e.g. because the session wants a new node.
 
@@ -138,6 +168,7 @@ class LinkSupervisor:
         self.agent = launch.channel
         self.agent_shipped = self.agent_shipped or launch.shipped
         rtt = await self.agent.ping(self._ping_timeout)
+        self._measured(rtt)
         self._set(LinkState.UP, rtt_ms=rtt)
 
     async def run(self, *, connected: bool = False) -> None:
@@ -147,43 +178,99 @@ class LinkSupervisor:
             self._set(LinkState.CONNECTING)
             await self.connect()
         while True:
+            self._silent = False
             reason = await self._watch()
-            self._set(LinkState.LOST, detail=reason)
+            self._set(LinkState.LOST, detail=reason)  # at once: finding the silent hop takes a moment
+            if self._silent:
+                await self._stop_silent_hops()
             await self._drop_agent()
             await self._reconnect()
 
     async def _watch(self) -> str:
         """Watch the link until it fails; returns why it failed.
 
-        While the agent is talking (output, stats) its messages prove the link alive, so a ping is
-        sent only after a quiet interval, or every ``RTT_REFRESH_S`` to keep the round trip shown
-        fresh: on a slow link every byte counts.
+        Any line from the agent proves the link alive; when the channel has been quiet for a
+        moment a keepalive ping goes out, so a silent outage (packets dropped, no RST) is told as
+        lost within 2 round trips + 1 s instead of when TCP gives up. The round trip shown is
+        refreshed every ``ping_interval`` at most. While the agent works on a request (it answers
+        in order) silence proves less: then only ``ping_timeout`` of it counts as lost.
         """
-        assert self.agent is not None
-        last_ping = time.monotonic()
-        while True:
-            closed = asyncio.ensure_future(self.agent.wait_closed())
-            try:
-                await asyncio.wait_for(asyncio.shield(closed), self._ping_interval)
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                closed.cancel()
-            if self.agent.closed:
-                return "the connection closed"
-            now = time.monotonic()
-            if now - self.agent.last_heard < self._ping_interval and now - last_ping < RTT_REFRESH_S:
-                continue
-            last_ping = now
-            try:
-                rtt = await self.agent.ping(self._ping_timeout)
-            except asyncio.TimeoutError:
-                # A silent link: the masters may hang on a dead TCP connection; start afresh.
-                await self._stop_masters()
-                return f"no answer for {self._ping_timeout:.0f} s"
-            except AgentError as exc:
-                return str(exc)
+        agent = self.agent
+        assert agent is not None
+        ping: asyncio.Task[float] | None = None
+        last_ping = last_shown = time.monotonic()
+        expected = last_ping + CHECK_STEP_S
+        try:
+            while True:
+                closed = asyncio.ensure_future(agent.wait_closed())
+                try:
+                    await asyncio.wait_for(asyncio.shield(closed), CHECK_STEP_S)
+                except asyncio.TimeoutError:
+                    pass
+                finally:
+                    closed.cancel()
+                if agent.closed:
+                    return "the connection closed"
+                now = time.monotonic()
+                late, expected = now - expected, now + CHECK_STEP_S
+                if late > LOOP_LAG_S:
+                    continue  # the laptop stalled, not the link: read what arrived meanwhile first
+                if ping is not None and ping.done():
+                    failure = self._pong(ping, now - last_shown >= self._ping_interval)
+                    if failure:
+                        return failure
+                    if now - last_shown >= self._ping_interval:
+                        last_shown = now
+                    ping = None
+                silent = now - agent.last_heard
+                limit = self._ping_timeout if getattr(agent, "busy", False) else self.silence_limit()
+                # One check step early: the next look would come after the limit.
+                if silent + CHECK_STEP_S > min(limit, self._ping_timeout):
+                    self._silent = True
+                    return f"no answer for {silent:.1f} s"
+                due = silent >= self._keepalive_after() or now - last_ping >= RTT_REFRESH_S
+                if ping is None and due:
+                    last_ping = now
+                    ping = asyncio.ensure_future(agent.ping(self._ping_timeout))
+        finally:
+            if ping is not None:
+                ping.cancel()
+                if ping.done() and not ping.cancelled():
+                    ping.exception()  # retrieved: a ping failing with the channel is no news
+
+    def _pong(self, ping: asyncio.Task[float], show: bool) -> str:
+        """Take a finished keepalive: the round trip (shown when ``show``), or why it failed ("")."""
+        if ping.cancelled():
+            return ""
+        error = ping.exception()
+        if isinstance(error, asyncio.TimeoutError):
+            return ""  # the silence check decides
+        if isinstance(error, AgentError):
+            return str(error)
+        if error is not None:
+            raise error
+        rtt = ping.result()
+        self._measured(rtt)
+        if show:
             self._set(LinkState.UP, rtt_ms=rtt)
+        return ""
+
+    async def _stop_silent_hops(self) -> None:
+        """A silent link: the masters may hang on a dead TCP connection, so start afresh. Only the
+        hops that are silent, though: a login master that still answers is kept, since a new login
+        may ask the user for a password or one-time code again."""
+        if self.node is not None and self.login is not None and await self._answers(self.login):
+            with contextlib.suppress(Exception):
+                await self.node.stop()
+            return
+        await self._stop_masters()
+
+    async def _answers(self, master: ControlMaster) -> bool:
+        try:
+            result = await master.run("true", timeout=LOGIN_CHECK_S)
+        except (asyncio.TimeoutError, OSError, TetherError):
+            return False
+        return result.ok
 
     async def _reconnect(self) -> None:
         attempt = 0
