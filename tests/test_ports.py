@@ -16,6 +16,7 @@ from testbed import Testbed
 
 from tui.config import load_workspace
 from tui.events import Notice
+from tui.remote.ssh import control_argv, run_argv
 from tui.session import Session
 from tui.state import StateStore
 
@@ -75,6 +76,14 @@ async def test_laptop_ports_stay_the_same_across_attach_with_one_listener_each(
         assert any("tensorboard" in m and f"127.0.0.1:{first['tensorboard']}" in m for m in told), told
         record = StateStore().load(session.ws_id)
         assert record is not None and record.extra.get("ports", {}).get("tensorboard") == [first["tensorboard"], 16006]
+
+        # A console that ended without cancelling its forwards (killed): the master, kept by
+        # ControlPersist, still listens on the laptop ports.
+        master = session.node_master("compute01")
+        for name, local in first.items():
+            remote = record.extra["ports"][name][1]
+            spec = f"127.0.0.1:{local}:127.0.0.1:{remote}"
+            assert (await run_argv(control_argv(master.settings, master.hop, "forward", "-L", spec), timeout=10)).ok
 
         again, listeners, events, session = await attach(False)  # `tether attach`
         assert again == first
