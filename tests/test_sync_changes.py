@@ -108,7 +108,12 @@ async def test_protected_paths_survive_deletes_and_are_never_overwritten(needs_n
         check=True,
     )
     async with running_engine(testbed, ws) as (link, engine, events):
-        assert not node_exists(testbed, "stale.py")  # not on the laptop: deleted
+        # stale.py is not on the laptop, and Tether never wrote it: sync asks (protected files are
+        # never in the question), and deletes it once allowed.
+        assert engine.status.state is SyncState.HALTED and engine.halt.paths == ["stale.py"]
+        engine.allow_deletes_once()
+        await until_state(engine, SyncState.UP_TO_DATE)
+        assert not node_exists(testbed, "stale.py")
         assert node_cat(testbed, "outputs/model.pt") == "model\n"
         write(ws / "train.log", "laptop log\n")  # protected: the node's copy is never overwritten
         shutil.rmtree(ws / "results")  # a folder with a protected file inside

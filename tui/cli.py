@@ -126,7 +126,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         else:
             print(f"{workspace.name}: the node is up to date", file=sys.stderr, flush=True)
 
-    return asyncio.run(run_sync(workspace, watch=args.watch, allow_deletes=args.allow_deletes, sink=printer, on_ready=ready))
+    return asyncio.run(run_sync(workspace, watch=args.watch, allow_deletes=args.allow_deletes, sink=printer, on_ready=ready,
+                                keep_theirs=args.keep_theirs))
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -183,7 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync = add("sync", cmd_sync, "copy the workspace to the node now (--watch: and keep it in sync)")
     sync.add_argument("--watch", action="store_true", help="keep watching and pushing changes until ctrl-c")
     sync.add_argument("--allow-deletes", dest="allow_deletes", action="store_true",
-                      help="go on even when the push would delete more than delete_threshold of the node's files")
+                      help="go on even when the push would delete more than delete_threshold of the node's files, "
+                      "or delete or replace files on the node that Tether did not write")
+    sync.add_argument("--keep-theirs", dest="keep_theirs", action="store_true",
+                      help="move files on the node that Tether did not write, and that the sync would delete or "
+                      "replace, to .tether-backup/<date>/ in the remote root first")
     pull = add("pull", cmd_pull, "bring a file or folder the run wrote on the node back to the laptop")
     pull.add_argument("path", help="relative to the workspace, e.g. outputs/ or outputs/model.pt")
     return parser

@@ -270,6 +270,23 @@ class SyncProgress:
         return self.bytes_done / self.bytes_total if self.bytes_total else 1.0
 
 
+HALT_FOREIGN = "foreign"  # the node holds files Tether did not write that the sync would delete or replace
+HALT_DELETES = "deletes"  # the push would delete more than delete_threshold of the node's files
+
+
+@dataclass(frozen=True)
+class SyncHaltReport:
+    """Sync halted on a safety rule and waits for the user: ``reason`` is HALT_FOREIGN or
+    HALT_DELETES, ``paths`` what would go (for HALT_FOREIGN every such file), ``total`` how many."""
+
+    workspace: str
+    reason: str
+    message: str
+    fix: str = ""
+    paths: tuple[str, ...] = ()
+    total: int = 0
+
+
 @dataclass(frozen=True)
 class SyncConflict:
     """``path`` changed on the node since Tether wrote it: the node's version is now ``copy``."""

@@ -9,6 +9,11 @@ Stdlib only (it runs on the node). Ops, all scoped to a remote root opened first
                                                ``expect`` [[path, size, mtime_ns]]: what rsync will write
   files.record   {root, paths}              -> {}: remember what Tether just wrote (after rsync)
   files.read     {root, path}               -> {data (base64), mode, mtime_ns}
+  files.hash     {root, paths}              -> {hashes: {path: sha256}} of regular files
+  files.backup   {root, paths}              -> {folder, moved, errors}: files moved (not copied) to
+                                               BACKUP_DIR/<date>/ inside the root, which sync ignores
+The manifest also names ``unknown``: the regular files Tether has no record of writing (the journal
+below), so the laptop can ask before a sync deletes or replaces them.
 
 Apply ops (in order): ``{"k": "del", "p"}``, ``{"k": "mkdir", "p", "m"}``,
 ``{"k": "put", "p", "d" (base64), "m", "t" (mtime_ns)}``, ``{"k": "link", "p", "l"}``.
@@ -38,6 +43,7 @@ from typing import IO, Any, Iterator
 
 STATE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "tether", "sync")
 TMP_PREFIX = ".tether-tmp-"
+BACKUP_DIR = ".tether-backup"  # in the remote root; "keep theirs" moves the node's own files here
 
 
 # System folders: never a remote root themselves (a project below most of them is fine: /tmp/me/p).
@@ -257,6 +263,49 @@ class Root:
             self.delete(os.path.relpath(folder, self.path), [])
         os.mkdir(folder)
 
+    def written_by_tether(self, rel: str, st: os.stat_result) -> bool:
+        """Whether the journal knows this file: Tether wrote it (maybe edited on the node since),
+        or rsync was about to write exactly this (a cut before files.record)."""
+        if rel in self.records:
+            return True
+        expected = self.expected.get(rel)
+        return bool(expected and expected[0] == st.st_size and expected[1] // 1000 == st.st_mtime_ns // 1000)
+
+    def hashes(self, paths: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for rel in paths:
+            target = self.safe_parent(clean_relpath(rel), create=False)
+            if os.path.isfile(target) and not os.path.islink(target):
+                digest = hashlib.sha256()
+                with open(target, "rb") as source:
+                    for block in iter(lambda: source.read(1 << 20), b""):
+                        digest.update(block)
+                found[rel] = digest.hexdigest()
+        return found
+
+    def backup(self, paths: list[str]) -> dict[str, Any]:
+        """Move ``paths`` (the node's own files) to BACKUP_DIR/<date>/ inside the root, keeping their folders."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder, n = f"{BACKUP_DIR}/{stamp}", 1
+        while os.path.lexists(os.path.join(self.path, folder)):
+            n += 1
+            folder = f"{BACKUP_DIR}/{stamp}-{n}"
+        moved: list[str] = []
+        errors: list[dict[str, str]] = []
+        for rel in paths:
+            try:
+                rel = clean_relpath(rel)
+                source = self.safe_parent(rel, create=False)
+                if not os.path.lexists(source):
+                    continue
+                target = self.safe_parent(f"{folder}/{rel}", create=True)
+                os.rename(source, target)
+                self.forget([rel])
+                moved.append(rel)
+            except (OSError, ValueError) as exc:
+                errors.append({"path": str(rel), "error": str(exc)})
+        return {"folder": folder, "moved": moved, "errors": errors}
+
     def modified_on_node(self, rel: str, st: os.stat_result) -> bool:
         record = self.records.get(rel)
         if record is None or not stat.S_ISREG(st.st_mode) or _key(st) == record:
@@ -391,7 +440,7 @@ class Root:
                 errors.append({"path": str(rel), "error": str(exc)})
         return {"done": done, "conflicts": conflicts, "skipped": skipped, "errors": errors}
 
-    def manifest(self, exclude: Matcher) -> list[list[Any]]:
+    def manifest(self, exclude: Matcher, unknown: list[str] | None = None) -> list[list[Any]]:
         entries: list[list[Any]] = []
         stack = [""]
         while stack:
@@ -420,6 +469,8 @@ class Root:
                     entries.append([rel, "l", 0, 0, 0, os.readlink(entry.path)])
                 elif stat.S_ISREG(st.st_mode):
                     entries.append([rel, "f", st.st_size, st.st_mtime_ns, st.st_mode & 0o7777, None])
+                    if unknown is not None and not self.written_by_tether(rel, st):
+                        unknown.append(rel)
         return entries
 
     def prepare(self, paths: list[str], expected: list[list[Any]]) -> list[dict[str, str]]:
@@ -465,7 +516,9 @@ class Files:
 
     def manifest(self, message: dict[str, Any]) -> dict[str, Any]:
         root = self.root(message)
-        return {"op": "files.manifest", "entries": root.manifest(Matcher(message.get("exclude", [])))}
+        unknown: list[str] = []
+        entries = root.manifest(Matcher(message.get("exclude", [])), unknown)
+        return {"op": "files.manifest", "entries": entries, "unknown": unknown}
 
     def apply(self, message: dict[str, Any]) -> dict[str, Any]:
         root = self.root(message)
@@ -493,7 +546,16 @@ class Files:
                 "mtime_ns": st.st_mtime_ns}
 
 
+    def hash(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {"op": "files.hash", "hashes": self.root(message).hashes(message.get("paths", []))}
+
+    def backup(self, message: dict[str, Any]) -> dict[str, Any]:
+        root = self.root(message)
+        with root.writing():
+            return {"op": "files.backup", **root.backup(message.get("paths", []))}
+
+
 def register(agent: Any) -> None:
     files = Files()
-    for name in ("open", "manifest", "apply", "prepare", "record", "read"):
+    for name in ("open", "manifest", "apply", "prepare", "record", "read", "hash", "backup"):
         agent.register(f"files.{name}", getattr(files, name))

@@ -19,15 +19,15 @@ import time
 from pathlib import Path
 
 from tui.config import Workspace
-from tui.events import EventSink, Notice
+from tui.events import HALT_DELETES, HALT_FOREIGN, EventSink, Notice
 from tui.sync import safety
-from tui.sync.ignore import BUILTIN_IGNORES, Rules, compile_for_node
+from tui.sync.ignore import BUILTIN_IGNORES, Rules, compile_for_node, parents
 from tui.sync.push import LinkFailure, Pusher, PushResult
 from tui.sync.reconcile import Plan, RemoteIndex, deletes_exceed, plan_changes, reconcile
 from tui.sync.rsync import RsyncProgress
-from tui.sync.status import SyncConflict, SyncProgress, SyncState, SyncStatus, write_status
+from tui.sync.status import SyncConflict, SyncHaltReport, SyncProgress, SyncState, SyncStatus, write_status
 from tui.sync.target import SyncTarget
-from tui.sync.tree import count_files, entries_from_wire, scan_local, stat_local
+from tui.sync.tree import FILE, Tree, count_files, entries_from_wire, file_hashes, scan_local, stat_local
 from tui.sync.watcher import Watcher, make_watcher
 
 SETTLE = 0.003  # seconds without new events before a change set is taken
@@ -70,6 +70,7 @@ class SyncEngine:
         self._opened_on: object | None = None
         self._paused = False
         self._halt: safety.SyncHalted | None = None
+        self._halt_full = False  # the halt came from a full comparison: checking again means a rescan
         self._allow_once = False
         self._link_up = True
         self.state = SyncState.SCANNING
@@ -126,10 +127,8 @@ class SyncEngine:
                 await self.target.wait_up()
             except safety.SyncRefused:
                 raise
-            except safety.SyncHalted as exc:  # the console asks; the loop goes on after allow_deletes_once
-                self._halt = exc
-                self._sink(Notice(exc.message, "error"))
-                self._emit()
+            except safety.SyncHalted as exc:  # the console asks; the loop goes on once it is released
+                self._halted(exc, full=True)
                 break
         self._loop_task = asyncio.create_task(self._push_loop())
 
@@ -152,12 +151,50 @@ class SyncEngine:
         self._wake.set()
         self._emit()
 
+    @property
+    def halt(self) -> safety.SyncHalted | None:
+        """The safety halt sync waits on, if any."""
+        return self._halt
+
     def allow_deletes_once(self) -> None:
-        """The user looked at a root-emptied halt and wants the deletes."""
+        """The user looked at the halt and wants what it held back: the deletes, or the node's
+        own files deleted or replaced ("delete them")."""
+        full = self._halt_full
         self._halt = None
         self._allow_once = True
+        if full:
+            self._rescan = self._rescan or "the deletes were allowed"
+            self._seq += 1
         self._wake.set()
         self._emit()
+
+    def rescan(self) -> None:
+        """Compare both trees again and go on if no safety rule holds any more (the cause is gone)."""
+        self._halt = None
+        self._request_rescan("a rescan was asked for")
+        self._emit()
+
+    async def keep_theirs(self) -> str:
+        """The node's own files that the halt named are moved to the root's backup folder
+        (BACKUP_DIR/<date>/, ignored by sync); then sync goes on. Returns that folder."""
+        halt = self._halt
+        if not isinstance(halt, safety.ForeignFiles):
+            return ""
+        folder = await self.back_up(halt.paths)
+        if self._halt is halt:
+            self.rescan()
+        return folder
+
+    async def back_up(self, paths: list[str]) -> str:
+        await self.target.wait_up()
+        await self._ensure_open()
+        reply = await self.pusher.request(self.target.agent, "files.backup", paths=paths, timeout=60 + len(paths) / 100)
+        for error in reply.get("errors", []):
+            self._sink(Notice(f"sync: could not back up {error.get('path')}: {error.get('error')}", "warning"))
+        folder = f"{self.workspace.remote_root}/{reply['folder']}"
+        if reply.get("moved"):
+            self._sink(Notice(f"sync: kept {len(reply['moved'])} of the node's own files in {folder}", "info"))
+        return folder
 
     async def pull(self, rel: str) -> None:
         """Bring ``rel`` (relative to the workspace) back from the node."""
@@ -190,6 +227,19 @@ class SyncEngine:
         self._emit(detail="" if up else why)
 
     # -- state ---------------------------------------------------------------------------------
+    def _halted(self, exc: safety.SyncHalted, *, full: bool) -> None:
+        same = self._halt is not None and self._halt.message == exc.message
+        self._halt, self._halt_full = exc, full
+        if not same:
+            self._sink(Notice(exc.message, "error"))
+            if isinstance(exc, safety.ForeignFiles):
+                report = SyncHaltReport(self.workspace.name, HALT_FOREIGN, exc.message, exc.fix, tuple(exc.paths), len(exc.paths))
+            else:
+                report = SyncHaltReport(self.workspace.name, HALT_DELETES, exc.message, exc.fix, (),
+                                        getattr(exc, "deleted", 0))
+            self._sink(report)
+        self._emit()
+
     def _state_now(self) -> SyncState:
         if self._halt is not None:
             return SyncState.HALTED
@@ -239,14 +289,15 @@ class SyncEngine:
         self.pusher.remote_root = reply["root"]
         self._opened_on = agent
 
-    def _check_safe(self, plan: Plan, remote_files: int) -> None:
+    def _check_safe(self, plan: Plan, remote_files: int, foreign: list[str] = ()) -> None:  # type: ignore[assignment]
         safety.local_root_missing(self.root.is_dir())
         if self.allow_deletes or self._allow_once:
             self._allow_once = False
-            return
-        threshold = self.workspace.sync.delete_threshold
-        if deletes_exceed(plan.deleted_files, remote_files, threshold):
-            raise safety.RootEmptied(plan.deleted_files, remote_files, threshold)
+        elif foreign:
+            raise safety.ForeignFiles(self.workspace.remote_root, list(foreign))
+        elif deletes_exceed(plan.deleted_files, remote_files, self.workspace.sync.delete_threshold):
+            raise safety.RootEmptied(plan.deleted_files, remote_files, self.workspace.sync.delete_threshold)
+        self._halt = None  # nothing holds this push back (any more): a halt clears itself
 
     async def _full_sync(self, *, first: bool = False) -> PushResult:
         reason, self._rescan = self._rescan, None
@@ -270,10 +321,33 @@ class SyncEngine:
         )
         remote = entries_from_wire(reply["entries"])
         plan = reconcile(local, remote, self.rules.excluded, skipped)
-        self._check_safe(plan, count_files(remote))
+        unknown = set(reply.get("unknown", ()))
+        foreign = await self._foreign(plan, local, remote, unknown)
+        self._check_safe(plan, count_files(remote), foreign)
         self.index = RemoteIndex.of_tree(remote)
         self._dirty = {p: s for p, s in self._dirty.items() if s > seq}
-        return await self._apply(plan, seq, progress=first)
+        result = await self._apply(plan, seq, progress=first)
+        # The node's own files that equal the laptop's are Tether's from now on.
+        adopt = sorted(p for p in unknown if p in local and local[p].kind == FILE and p not in plan.known_absent
+                       and p not in {path for path, _ in plan.files})
+        if adopt:
+            await self.pusher.request(self.target.agent, "files.record", paths=adopt, timeout=60 + len(adopt) / 1000)
+        return result
+
+    async def _foreign(self, plan: Plan, local: Tree, remote: Tree, unknown: set[str]) -> list[str]:
+        """The node's files Tether did not write that ``plan`` would delete, or replace by different bytes."""
+        if not unknown:
+            return []
+        deleted = set(plan.deletes)
+        gone = {p for p in unknown if p in deleted or any(parent in deleted for parent in parents(p))}
+        replaced = [p for p, _ in plan.files if p in unknown and p not in gone and remote.get(p) is not None
+                    and remote[p].kind == FILE]
+        if replaced:  # same bytes, other mtime (a copy made by hand before): nothing is lost
+            theirs = (await self.pusher.request(self.target.agent, "files.hash", paths=replaced,
+                                                timeout=60 + len(replaced) / 100)).get("hashes", {})
+            ours = await asyncio.to_thread(file_hashes, self.root, replaced)
+            replaced = [p for p in replaced if theirs.get(p) is None or theirs.get(p) != ours.get(p)]
+        return sorted(gone | set(replaced))
 
     async def _apply(self, plan: Plan, seq: int, *, progress: bool = False) -> PushResult:
         self.state = SyncState.PUSHING
@@ -345,20 +419,23 @@ class SyncEngine:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self._paused or self._halt is not None:
+            if self._paused:
                 self._emit()
                 continue
             if not self._dirty and self._rescan is None:
                 self._emit()
                 continue
+            if self._halt is not None and self._halt_full:
+                self._rescan = self._rescan or "checking the halt again"  # its cause may be gone now
             if not self.target.is_up():
                 self._link_up = False
                 self._emit()
                 await self.target.wait_up()
                 self._link_up = True
             await self._settled()
+            full = self._rescan is not None
             try:
-                if self._rescan is not None:
+                if full:
                     await self._full_sync()
                 else:
                     await self._push_changes()
@@ -367,9 +444,7 @@ class SyncEngine:
                 self._emit(detail=str(exc))
                 await asyncio.sleep(0.2)  # the supervisor notices the drop; then wait_up above
             except safety.SyncHalted as exc:
-                self._halt = exc
-                self._sink(Notice(exc.message, "error"))
-                self._emit()
+                self._halted(exc, full=full)
                 continue
             except Exception as exc:  # an agent error: say it, open the root again, retry later
                 self._opened_on = None

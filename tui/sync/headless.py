@@ -22,6 +22,7 @@ from tui.remote.link import AgentOptions, LinkSupervisor, NodeResolver
 from tui.remote.ssh import ControlMaster
 from tui.session import Session
 from tui.sync.engine import SyncEngine
+from tui.sync import safety
 from tui.sync.safety import workspace_path
 from tui.sync.status import SyncConflict, SyncProgress, SyncStatus, clear_status
 from tui.sync.target import LoginTarget, NodeTarget, SyncTarget
@@ -143,8 +144,13 @@ async def run_sync(
     allow_deletes: bool,
     sink: EventSink,
     on_ready: Callable[[SyncEngine], None] = lambda engine: None,
+    keep_theirs: bool = False,
 ) -> int:
-    """One-shot or watching sync; returns the exit code. Halts raise (the CLI prints the fix)."""
+    """One-shot or watching sync; returns the exit code. Halts raise (the CLI prints the fix).
+
+    ``keep_theirs``: files on the node that Tether did not write, and that the sync would delete
+    or replace, are moved to the root's backup folder first (``allow_deletes``: they go).
+    """
     session = Session(workspace)
     await session.prepare()
     async with sync_target(session, sink) as target:
@@ -152,6 +158,8 @@ async def run_sync(
         try:
             if watch:
                 await engine.start()
+                if keep_theirs and isinstance(engine.halt, safety.ForeignFiles):
+                    await engine.keep_theirs()
                 on_ready(engine)
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
@@ -160,7 +168,13 @@ async def run_sync(
                         loop.add_signal_handler(signum, stop.set)
                 await stop.wait()  # ctrl-c or a kill: leave cleanly
             else:
-                await engine.sync_once()
+                try:
+                    await engine.sync_once()
+                except safety.ForeignFiles as halt:
+                    if not keep_theirs:
+                        raise
+                    await engine.back_up(halt.paths)
+                    await engine.sync_once()
                 on_ready(engine)
             return 0
         finally:

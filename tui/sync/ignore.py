@@ -31,8 +31,9 @@ BUILTIN_IGNORES: tuple[str, ...] = (
     ".vscode/",
     # Editor temporaries: vim's swap and write-test files, emacs locks and backups.
     "*.swp", "*.swx", "*~", ".#*", "4913",
-    # Our own temporary files on the node (an agent killed mid-write leaves one).
-    ".tether-tmp-*",
+    # Our own temporary files on the node (an agent killed mid-write leaves one), and the backups of
+    # the node's own files that "keep theirs" made (tui/node/files.py BACKUP_DIR).
+    ".tether-tmp-*", "/.tether-backup/",
 )
 
 

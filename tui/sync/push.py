@@ -144,11 +144,12 @@ class Pusher:
         plan: Plan | None = None,
     ) -> None:
         existing = [p for p in paths if plan is None or p not in plan.known_absent]
-        if existing:  # files the node may hold: node-side edits are moved aside first
-            expect = [[p, *_size_mtime(self.local_root, p)] for p in existing]
-            prepared = await self.request(agent, "files.prepare", paths=existing, expect=[e for e in expect if e[1] >= 0],
-                                          timeout=60 + len(existing) / 1000)
-            result.conflicts += prepared.get("conflicts", [])
+        # Files the node may hold: node-side edits are moved aside first. What rsync will write is
+        # noted for every path, so a cut before files.record still leaves them Tether's own.
+        expect = [[p, *_size_mtime(self.local_root, p)] for p in paths]
+        prepared = await self.request(agent, "files.prepare", paths=existing, expect=[e for e in expect if e[1] >= 0],
+                                      timeout=60 + len(paths) / 1000)
+        result.conflicts += prepared.get("conflicts", [])
         # A full comparison's plan goes as one recursive rsync of the root, like a hand-run rsync
         # (scanning and sending at once); what the rules exclude is named exactly.
         whole = plan is not None and plan.full
@@ -165,7 +166,7 @@ class Pusher:
         done = await run_rsync(argv, stdin=b"" if whole else files_from(paths), env=env, on_progress=progress)
         if done.returncode in RSYNC_VANISHED + RSYNC_PARTIAL and not await self._link_broke(done.stderr, agent, master):
             # A file changed or vanished while rsync read it: its event sends it again.
-            result.errors += [{"path": "", "error": line} for line in done.stderr.splitlines() if "vanished" not in line][:5]
+            result.errors += [{"path": "", "error": line} for line in done.stderr.splitlines() if not _gone_meanwhile(line)][:5]
         elif not done.ok:
             raise LinkFailure(f"rsync to {master.name} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
         await self.request(agent, "files.record", paths=paths, timeout=60 + len(paths) / 1000)
@@ -189,6 +190,12 @@ class Pusher:
         if not done.ok:
             raise TetherError(f"could not pull {rel} from {master.name}: {done.stderr.strip()[-300:]}",
                               fix="check the path: it is relative to the workspace (e.g. outputs/model.pt)")
+
+
+def _gone_meanwhile(line: str) -> bool:
+    """rsync's words for a file deleted after the plan was made (its deletion comes as its own event)."""
+    return ("vanished" in line or ("link_stat" in line and "No such file or directory" in line)
+            or line.startswith("rsync error: some files") or not line.strip())
 
 
 def _size_mtime(root: Path, rel: str) -> tuple[int, int]:

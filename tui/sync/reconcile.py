@@ -106,10 +106,13 @@ def plan_changes(changed: Mapping[str, Entry | None], excluded: Excluded, index:
             continue
         if entry is None:
             plan.deletes.append(path)
-            plan.deleted_files += index.files_under(path) if index is not None else 1
         else:
             _add_present(plan, path, entry, None)
-    return _finish(plan)
+    _finish(plan)
+    # Counted once the deletes are top-most only: a removed folder and the files in it all arrive
+    # as changed paths, and counting each of them said "166 of the 61 files".
+    plan.deleted_files = sum(index.files_under(path) for path in plan.deletes) if index is not None else len(plan.deletes)
+    return plan
 
 
 def deletes_exceed(deleted_files: int, remote_files: int, threshold: float) -> bool:

@@ -2,6 +2,9 @@
 
 - ``refuse_root``: a remote root that is ``/``, the home directory on the node or one of its
   parents (after resolving symlinks on the node, against the node's real $HOME).
+- ``ForeignFiles``: a full comparison would delete or replace files on the node that Tether did not
+  write (the agent's journal has no record of them); sync halts and asks: delete them, or keep
+  theirs (moved to ``.tether-backup/<date>/`` inside the root, which sync ignores).
 - ``RootEmptied``: a push would delete more than ``delete_threshold`` of the node's files (an
   unmounted drive, a checkout gone wrong); sync halts until the user allows it.
 - Deletes never leave the remote root and protected paths are never touched: the node agent
@@ -15,7 +18,7 @@ import os
 from pathlib import Path
 
 from tui.errors import TetherError
-from tui.node.files import root_refusal
+from tui.node.files import BACKUP_DIR, root_refusal
 
 
 class SyncRefused(TetherError):
@@ -24,6 +27,25 @@ class SyncRefused(TetherError):
 
 class SyncHalted(TetherError):
     """Sync stopped on a safety rule and waits for the user."""
+
+
+class ForeignFiles(SyncHalted):
+    """The node holds files Tether did not write (its journal has no record) that this sync would
+    delete or replace: a first sync into a folder that already held work, or what the run wrote."""
+
+    SHOWN = 8
+
+    def __init__(self, root: str, paths: list[str]) -> None:
+        self.paths = sorted(paths)
+        self.root = root
+        count = len(self.paths)
+        listed = ", ".join(self.paths[: self.SHOWN]) + (f" and {count - self.SHOWN} more" if count > self.SHOWN else "")
+        super().__init__(
+            f"sync halted: {root} on the node holds {count} file{'s' if count != 1 else ''} Tether did not write, "
+            f"which this sync would delete or replace: {listed}",
+            fix=f"keep them (moved to {root}/{BACKUP_DIR}/<date>/ on the node) with `tether sync --keep-theirs` or "
+            "\"keep theirs\" in the console, or let sync delete them with `tether sync --allow-deletes`",
+        )
 
 
 class RootEmptied(SyncHalted):

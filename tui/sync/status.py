@@ -2,7 +2,7 @@
 
 The engine emits ``SyncStatus`` on every change of state or pending count, ``SyncProgress``
 during a first sync (files, bytes, rate, ETA) and ``SyncConflict`` when the node's version of a
-file was kept beside the new one. The status file lets `tether status --json` (another process)
+file was kept beside the new one, and ``SyncHaltReport`` when a safety rule halts it (what would go). The status file lets `tether status --json` (another process)
 show the state of a running `tether sync --watch` or console.
 """
 
@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tui.events import SyncConflict, SyncProgress, SyncState, SyncStatus
+from tui.events import HALT_DELETES, HALT_FOREIGN, SyncConflict, SyncHaltReport, SyncProgress, SyncState, SyncStatus
 from tui.state import state_dir
 
-__all__ = ["SyncConflict", "SyncProgress", "SyncState", "SyncStatus", "clear_status", "read_status", "status_path", "write_status"]
+__all__ = ["HALT_DELETES", "HALT_FOREIGN", "SyncConflict", "SyncHaltReport", "SyncProgress", "SyncState", "SyncStatus", "clear_status", "read_status", "status_path", "write_status"]
 
 
 def status_path(ws_id: str) -> Path:

@@ -6,6 +6,7 @@ comes from the agent's ``files.manifest`` in the same shape (``entries_from_wire
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -103,3 +104,18 @@ def entries_from_wire(rows: Iterable[list]) -> Tree:
 
 def count_files(tree: Tree) -> int:
     return sum(1 for entry in tree.values() if entry.kind != DIR)
+
+
+def file_hashes(root: Path, paths: Iterable[str]) -> dict[str, str]:
+    """sha256 of each regular file in ``paths`` (as the agent's ``files.hash`` gives them)."""
+    found: dict[str, str] = {}
+    for rel in paths:
+        path = os.path.join(root, rel)
+        if stat_local(root, rel) is None or not os.path.isfile(path) or os.path.islink(path):
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as source:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                digest.update(block)
+        found[rel] = digest.hexdigest()
+    return found
