@@ -55,6 +55,17 @@ class ConsoleSession(Protocol):
         """The job has ended: forget it and reconnect at once, so the scheduler gives a new one.
         Raises TetherError (shown to the user) where there is no job to replace or it still runs."""
 
+    async def allow_sync_deletes(self) -> None:
+        """Release a sync halt: do what it held back (the deletes, or the node's own files deleted
+        or replaced)."""
+
+    async def rescan_sync(self) -> None:
+        """Compare both trees again; sync goes on if no safety rule holds any more."""
+
+    async def keep_sync_theirs(self) -> str:
+        """The node's own files a halt named move to the remote root's backup folder; sync goes
+        on. Returns that folder ("" when the halt was of another kind)."""
+
     async def page_output(self, before: int | None, count: int) -> OutputPage:
         """A page of the run's whole log on the node, ``count`` lines ending at byte ``before``
         (None: the end)."""

@@ -224,6 +224,18 @@ class Session:
             await self.restart_run()
         return where
 
+    # -- sync halts, released from the console ----------------------------------------------------
+    async def allow_sync_deletes(self) -> None:
+        if self.sync is not None:
+            self.sync.allow_deletes_once()
+
+    async def rescan_sync(self) -> None:
+        if self.sync is not None:
+            self.sync.rescan()
+
+    async def keep_sync_theirs(self) -> str:
+        return await self.sync.keep_theirs() if self.sync is not None else ""
+
     async def page_output(self, before: int | None = None, count: int = 200) -> OutputPage:
         """A page of the run's whole log on the node, ending at byte ``before`` (None: the end)."""
         return await self.panels.page(self._agent(), before, count)

@@ -37,12 +37,14 @@ from tui.app.messages import (
     SyncReported,
     UnhandledEvent,
 )
-from tui.app.screens import HelpScreen, KeyHelp, LogsScreen, PasswordScreen
+from tui.app.screens import HelpScreen, KeyHelp, LogsScreen, PasswordScreen, SyncHaltScreen
+from tui.app.screens.sync_halt import CHOICE_DELETE, CHOICE_KEEP, CHOICE_RESCAN
 from tui.app.themes import load_themes
 from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable, RunPanel
 from tui.app.widgets.sync_panel import SyncPanel
 from tui.console_api import ConsoleSession
 from tui.events import (
+    HALT_FOREIGN,
     JOB_ENDED,
     AllocationChanged,
     DebuggerWaiting,
@@ -54,6 +56,9 @@ from tui.events import (
     RunProcesses,
     RunState,
     SyncConflict,
+    SyncHaltReport,
+    SyncState,
+    SyncStatus,
 )
 
 DETACHED = "detached"
@@ -66,6 +71,8 @@ REBUILD_WORKER = "rebuild"
 RUN_WORKER = "run-control"
 NEW_JOB_WORKER = "new-job"
 NEW_JOB_ACTION = "allocate_again"
+SYNC_HALT_ACTION = "sync_halt"
+SYNC_WORKER = "sync-halt"
 RECONNECT_ACTION = "reconnect_now"
 RECONNECT_WORKER = "reconnect"
 
@@ -90,6 +97,14 @@ class TetherCommands(Provider):
         if app.check_action(RECONNECT_ACTION, ()):
             commands.append(("Reconnect now", "The link waits before its next try: try again at once",
                              app.action_reconnect_now))
+        if app.sync_halt is not None:
+            commands += [
+                ("Sync: allow the deletes", "Release the sync halt: do what it held back", app.action_allow_sync_deletes),
+                ("Sync: rescan and resume", "Compare both trees again; go on if the cause is gone", app.action_rescan_sync),
+            ]
+            if app.sync_halt.reason == HALT_FOREIGN:
+                commands.append(("Sync: keep theirs", "Move the node's own files to .tether-backup/<date>/, then go on",
+                                 app.action_keep_sync_theirs))
         if app.check_action(NEW_JOB_ACTION, ()):
             commands.append(("New job", "The job has ended: ask the scheduler for a new one and reconnect",
                              app.action_allocate_again))
@@ -156,6 +171,9 @@ class TetherApp(App[str]):
         Binding("R", RECONNECT_ACTION, "Reconnect now", key_display="R",
                 tooltip="The link waits before its next try (the wait grows to 30 s): try again at once",
                 id="tether.reconnect"),
+        # Shown only while sync is halted on a safety rule (see check_action).
+        Binding("s", SYNC_HALT_ACTION, "Sync halt", tooltip="Sync is halted: see what would go and allow it, "
+                "keep the node's files, or rescan", id="tether.sync_halt"),
         # Declared here (Textual adds an id-less one otherwise) so the palette key is remappable too.
         Binding(
             "ctrl+p",
@@ -180,6 +198,7 @@ class TetherApp(App[str]):
         self._detach_worker: Worker[None] | None = None
         self._new_job_worker: Worker[None] | None = None
         self._allocation: AllocationChanged | None = None  # the job behind the node, as last reported
+        self.sync_halt: SyncHaltReport | None = None  # the halt sync waits on, as last reported
         self._link_state: LinkState | None = None  # the link's state, as last reported
 
     # -- layout -------------------------------------------------------------------------------
@@ -240,6 +259,8 @@ class TetherApp(App[str]):
                 self._report_error(f"The run command failed: {reason}")
             elif worker.name == NEW_JOB_WORKER:
                 self._report_error(f"No new job: {reason}")
+            elif worker.name == SYNC_WORKER:
+                self._report_error(f"Sync: {reason}")
             elif worker.name == RECONNECT_WORKER:
                 self._report_error(f"Reconnect failed: {reason}")
         elif event.state is WorkerState.SUCCESS and worker.name == SESSION_WORKER:
@@ -270,9 +291,24 @@ class TetherApp(App[str]):
         self.refresh_bindings()  # the new-job key follows the job's state
 
     def on_sync_reported(self, message: SyncReported) -> None:
-        self.query_one(SyncPanel).show(message.event)
-        if isinstance(message.event, SyncConflict):
-            self.notify(message.event.message, title="Sync: both versions kept", severity="warning")
+        event = message.event
+        if isinstance(event, SyncHaltReport):
+            self.sync_halt = event
+            self.refresh_bindings()
+            if event.reason == HALT_FOREIGN:  # a first sync into a folder with files of its own asks at once
+                self.action_sync_halt()
+            else:
+                self.notify(f"{event.message}. Press s to allow the deletes or rescan.", title="Sync halted",
+                            severity="error", timeout=15)
+            return
+        self.query_one(SyncPanel).show(event)
+        if isinstance(event, SyncStatus) and event.state is not SyncState.HALTED and self.sync_halt is not None:
+            self.sync_halt = None  # released, or its cause went away
+            self.refresh_bindings()
+            if isinstance(self.screen, SyncHaltScreen):
+                self.screen.dismiss(None)
+        if isinstance(event, SyncConflict):
+            self.notify(event.message, title="Sync: both versions kept", severity="warning")
 
     def on_notice_posted(self, message: NoticePosted) -> None:
         self.query_one(EventLog).add_notice(message.notice)
@@ -374,9 +410,43 @@ class TetherApp(App[str]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == NEW_JOB_ACTION:
             return self._new_job_state()
+        if action == SYNC_HALT_ACTION:
+            return self.sync_halt is not None
         if action == RECONNECT_ACTION:
             return self._link_state is LinkState.RECONNECTING and hasattr(self.session, "reconnect_now")
         return True
+
+    # -- sync halts ---------------------------------------------------------------------------
+
+    def action_sync_halt(self) -> None:
+        """Show what the halt holds back and ask (the dialog); nothing without a halt."""
+        if self.sync_halt is None or isinstance(self.screen, SyncHaltScreen):
+            return
+        self.push_screen(SyncHaltScreen(self.sync_halt), callback=self._sync_choice)
+
+    def _sync_choice(self, choice: str | None) -> None:
+        if choice == CHOICE_DELETE:
+            self.action_allow_sync_deletes()
+        elif choice == CHOICE_KEEP:
+            self.action_keep_sync_theirs()
+        elif choice == CHOICE_RESCAN:
+            self.action_rescan_sync()
+
+    def action_allow_sync_deletes(self) -> None:
+        self.query_one(EventLog).add_line(LogLine("Sync: going on with what the halt held back…"))
+        self._sync_control("allow_sync_deletes")
+
+    def action_rescan_sync(self) -> None:
+        self.query_one(EventLog).add_line(LogLine("Sync: comparing both trees again…"))
+        self._sync_control("rescan_sync")
+
+    def action_keep_sync_theirs(self) -> None:
+        self.query_one(EventLog).add_line(LogLine("Sync: moving the node's own files to the backup folder…"))
+        self._sync_control("keep_sync_theirs")
+
+    @work(name=SYNC_WORKER, group=SYNC_WORKER, exclusive=False, exit_on_error=False)
+    async def _sync_control(self, method: str) -> None:
+        await getattr(self.session, method)()
 
     def _new_job_state(self) -> bool | None:
         """Hidden (False) without a job; dimmed (None) while the job is known to run or wait; else

@@ -25,6 +25,7 @@ from tui.events import (
     RunProcesses,
     RunState,
     SyncConflict,
+    SyncHaltReport,
     SyncProgress,
     SyncStatus,
 )
@@ -133,7 +134,7 @@ def message_for(event: object) -> Message:
         return NodeUpdated(event)
     if isinstance(event, (RunState, DebuggerWaiting)):
         return RunUpdated(event)
-    if isinstance(event, (SyncStatus, SyncProgress, SyncConflict)):
+    if isinstance(event, (SyncStatus, SyncProgress, SyncConflict, SyncHaltReport)):
         return SyncReported(event)
     return UnhandledEvent(event)
 
@@ -141,7 +142,7 @@ def message_for(event: object) -> Message:
 class SyncReported(Message):
     """The mirror on the node changed state, made progress, or kept a conflict copy."""
 
-    def __init__(self, event: SyncStatus | SyncProgress | SyncConflict) -> None:
+    def __init__(self, event: SyncStatus | SyncProgress | SyncConflict | SyncHaltReport) -> None:
         super().__init__()
         self.event = event
 

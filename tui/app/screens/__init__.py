@@ -1,7 +1,8 @@
-"""Screens pushed over the console: help, the password prompt, the run's logs."""
+"""Screens pushed over the console: help, the password prompt, the run's logs, a sync halt."""
 
 from tui.app.screens.help import HelpScreen, KeyHelp
 from tui.app.screens.logs import LogsScreen
 from tui.app.screens.password import PasswordScreen
+from tui.app.screens.sync_halt import SyncHaltScreen
 
-__all__ = ["HelpScreen", "KeyHelp", "LogsScreen", "PasswordScreen"]
+__all__ = ["HelpScreen", "KeyHelp", "LogsScreen", "PasswordScreen", "SyncHaltScreen"]
