@@ -4,8 +4,8 @@ setpriv) tries every TCP port the owner's processes listen on there (the run, de
 found in /proc/net/tcp by the owner's uid, not by what Tether says it opened), also while the run
 restarts (debugpy's short-lived endpoints port included), and every socket under the owner's
 ~/.cache/tether and the owner's tmux socket: it never gets a DAP answer, let alone an evaluate. The
-owner, with the same probe on the same port, does (so the probe is able to tell). Tether's folders
-on the node are the owner's alone (0700, and files with no group or other bits)."""
+owner, with the same probe on the same port, does (so the probe is able to tell). ~/.cache/tether
+on the node is the owner's alone (0700): the other user can neither list it nor read a file in it."""
 
 from __future__ import annotations
 
@@ -232,4 +232,35 @@ async def test_a_second_user_on_the_node_cannot_reach_the_debugger_and_the_owner
         assert rank(events).status == "running"
         mine = probe(node, "ports", str(state.port), other=False)
         assert mine[0]["initialized"] and mine[0]["evaluated"] == str(node.uid), mine
+    await session.down()
+
+
+async def test_tethers_sockets_and_folders_on_the_node_are_the_owners_alone(node: Testbed, tmp_path: Path):
+    config = script_workspace(tmp_path / "ws", node, FOREVER)
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+    async with debug_console(session, events, lambda: debuggable(events)):
+        home = node.node_run_as_user("echo $HOME", check=True).stdout.strip()
+        cache = f"{home}/.cache/tether"
+        listing = on_node(node, ["find", cache, "-printf", "%y %m %p\n"], other=False).splitlines()
+        entries = [line.split(" ", 2) for line in listing]
+        sockets = [path for kind, _mode, path in entries if kind == "s"]
+        control = [path for path in sockets if path.endswith(ls.CONTROL_NAME)]
+        assert control, listing  # the loop's control socket is among them
+        tmux = node.node_run_as_user("tmux display-message -p '#{socket_path}'", check=True).stdout.strip()
+
+        others = json.loads(on_node(node, ["/usr/bin/python3", "-c", UNIX_PROBE, *sockets, tmux], other=True))
+        assert all("error" in entry for entry in others), others  # EACCES before any byte
+        mine = json.loads(node.node_run_as_user(f"/usr/bin/python3 - {control[0]}", input=UNIX_PROBE,
+                                                check=True).stdout)
+        assert '"ok": true' in mine[0].get("reply", ""), mine  # the owner is answered: the probe works
+
+        # ~/.cache/tether is 0700, so nothing inside is reachable by another user, whatever its
+        # own mode (the files inside keep the modes their writers give them).
+        assert on_node(node, ["stat", "-c", "%a", cache], other=False).strip() == "700"
+        files = [path for kind, _mode, path in entries if kind == "f"]
+        peek = ("import json, os, sys\nout = []\nfor p in sys.argv[1:]:\n    try:\n"
+                "        os.listdir(p) if os.path.isdir(p) else open(p).read(1)\n        out.append(p)\n"
+                "    except OSError:\n        pass\nprint(json.dumps(out))\n")
+        readable = json.loads(on_node(node, ["/usr/bin/python3", "-c", peek, cache, *files], other=True))
+        assert readable == [], readable
     await session.down()

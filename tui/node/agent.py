@@ -145,8 +145,24 @@ def _log_to_stderr(text: str) -> None:
     sys.stderr.flush()
 
 
+CACHE_HOME = "~/.cache/tether"  # the agent, the runs (logs, state, the loop's control socket), sync records
+
+
+def private_cache() -> None:
+    """Make ``~/.cache/tether`` the owner's alone (0700): no other user of the node can look into
+    the runs' logs and state or reach the loops' control sockets there, whatever the modes inside."""
+    path = os.path.expanduser(CACHE_HOME)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError as exc:
+        _log_to_stderr(f"cannot make {path} private (0700): {exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    private_cache()
     version = args[0] if args else "unknown"
     agent = Agent(sys.stdin.buffer, sys.stdout.buffer, _log_to_stderr, version)
     agent.load_capabilities()

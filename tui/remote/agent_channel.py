@@ -119,6 +119,7 @@ def start_script(
             interpreter_probe(interpreter),
             f"if [ -z \"$py\" ]; then echo {shlex.quote(no_python)}; exit 0; fi",
             *(f"export {name}={shlex.quote(value)}" for name, value in environment),
+            f'(umask 077; : >>"{AGENT_HOME}/agent.log")',  # 0600; the agent keeps the user's umask for the run
             f'cd "$d" && PYTHONPATH="$d:$d/vendor" exec "$py" -u -m tui.node.agent {shlex.quote(version)} 2>>"{AGENT_HOME}/agent.log"',
         ]
     )
@@ -129,6 +130,7 @@ def ship_script(version: str) -> str:
     return "; ".join(
         [
             "set -e",
+            "umask 077",  # ~/.cache/tether and the bundle: the owner's alone (this shell only ships)
             f'base="{AGENT_HOME}"',
             'mkdir -p "$base"',
             't=$(mktemp -d "$base/.incoming.XXXXXX")',
