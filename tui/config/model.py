@@ -89,6 +89,9 @@ class DebugConfig:
     # Where the run's python has no debugpy: "auto" copies Tether's own to the node, "ask" asks
     # first, "never" stops with the command that installs it.
     provide_debugpy: str = "auto"
+    # The laptop TCP port VS Code attaches to (a forward of the debug port): every user of the
+    # laptop can connect to 127.0.0.1. false: no such port, no launch.json.
+    vscode_port: bool = True
 
 
 @dataclass(frozen=True)

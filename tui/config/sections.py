@@ -214,6 +214,7 @@ def read_debug(section: TableReader) -> DebugConfig:
         wait_timeout=section.integer("wait_timeout", 0, minimum=0),
         ranks=section.integer("ranks", 1, minimum=1),
         provide_debugpy=section.choice("provide_debugpy", "auto", ("auto", "ask", "never")),
+        vscode_port=section.boolean("vscode_port", True),
     )
 
 

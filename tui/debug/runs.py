@@ -5,11 +5,14 @@ and per rank the node port and the loop's state file) each time the link comes u
 ``loop.state`` events. It forwards every rank's debug port and every [ports] entry with ``Tunnels``
 (kept across reconnects), writes ``.vscode/launch.json`` with the laptop ports, emits ``RunState``
 snapshots, and notices for what the user must act on (breakpoint() waiting, debugpy missing).
+With ``[debug] vscode_port = false`` the ranks get no laptop port and no launch.json; otherwise,
+where other people use this machine, it says once that the laptop port is theirs to reach too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import io
 import tarfile
@@ -20,6 +23,35 @@ from tui.config import Workspace
 from tui.events import DebuggerWaiting, EventSink, Notice, RankState, RunState
 from tui.remote.agent_channel import AgentChannel
 from tui.remote.tunnel import Tunnels
+
+
+def other_local_users() -> list[str]:
+    """Other people on the machine the console runs on: ``who``'s logins, and on Linux the owners
+    of processes with a login uid (1000 and up, not nobody) other than ours."""
+    import os
+    import pwd
+    import subprocess
+
+    me = os.getuid()
+    found: set[str] = set()
+    try:
+        who = subprocess.run(["who"], capture_output=True, text=True, timeout=5).stdout
+        found |= {line.split()[0] for line in who.splitlines() if line.strip()}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                with contextlib.suppress(OSError):
+                    uid = os.stat(f"/proc/{name}").st_uid
+                    if uid != me and 1000 <= uid < 65534:
+                        try:
+                            found.add(pwd.getpwuid(uid).pw_name)
+                        except KeyError:
+                            found.add(str(uid))
+    with contextlib.suppress(KeyError):
+        found.discard(pwd.getpwuid(me).pw_name)
+    return sorted(found)
 
 
 def rank_forward_name(rank: int) -> str:
@@ -73,7 +105,10 @@ class DebugRuns:
         self.mode = str(debug.get("mode", self.mode))
         self.remote_root = str(reply.get("root") or self.remote_root)
         self.ranks = list(debug.get("ranks", ()))
-        for entry in self.ranks:
+        vscode_port = self.workspace.debug.vscode_port and self.mode != "off"
+        if vscode_port:
+            self._warn_shared_laptop()
+        for entry in self.ranks if vscode_port else ():
             forward = await self.tunnels.add(rank_forward_name(int(entry["rank"])), int(entry["port"]),
                                              self.local_ports.get(int(entry["rank"]), 0))
             self.local_ports[int(entry["rank"])] = forward.local_port
@@ -87,8 +122,17 @@ class DebugRuns:
         self.write_launch_json()
         self.emit()
 
+    def _warn_shared_laptop(self) -> None:
+        """Once: other people use this machine, and the laptop's 127.0.0.1 port is theirs to reach too."""
+        others = other_local_users()
+        if others:
+            self._tell(f"other users are logged in to this machine ({', '.join(others[:5])}): the debug port "
+                       "forwarded to 127.0.0.1 here for VS Code is open to them too, and gives code execution "
+                       "on the node as you; set [debug] vscode_port = false in tether.toml to turn it off",
+                       "warning")
+
     def write_launch_json(self) -> Path | None:
-        if not self.ranks or not self.remote_root or self.mode == "off":
+        if not self.ranks or not self.remote_root or self.mode == "off" or not self.workspace.debug.vscode_port:
             return None
         from tui.debug.vscode import write_launch_json
 
