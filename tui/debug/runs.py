@@ -105,7 +105,8 @@ class DebugRuns:
         self.mode = str(debug.get("mode", self.mode))
         self.remote_root = str(reply.get("root") or self.remote_root)
         self.ranks = list(debug.get("ranks", ()))
-        vscode_port = self.workspace.debug.vscode_port and self.mode != "off"
+        # mode "off" forwards too: breakpoint() still opens the rank's port and waits there
+        vscode_port = self.workspace.debug.vscode_port
         if vscode_port:
             self._warn_shared_laptop()
         for entry in self.ranks if vscode_port else ():
