@@ -156,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tether", description="A console for code that runs on a cluster node.")
     parser.add_argument("--version", action="version", version=f"tether {__version__}")
     parser.add_argument("-c", "--config", help="path to tether.toml (default: found in this folder or a parent)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not dest="command": init's answers are read from the parsed arguments by name, and its
+    # `command` answer (the run command) must not pick up the subcommand's own name.
+    commands = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
