@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from testbed import Testbed
 from workspaces import load_test_workspace, write_workspace
 
 from tui.cli import main
-from tui.doctor import local_rsync_check, node_checks, parse_node_report
+from tui.doctor import debugpy_install_fix, local_rsync_check, node_checks, parse_node_report
 
 pytestmark = pytest.mark.needs_netns
 
@@ -63,13 +64,60 @@ def test_tmux_missing_on_node(needs_netns: Testbed, tether_home, tmp_path, capsy
     assert "[ok  ] rsync (node):" in out
 
 
-def test_debugpy_missing_for_the_run_interpreter(needs_netns: Testbed, tether_home, tmp_path, capsys):
+def test_debugpy_missing_is_no_failure_when_tether_provides_its_own(needs_netns: Testbed, tether_home, tmp_path, capsys):
+    # The default, provide_debugpy = "auto": Tether copies its own debugpy there when the run starts.
     config = write_workspace(tmp_path, needs_netns, interpreter=needs_netns.plain_python)
+    code, out = doctor(config, capsys)
+    debugpy = line_of(out, "debugpy")
+    assert debugpy.startswith("[ok  ] debugpy:"), out
+    assert f"{needs_netns.plain_python} cannot import debugpy" in debugpy
+    assert "Tether copies its own debugpy" in debugpy and 'provide_debugpy = "auto"' in debugpy
+    assert "pip install --user debugpy" not in out
+
+
+def test_debugpy_fix_works_under_pep_668(needs_netns: Testbed, tether_home, tmp_path, capsys):
+    """provide_debugpy = "never" on Debian 12's python: the fix names Tether's copy first, and its
+    pip command gets past "externally-managed-environment" (checked on the node with --no-index, so
+    nothing is installed), where the old `pip install --user debugpy` is refused."""
+    config = write_workspace(tmp_path, needs_netns, interpreter=needs_netns.plain_python,
+                             extra='[debug]\nprovide_debugpy = "never"')
     code, out = doctor(config, capsys)
     assert code == 1
     debugpy = line_of(out, "debugpy")
-    assert f"{needs_netns.plain_python} cannot import debugpy" in debugpy
-    assert "pip install --user debugpy" in debugpy
+    assert debugpy.startswith("[FAIL] debugpy:") and 'provide_debugpy = "never"' in debugpy
+    assert 'set [debug] provide_debugpy = "auto"' in debugpy and "Tether copies its own debugpy" in debugpy
+    managed = needs_netns.node_run_as_user(
+        f"{needs_netns.plain_python} -c 'import sysconfig, os; "
+        "print(os.path.isfile(os.path.join(sysconfig.get_paths()[\"stdlib\"], \"EXTERNALLY-MANAGED\")))'")
+    if managed.stdout.strip() != "True":
+        assert "--break-system-packages" not in debugpy  # only where PEP 668 asks for it
+        pytest.skip(f"{needs_netns.plain_python} on the node is not externally managed: nothing to prove there")
+    assert "-m venv" in debugpy
+    offered = re.findall(r"`([^`]*--break-system-packages[^`]*)`", debugpy)
+    assert offered, debugpy
+    old = needs_netns.node_run_as_user(f"{needs_netns.plain_python} -m pip install --user debugpy --no-index")
+    assert "externally-managed-environment" in old.stdout + old.stderr
+    tried = needs_netns.node_run_as_user(f"{offered[0]} --no-index")
+    assert "externally-managed-environment" not in tried.stdout + tried.stderr
+    assert "debugpy" in tried.stdout + tried.stderr  # pip got as far as looking for it
+
+
+@pytest.mark.parametrize(("probe", "wanted", "unwanted"), [
+    ("3.11 managed", ["--user --break-system-packages", "-m venv"], []),
+    ("3.11 managed,nopip", ["-m venv"], ["--break-system-packages"]),
+    ("3.11 own", ["`python3 -m pip install debugpy`"], ["--user", "--break-system-packages"]),
+    ("3.9 system", ["--user debugpy"], ["--break-system-packages"]),
+])
+def test_debugpy_install_fix_fits_the_python(probe: str, wanted: list[str], unwanted: list[str]):
+    fix = debugpy_install_fix("python3", probe)
+    assert all(text in fix for text in wanted) and not any(text in fix for text in unwanted), fix
+
+
+def test_tether_copy_too_new_for_the_run_python_is_a_failure(tmp_path, needs_netns: Testbed):
+    workspace = load_test_workspace(tmp_path, needs_netns)
+    values = parse_node_report("host=n1\nrun_python=/usr/bin/python3\ndebugpy=\nrun_python_env=3.6 system\n")
+    check = next(c for c in node_checks(workspace, values) if c.name == "debugpy")
+    assert not check.ok and "needs Python >=" in check.detail and "is 3.6" in check.detail
 
 
 def test_login_unreachable(needs_netns: Testbed, tether_home, tmp_path, capsys):

@@ -77,11 +77,80 @@ def node_report_script(workspace: Workspace) -> str:
             'if [ -n "$py" ]; then echo agent_python_version=$("$py" -c "import sys; print(sys.version.split()[0])"); fi',
             f"echo run_python=$(command -v {interpreter} || true)",
             f"echo debugpy=$({interpreter} -c 'import debugpy; print(debugpy.__version__)' 2>/dev/null || true)",
+            f"echo run_python_env=$({interpreter} -c {shlex.quote(_PYTHON_ENV_PROBE)} 2>/dev/null || true)",
             f"p={root_expr}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done",
             "echo disk_path=$p",
             "echo disk_free_kb=$(df -Pk \"$p\" | awk 'NR==2 {print $4}')",
         ]
     )
+
+
+# How pip may install into the run's python, printed as "VERSION KIND[,nopip]": KIND "own" (a venv,
+# or a prefix the user may write, e.g. their conda env), "managed" (PEP 668: Debian 12, Ubuntu 24.04
+# refuse `pip install --user` with "externally-managed-environment"; pip ignores the marker inside a
+# venv, so a venv is "own" first) or "system". Runs on Python 3.6 too.
+_PYTHON_ENV_PROBE = (
+    "import sys, os, sysconfig, importlib.util as u\n"
+    "paths = sysconfig.get_paths()\n"
+    "managed = os.path.isfile(os.path.join(paths['stdlib'], 'EXTERNALLY-MANAGED'))\n"
+    "venv = sys.prefix != sys.base_prefix\n"
+    "kind = 'own' if venv else 'managed' if managed else 'own' if os.access(paths['purelib'], os.W_OK) else 'system'\n"
+    "print('%d.%d %s%s' % (sys.version_info[0], sys.version_info[1], kind, '' if u.find_spec('pip') else ',nopip'))"
+)
+
+
+def debugpy_install_fix(interpreter: str, python_env: str) -> str:
+    """A command that installs debugpy for ``interpreter`` on the node and works there, judged by
+    the ``run_python_env`` probe ("" when unknown). Needs the internet on the node."""
+    py = shlex.quote(interpreter)
+    kind = python_env.split(" ")[-1] if python_env else "system"
+    venv = (f"make the run a venv: `{py} -m venv ~/venvs/run && ~/venvs/run/bin/python -m pip install debugpy`, "
+            "then set [run] interpreter to that python's full path")
+    if kind.startswith("own"):
+        return f"`{py} -m pip install debugpy`" if "nopip" not in kind else f"`{py} -m ensurepip && {py} -m pip install debugpy`"
+    if kind.startswith("managed"):
+        if "nopip" in kind:
+            return venv  # no pip for that python: --break-system-packages cannot help
+        # debugpy has no dependencies, so a --user install cannot break the system's packages.
+        return f"{venv}; or `{py} -m pip install --user --break-system-packages debugpy`"
+    return f"`{py} -m pip install --user debugpy`" if "nopip" not in kind else venv
+
+
+def _own_debugpy_needs() -> tuple[str, tuple[int, int] | None]:
+    """The version of the debugpy Tether copies to nodes, and the oldest Python it runs on."""
+    try:
+        from importlib.metadata import PackageNotFoundError, metadata
+
+        meta = metadata("debugpy")
+    except (ImportError, PackageNotFoundError):
+        return "", None
+    match = re.search(r">=\s*(\d+)\.(\d+)", meta.get("Requires-Python") or "")
+    return meta.get("Version") or "", (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def debugpy_check(workspace: Workspace, values: dict[str, str]) -> Check:
+    """debugpy for the run: the run's own, or Tether's copy as [debug] provide_debugpy allows."""
+    python, run_python = workspace.run.interpreter, values.get("run_python", "")
+    if values.get("debugpy"):
+        return Check("debugpy", True, f"{values['debugpy']} importable by {run_python}")
+    python_env = values.get("run_python_env", "")
+    install = f"install it on the node (after your [run] env lines): {debugpy_install_fix(python, python_env)}"
+    choice = workspace.debug.provide_debugpy
+    missing = f"{run_python} cannot import debugpy"
+    if choice == "never":
+        return Check("debugpy", False, f'{missing}, and [debug] provide_debugpy = "never"',
+                     f'set [debug] provide_debugpy = "auto" in tether.toml (Tether copies its own debugpy to the '
+                     f"node; no internet needed there), or {install}")
+    version, oldest = _own_debugpy_needs()
+    found = re.match(r"(\d+)\.(\d+)", python_env)
+    if oldest is not None and found is not None and (int(found.group(1)), int(found.group(2))) < oldest:
+        return Check("debugpy", False,
+                     f"{missing}, and Tether's own copy (debugpy {version}) needs Python >= {oldest[0]}.{oldest[1]}: "
+                     f"{run_python} is {found.group(0)}",
+                     f"set [run] interpreter to a newer python there, or {install}")
+    how = "copies" if choice == "auto" else "offers (in the console) to copy"
+    return Check("debugpy", True, f"{missing}: Tether {how} its own debugpy to the node when the run starts "
+                                  f'([debug] provide_debugpy = "{choice}")')
 
 
 def parse_node_report(output: str) -> dict[str, str]:
@@ -117,17 +186,8 @@ def node_checks(workspace: Workspace, values: dict[str, str]) -> list[Check]:
         checks.append(Check(f"{tool} (node)", bool(found), found or f"not on PATH on {host}", "" if found else fix))
     if not values.get("run_python"):
         checks.append(Check("run interpreter", False, f"{run.interpreter!r} not found on {host}", "fix [run] interpreter or the [run] env lines that provide it"))
-    elif values.get("debugpy"):
-        checks.append(Check("debugpy", True, f"{values['debugpy']} importable by {values['run_python']}"))
     else:
-        checks.append(
-            Check(
-                "debugpy",
-                False,
-                f"{values['run_python']} cannot import debugpy",
-                f"on the node: `{run.interpreter} -m pip install --user debugpy` (after your [run] env lines)",
-            )
-        )
+        checks.append(debugpy_check(workspace, values))
     free_kb = values.get("disk_free_kb", "")
     if free_kb.isdigit():
         free = int(free_kb) * 1024
