@@ -507,6 +507,10 @@ class Files:
         refusal = root_refusal(real, home)
         if refusal is not None:
             return {"op": "files.refused", "root": real, "home": home, "reason": refusal}
+        if not message.get("claim", True):
+            # A reader (`tether pull`) needs the real path only: taking the root over would fence
+            # off the sync that runs beside it (its next push "dropped"), and reading creates nothing.
+            return {"op": "files.open", "root": real, "home": home, "created": False, "missing": not os.path.isdir(real)}
         created = not os.path.isdir(real)
         if created and not message.get("create", True):
             return {"op": "files.open", "root": real, "home": home, "created": False, "missing": True}

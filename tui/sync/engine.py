@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from tui.config import Workspace
+from tui.errors import TetherError
 from tui.events import HALT_DELETES, HALT_FOREIGN, EventSink, Notice
 from tui.sync import safety
 from tui.sync.ignore import BUILTIN_IGNORES, Rules, compile_for_node, parents
@@ -200,7 +201,7 @@ class SyncEngine:
         """Bring ``rel`` (relative to the workspace) back from the node."""
         rel = safety.workspace_path(self.root, rel)
         await self.target.wait_up()
-        await self._ensure_open()
+        await self._ensure_readable()
         await self.pusher.pull(self.target.master, rel)
 
     # -- changes -------------------------------------------------------------------------------
@@ -288,6 +289,21 @@ class SyncEngine:
             safety.refuse_root(self.workspace.remote_root, reply["root"], reply["home"])
         self.pusher.remote_root = reply["root"]
         self._opened_on = agent
+
+    async def _ensure_readable(self) -> None:
+        """The node's real remote root, for reading only. Never ``files.open`` as a sync: that hands
+        the root to this agent, and a console's sync running beside a `tether pull` would see its
+        pushes dropped."""
+        agent = self.target.agent
+        if agent is not None and agent is self._opened_on and not agent.closed:
+            return
+        reply = await self.pusher.request(agent, "files.open", claim=False, timeout=30)
+        if reply.get("op") == "files.refused":
+            safety.refuse_root(self.workspace.remote_root, reply["root"], reply["home"])
+        if reply.get("missing"):
+            raise TetherError(f"{self.workspace.remote_root} is not on the node yet: nothing to pull",
+                              fix="check remote_root in tether.toml, or run `tether up` or `tether sync` first")
+        self.pusher.remote_root = reply["root"]
 
     def _check_safe(self, plan: Plan, remote_files: int, foreign: list[str] = ()) -> None:  # type: ignore[assignment]
         safety.local_root_missing(self.root.is_dir())

@@ -84,8 +84,12 @@ def _glob_escape(path: str) -> str:
 
 
 def pull_argv(local_root: str, remote: Remote, rel: str) -> list[str]:
-    """Bring ``rel`` (a file or a folder) from the node to the same place under ``local_root``."""
-    return ["rsync", "-a", "--relative", "--stats", *remote.args(),
+    """Bring ``rel`` (a file or a folder) from the node to the same place under ``local_root``.
+
+    ``--no-owner --no-group``: the files are the laptop user's, never the node's uid (``-a`` run as
+    root on the laptop would keep it, and the user could not edit or delete them).
+    """
+    return ["rsync", "-a", "--no-owner", "--no-group", "--relative", "--stats", *remote.args(),
             f"{remote.host}:{remote.root.rstrip('/')}/./{rel.strip('/')}", local_root.rstrip("/") + "/"]
 
 
