@@ -16,7 +16,7 @@ from typing import Callable
 from tui import __version__
 from tui.config import ConfigError, Workspace, find_config, load_workspace
 from tui.errors import TetherError
-from tui.state import StateStore, workspace_id
+from tui.state import ConsoleLock, StateStore, workspace_id
 
 
 def _load(args: argparse.Namespace) -> Workspace:
@@ -44,6 +44,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _run_console(workspace: Workspace, *, theme: str | None, attach: bool = False, demo: bool = False) -> int:
+    # Refused before logging in: two consoles on one workspace would fight over its sync and run.
+    with ConsoleLock(workspace_id(workspace.config_path)):
+        return _console(workspace, theme=theme, attach=attach, demo=demo)
+
+
+def _console(workspace: Workspace, *, theme: str | None, attach: bool, demo: bool) -> int:
     from tui.app import TetherApp
     from tui.session import Session
 

@@ -3,12 +3,13 @@
 One small JSON file per workspace under ``$XDG_STATE_HOME/tether``. Writes are atomic (temporary
 file, fsync, rename), so a crash never leaves half a file. Nothing secret is ever stored here.
 Control sockets live in a private runtime directory with short paths (Unix sockets allow ~100
-bytes).
+bytes). One console per workspace: ``ConsoleLock`` (an flock that ends with its process).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -100,3 +101,55 @@ class StateStore:
 
     def delete(self, ws_id: str) -> None:
         self.path(ws_id).unlink(missing_ok=True)
+
+
+class ConsoleBusy(TetherError):
+    """Another console of this workspace is open on this laptop."""
+
+
+class ConsoleLock:
+    """One console per workspace on this laptop: an flock on ``<state>/<ws_id>.console``.
+
+    The kernel drops an flock when its process ends, however it ends (SIGKILL, a crash), so a lock
+    never outlives its console and never blocks the next one. The descriptor is not inherited
+    (Python's default), so ssh masters the console leaves running (ControlPersist) do not hold it
+    either. The pid in the file only names the holder in the refusal.
+    """
+
+    def __init__(self, ws_id: str, root: Path | None = None) -> None:
+        self.path = (root or state_dir()) / f"{ws_id}.console"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise ConsoleBusy naming the console that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            os.close(fd)
+            pid = f"pid {holder}" if holder.isdigit() else "its pid not written yet"
+            raise ConsoleBusy(
+                f"another Tether console is open on this workspace ({pid}): a second one would fight it over "
+                "the sync, the run and the forwards",
+                fix="use that console, or quit it there with q (everything keeps running) and `tether attach` here",
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor drops the flock; the file may stay
+            self._fd = None
+
+    def __enter__(self) -> ConsoleLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

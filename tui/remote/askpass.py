@@ -7,6 +7,10 @@ answer only passes through memory and the socket: nothing secret is written to d
 
 If the user already chose an askpass program (``SSH_ASKPASS_REQUIRE`` set in the environment), it
 is left alone.
+
+A console killed hard (SIGKILL) cannot remove its socket: the next bridge to start removes every
+``askpass-PID.sock`` whose console is gone (its pid dead, or nobody listening). An abstract socket
+would leave nothing behind, but it has no file permissions: any local user could connect.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class AskpassBridge:
         """Listen, and return the environment ssh needs to ask through us."""
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self._dir, 0o700)
+        remove_stale_sockets(self._dir)
         self.socket_path.unlink(missing_ok=True)
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path))
         os.chmod(self.socket_path, 0o600)
@@ -80,6 +85,37 @@ class AskpassBridge:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+def remove_stale_sockets(directory: Path) -> list[Path]:
+    """Remove the askpass sockets of consoles that are gone; the ones removed."""
+    removed = []
+    for path in directory.glob("askpass-*.sock"):
+        pid = path.name[len("askpass-"):-len(".sock")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _listening(path, int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _listening(path: Path, pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False  # its console is gone
+    except PermissionError:
+        pass  # alive, and someone else's: ask the socket
+    # The pid lives, but may be another program's now: a live console still answers a connect.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:
+            return True  # unsure (a timeout): leave it
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
