@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import Any, BinaryIO, Callable
 
 from tui.node import protocol
@@ -145,6 +146,23 @@ def _log_to_stderr(text: str) -> None:
     sys.stderr.flush()
 
 
+USER_PYTHONPATH_ENV = "TETHER_USER_PYTHONPATH"  # the user's PYTHONPATH, set aside by the start script
+
+
+def hand_back_pythonpath(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Give the environment the agent passes on (tmux, so the panes and the run) the user's own
+    PYTHONPATH again. The agent's own is its bundle and vendored libtmux: inherited by the run, they
+    would shadow the user's own ``tui`` or ``libtmux``. The agent has read it into ``sys.path``
+    already, and what it starts with ``-m tui.node...`` names its folder itself."""
+    if USER_PYTHONPATH_ENV not in environ:
+        return  # not started by the start script (by hand): whoever started it chose the path
+    user = environ.pop(USER_PYTHONPATH_ENV)
+    if user:
+        environ["PYTHONPATH"] = user
+    else:
+        environ.pop("PYTHONPATH", None)
+
+
 CACHE_HOME = "~/.cache/tether"  # the agent, the runs (logs, state, the loop's control socket), sync records
 
 
@@ -163,6 +181,7 @@ def private_cache() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     private_cache()
+    hand_back_pythonpath()
     version = args[0] if args else "unknown"
     agent = Agent(sys.stdin.buffer, sys.stdout.buffer, _log_to_stderr, version)
     agent.load_capabilities()

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import tui
 from tui.errors import TetherError
 from tui.node import protocol
+from tui.node.agent import USER_PYTHONPATH_ENV
 from tui.remote.ssh import ControlMaster, describe_failure
 
 AGENT_HOME = "$HOME/.cache/tether/agent"
@@ -120,7 +121,10 @@ def start_script(
             f"if [ -z \"$py\" ]; then echo {shlex.quote(no_python)}; exit 0; fi",
             *(f"export {name}={shlex.quote(value)}" for name, value in environment),
             f'(umask 077; : >>"{AGENT_HOME}/agent.log")',  # 0600; the agent keeps the user's umask for the run
-            f'cd "$d" && PYTHONPATH="$d:$d/vendor" exec "$py" -u -m tui.node.agent {shlex.quote(version)} 2>>"{AGENT_HOME}/agent.log"',
+            # The user's PYTHONPATH is kept aside for the panes (tui.node.agent hands it back): the
+            # agent's own folders must not shadow the run's packages.
+            f'cd "$d" && {USER_PYTHONPATH_ENV}="${{PYTHONPATH-}}" PYTHONPATH="$d:$d/vendor" exec "$py" -u -m tui.node.agent '
+            f'{shlex.quote(version)} 2>>"{AGENT_HOME}/agent.log"',
         ]
     )
 
