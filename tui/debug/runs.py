@@ -188,7 +188,9 @@ class DebugRuns:
             self._waiting[rank.rank] = rank.waiting_at
         if any(rank.debugpy_missing for rank in ranks):
             self._debugpy_missing(next(rank for rank in ranks if rank.debugpy_missing))
-        self.sink(RunState(ranks, self.mode))
+        # The mode the loops run in: a mode changed in tether.toml applies at their next restart.
+        running = next((str(s["mode"]) for s in self.states.values() if s and s.get("mode")), self.mode)
+        self.sink(RunState(ranks, running))
 
     def _debugpy_missing(self, rank: RankState) -> None:
         """The run's python has no debugpy: what [debug] provide_debugpy says to do about it."""

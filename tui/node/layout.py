@@ -264,8 +264,24 @@ class Layout:
         for rank in range(ranks):
             folder = loop_dir(workspace, rank)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Before the loop starts: a previous layout's options must not override its --mode.
+            ls.write_options(folder, loop_options(loop))
             entries.append({"rank": rank, "port": base + rank, "state": str(folder / "state.json")})
         return {"mode": loop.get("mode", "attach"), "ranks": entries, "master_port": base + ranks if ranks > 1 else 0}
+
+    def _hand_over_debug_options(self, debug: dict[str, Any], loop: dict[str, Any]) -> list[str]:
+        """tether.toml's [debug] options for the loops of a kept layout: each takes them at its next
+        start of the run (``loopstate.write_options``), so a changed mode costs no run the user did not
+        restart. Returns the note for the user where a loop runs in another mode now."""
+        wanted = loop_options(loop)
+        behind = False
+        for entry in debug.get("ranks", ()):
+            ls.write_options(entry["state"], wanted)
+            with contextlib.suppress(ls.LoopError):
+                current = ls.read_state(entry["state"]) or {}
+                behind = behind or current.get("mode", wanted["mode"]) != wanted["mode"]
+        debug.update(mode=wanted["mode"])
+        return [f"debug mode {wanted['mode']} takes effect at the next restart (r)"] if behind else []
 
     def _secret_lines(self, workspace: str, rank: int) -> tuple[str, ...]:
         """The run script's line that takes the pass_env values from a fresh FIFO (none: no values)."""
@@ -311,16 +327,20 @@ class Layout:
             if message.get("rebuild") and exists:
                 self.down_session(workspace)
                 exists = False
+            pending: list[str] = []
             if not exists:
                 if message.get("rebuild") or state:
                     self._mark_log(workspace, "the tmux layout was rebuilt: a new run starts")
                 built = self.build(message)
                 state = {**state, **built, "spec": {k: message.get(k) for k in ("root", "panes", "run", "size")}}
                 created = True
+            elif state.get("debug") and (message.get("run") or {}).get("loop"):
+                pending = self._hand_over_debug_options(state["debug"], message["run"]["loop"])
             state["interval"] = message.get("interval", state.get("interval", 2.0))
             write_state(workspace, state)
         self.watch(workspace)
         layout = self.describe(workspace)
+        layout["notes"] = [*layout["notes"], *pending]
         root = os.path.expanduser(message.get("root") or "~")
         return {"op": "layout", "created": created, **layout, "debug": state.get("debug"), "root": root}
 
@@ -406,6 +426,11 @@ class Layout:
         workspace = os.environ.get(WORKSPACE_ENV)
         if workspace and read_state(workspace) and self.exists(workspace):
             self.watch(workspace)
+
+
+def loop_options(loop: dict[str, Any]) -> dict[str, Any]:
+    """The options of a layout request's ``run.loop`` that a running loop takes at its next start."""
+    return {"mode": str(loop.get("mode", "attach")), "wait_timeout": float(loop.get("wait_timeout") or 0)}
 
 
 def _agent_root() -> str:

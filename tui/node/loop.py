@@ -50,6 +50,7 @@ import argparse
 import codecs
 import collections
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -220,7 +221,8 @@ class Supervisor:
         self.port_wait: float | None = None
         self.written: dict[str, Any] | None = None
         self.preexec = _pdeathsig()
-        self.python = launch.argv[len(options.prefix)] if len(launch.argv) > len(options.prefix) else launch.argv[0]
+        self.python = _run_python(options, launch)
+        self.refused_mode: str | None = None  # a mode from tether.toml this command cannot run in (said once)
         self.hook_dir = install_hook(self.dir)
         self.use_debugpy_dir: bool | None = None  # None: not decided yet (Tether's copy not there yet)
         self.debugpy_missing = False
@@ -613,9 +615,34 @@ class Supervisor:
                 self.say(f"{self.launch.name} stopped ({reason}) — {_EXIT_HINT}")
 
     # ---------------------------------------------------------------- commands
+    def _take_options(self) -> None:
+        """The [debug] options tether.toml asks for now (``loopstate.read_options``, written by the
+        agent), taken at a start: a mode changed while this run went on applies from here, and no
+        run is stopped for it. A mode the command cannot run in is said once and left."""
+        wanted = ls.read_options(self.dir)
+        mode = wanted.get("mode", self.options.mode)
+        wait_timeout = float(wanted.get("wait_timeout", self.options.wait_timeout))
+        if mode not in MODES or (mode, wait_timeout) == (self.options.mode, self.options.wait_timeout):
+            return
+        options = dataclasses.replace(self.options, mode=mode, wait_timeout=wait_timeout)
+        try:
+            launch = launch_for(options)
+        except CommandError as exc:
+            if self.refused_mode != mode:
+                self.refused_mode = mode
+                self.say(f"debug mode {mode} (tether.toml) cannot run this command, staying in mode "
+                         f"{self.options.mode}: {exc}")
+            return
+        changed = mode != self.options.mode
+        self.options, self.launch, self.refused_mode = options, launch, None
+        self.python = _run_python(options, launch)
+        if changed:
+            self.say(f"debug mode {mode} (tether.toml)")
+
     def restart(self, why: str, now: float, after: float = 0.0) -> None:
         if self.quitting:
             return
+        self._take_options()
         self.backoff_s = backoff_delay(self.quick_exits)
         start_at = max(now + self.backoff_s, self.last_start + MIN_START_INTERVAL_S, after)
         if self.start_at is None:
@@ -765,6 +792,7 @@ class Supervisor:
             previous = None  # garbled: it is replaced below
         server = self._open_control(previous)
         self._cleanup_previous(previous)
+        self._take_options()  # started again by hand after tether.toml's mode changed
         self.start_at = time.monotonic()
         try:
             while not self.done:
@@ -802,6 +830,16 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 (self.dir / ls.CONTROL_NAME).unlink()
         return 0
+
+
+def launch_for(options: Options) -> Launch:
+    """What a start runs: the command under (guarded) debugpy in the options' mode, after the prefix."""
+    launch = build_launch(options.command, options.mode, options.port, options.python)
+    return Launch((*options.prefix, *launch.argv), launch.name) if options.prefix else launch
+
+
+def _run_python(options: Options, launch: Launch) -> str:
+    return launch.argv[len(options.prefix)] if len(launch.argv) > len(options.prefix) else launch.argv[0]
 
 
 def parse_args(argv: list[str]) -> Options:

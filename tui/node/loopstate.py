@@ -9,6 +9,9 @@ A loop owns one directory (the parent of its ``--state`` file); a second loop th
   output.log     everything the debuggee printed, appended across restarts (moved to output.log.1
                  when it passes 64 MiB at a start), plus the loop's own ``tether:`` lines
   output.tail    the last 200 lines of that output, plain text, rewritten at most once a second
+  options.json   written by the agent: the [debug] options (mode, wait_timeout) tether.toml asks for
+                 now; the loop takes them at its next start of the debuggee, so a changed mode never
+                 costs a run the user did not restart
 
 The /proc helpers (processes by session, TCP sockets by port) are Linux facts the loop needs to stop
 a whole run and to see a debugger attach; the agent can use them for its own panels.
@@ -40,6 +43,8 @@ CONTROL_NAME = "control.sock"
 LOG_NAME = "output.log"
 TAIL_NAME = "output.tail"
 TAIL_LINES = 200
+OPTIONS_NAME = "options.json"
+OPTION_KEYS = ("mode", "wait_timeout")
 # Unix socket addresses hold ~108 bytes; longer paths go through /proc/self/fd/N/NAME.
 _MAX_SOCKET_PATH = 100
 
@@ -92,6 +97,20 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         raise LoopError(f"{path}: loop state is not a JSON object; delete it and start the loop again")
     state["loop_alive"] = is_loop_process(state.get("loop_pid"))
     return state
+
+
+def write_options(path: str | os.PathLike[str], options: dict[str, Any]) -> None:
+    """The options the loop in ``path`` is to use from its next start on (see ``OPTION_KEYS``)."""
+    write_state(loop_dir(path) / OPTIONS_NAME, {k: options[k] for k in OPTION_KEYS if k in options})
+
+
+def read_options(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The options the agent last asked the loop in ``path`` for ({} when none or unreadable)."""
+    try:
+        found = json.loads((loop_dir(path) / OPTIONS_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: found[k] for k in OPTION_KEYS if isinstance(found, dict) and k in found}
 
 
 def read_tail(path: str | os.PathLike[str]) -> list[str]:
