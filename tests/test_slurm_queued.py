@@ -55,6 +55,9 @@ async def test_q_while_queued_keeps_the_job_and_attach_picks_it_up(
             log = app.query_one(EventLog)
             await wait_until(pilot, lambda: any("pending for" in line for line in log.lines_text), 30)
             (job,) = [j for j in slurm.jobs() if j != blocker]
+            # Never up yet is no lost link: the sync waits for the node, and says so.
+            await wait_until(pilot, lambda: "sync: waiting for the node" in screen_text(app), 10)
+            assert "link lost" not in screen_text(app)
             kills = kill_requests(slurm)
             await pilot.press("q")
             await wait_until(pilot, lambda: app.return_value is not None, 20)

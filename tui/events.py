@@ -222,6 +222,7 @@ class SyncState(enum.Enum):
     PAUSED = "paused"  # the user paused sync
     HALTED = "halted"  # a safety rule stopped it; see ``detail``
     LINK_LOST = "link lost"
+    WAITING = "waiting for the node"  # never connected yet (a queued job, the first login): nothing was lost
 
 
 @dataclass(frozen=True)
@@ -239,8 +240,8 @@ class SyncStatus:
     def message(self) -> str:
         """One line for a log or the CLI."""
         text = f"sync: {self.state.value}"
-        if self.state is SyncState.LINK_LOST:
-            text = f"sync: link lost, {self.pending} change{'s' if self.pending != 1 else ''} pending"
+        if self.state in (SyncState.LINK_LOST, SyncState.WAITING) and self.pending:
+            text = f"sync: {self.state.value}, {self.pending} change{'s' if self.pending != 1 else ''} pending"
         elif self.pending:
             text += f", {self.pending} pending"
         if self.detail:

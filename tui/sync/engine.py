@@ -74,6 +74,7 @@ class SyncEngine:
         self._halt_full = False  # the halt came from a full comparison: checking again means a rescan
         self._allow_once = False
         self._link_up = True
+        self._ever_up = target.is_up()  # before the node was first reached, "link lost" would be untrue
         self.state = SyncState.SCANNING
         self.status = SyncStatus(workspace.name, SyncState.SCANNING)
         self.conflicts: list[SyncConflict] = []
@@ -224,6 +225,7 @@ class SyncEngine:
     def _on_link(self, up: bool, why: str) -> None:
         self._link_up = up
         if up:
+            self._ever_up = True
             self._wake.set()
         self._emit(detail="" if up else why)
 
@@ -245,7 +247,7 @@ class SyncEngine:
         if self._halt is not None:
             return SyncState.HALTED
         if not self._link_up:
-            return SyncState.LINK_LOST
+            return SyncState.LINK_LOST if self._ever_up else SyncState.WAITING
         if self._paused:
             return SyncState.PAUSED
         return self.state
@@ -448,6 +450,7 @@ class SyncEngine:
                 self._emit()
                 await self.target.wait_up()
                 self._link_up = True
+            self._ever_up = True
             await self._settled()
             full = self._rescan is not None
             try:

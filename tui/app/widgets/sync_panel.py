@@ -57,7 +57,7 @@ class SyncPanel(Vertical):
         &.-progress #sync-progress { display: block; }
         &.-conflict #sync-conflict { display: block; }
         &.-up-to-date #sync-state { color: $text-success; }
-        &.-pending #sync-state, &.-pushing #sync-state, &.-scanning #sync-state { color: $text-warning; }
+        &.-pending #sync-state, &.-pushing #sync-state, &.-scanning #sync-state, &.-waiting #sync-state { color: $text-warning; }
         &.-paused #sync-state { color: $text-muted; }
         &.-halted #sync-state, &.-link-lost #sync-state { color: $text-error; text-style: bold; }
     }
