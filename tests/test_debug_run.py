@@ -148,9 +148,10 @@ async def test_provide_debugpy_ask_waits_for_the_user_and_the_palette_command_fi
     await session.down()
 
 
-async def test_breakpoint_hook_notifies_the_console(node: Testbed, tmp_path: Path):
+@pytest.mark.parametrize("mode", ["off", "attach"])  # attach, the default: debugpy's own hook ignored PYTHONBREAKPOINT
+async def test_breakpoint_hook_notifies_the_console(node: Testbed, tmp_path: Path, mode: str):
     script = "import time\nprint('before', flush=True)\nbreakpoint()\nprint('after', flush=True)\nwhile True:\n    time.sleep(0.1)\n"
-    config = script_workspace(tmp_path / "ws", node, script, name="bp.py", extra="[debug]\nmode = \"off\"")
+    config = script_workspace(tmp_path / "ws", node, script, name="bp.py", extra=f"[debug]\nmode = \"{mode}\"")
     session = Session(load_workspace(config), ping_interval=0.5)
     app = TetherApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -167,6 +168,22 @@ async def test_breakpoint_hook_notifies_the_console(node: Testbed, tmp_path: Pat
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_value is not None, 20)
     await Session(load_workspace(config)).down()
+
+
+async def test_breakpoint_stops_in_mode_wait_once_attached(node: Testbed, tmp_path: Path):
+    script = "import time\nprint('before', flush=True)\nbreakpoint()\nprint('after', flush=True)\nwhile True:\n    time.sleep(0.1)\n"
+    config = script_workspace(tmp_path / "ws", node, script, name="bp.py", extra="[debug]\nmode = \"wait\"")
+    session, events = Session(load_workspace(config), ping_interval=0.5), Events()
+    async with debug_console(session, events, lambda: status(events) == "waiting_for_debugger"):
+        client = await DapClient.connect_initialized("127.0.0.1", rank(events).local_port, timeout=20)
+        await client.attach()  # the run starts now and reaches breakpoint() with a debugger there
+        stopped = await client.wait_stopped(timeout=15)
+        assert stopped.path.endswith("bp.py") and stopped.line == 4
+        assert "after" not in events.output()
+        await client.continue_(stopped.thread_id)
+        await events.until(lambda: "after" in events.output(), 15)
+        await client.disconnect()
+    await session.down()
 
 
 async def test_crash_loop_backs_off_and_wait_mode_times_out(node: Testbed, tmp_path: Path):

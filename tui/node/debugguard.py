@@ -234,7 +234,21 @@ def main() -> None:
         sys.exit(1)
     from debugpy.server import cli
 
+    _honour_pythonbreakpoint()
     cli.main()
+
+
+def _honour_pythonbreakpoint() -> None:
+    """Give breakpoint() back to PYTHONBREAKPOINT (the loop's ``tether_breakpoint``, which says where
+    the run waits). debugpy sets ``sys.breakpointhook`` to its own when pydevd is imported, which
+    ignores PYTHONBREAKPOINT: breakpoint() then did nothing visible in modes attach and wait."""
+    if not os.environ.get("PYTHONBREAKPOINT"):
+        return
+    try:
+        import debugpy._vendored.force_pydevd  # noqa: F401 - the import that installs debugpy's hook
+    except ImportError:
+        return
+    sys.breakpointhook = sys.__breakpointhook__  # the default hook reads PYTHONBREAKPOINT at each call
 
 
 if __name__ == "__main__":
