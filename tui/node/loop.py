@@ -871,13 +871,12 @@ def parse_args(argv: list[str]) -> Options:
 def main(argv: list[str] | None = None) -> int:
     try:
         options = parse_args(sys.argv[1:] if argv is None else argv)
-        launch = build_launch(options.command, options.mode, options.port, options.python)
-        if shutil.which(launch.argv[0]) is None and not options.prefix:
-            raise CommandError(f"{launch.argv[0]!r} is not found on PATH (or not executable)")
+        launch = launch_for(options)
         if options.prefix:
             if shutil.which(options.prefix[0]) is None:
                 raise CommandError(f"the prefix's {options.prefix[0]!r} is not found on PATH (or not executable)")
-            launch = Launch((*options.prefix, *launch.argv), launch.name)
+        elif shutil.which(launch.argv[0]) is None:
+            raise CommandError(f"{launch.argv[0]!r} is not found on PATH (or not executable)")
         options.state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return Supervisor(options, launch).serve()
     except CommandError as exc:
