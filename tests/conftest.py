@@ -114,6 +114,16 @@ def tether_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture
+def node(needs_netns: Testbed, tether_home: Path) -> Iterator[Testbed]:
+    """The compute node with nothing an earlier test left there (tmux, runs, agents), before and after."""
+    from node_helpers import clean_node
+
+    clean_node(needs_netns)
+    yield needs_netns
+    clean_node(needs_netns)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for bed in _built:
         detail = f"netns, node {bed.node_ip}" if bed.has_netns else f"loopback ({bed.unavailable_reason})"

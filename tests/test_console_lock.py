@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from node_helpers import clean_node, tick_workspace
+from node_helpers import tick_workspace
 from testbed import Testbed
 from testbed.wait import wait_until
 
@@ -30,13 +30,6 @@ pytestmark = pytest.mark.needs_netns
 ROOT = Path(__file__).resolve().parent.parent
 OTHER = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
 CONNECT = "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint('connected')\n"
-
-
-@pytest.fixture
-def node(needs_netns: Testbed, tether_home: Path):
-    clean_node(needs_netns)
-    yield needs_netns
-    clean_node(needs_netns)
 
 
 def tether(*args: str) -> subprocess.CompletedProcess[str]:

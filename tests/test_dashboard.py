@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from console_helpers import header_state, screen_text, wait_until
-from node_helpers import clean_node, install_standin_nvidia_smi, tick_workspace, tmux_on_node
+from node_helpers import install_standin_nvidia_smi, tick_workspace, tmux_on_node
 from testbed import Testbed
 from testbed.wait import wait_until as wait_until_sync
 
@@ -21,13 +21,6 @@ from tui.session import Session
 
 pytestmark = pytest.mark.needs_netns
 SIZE = (120, 40)
-
-
-@pytest.fixture
-def node(needs_netns: Testbed, tether_home: Path):
-    clean_node(needs_netns)
-    yield needs_netns
-    clean_node(needs_netns)
 
 
 def ticks_shown(app: TetherApp) -> list[str]:

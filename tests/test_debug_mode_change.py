@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from debug_helpers import debug_console, rank, script_workspace, status
-from node_helpers import Events, clean_node
+from node_helpers import Events
 from testbed import Testbed
 
 from tui.config import load_workspace
@@ -21,13 +21,6 @@ pytestmark = pytest.mark.needs_netns
 
 FOREVER = "import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(0.1)\n"
 TOLD = "debug mode wait takes effect at the next restart (r)"
-
-
-@pytest.fixture
-def node(needs_netns: Testbed, tether_home: Path):
-    clean_node(needs_netns)
-    yield needs_netns
-    clean_node(needs_netns)
 
 
 def run_mode(events: Events) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from debug_helpers import debug_console, debuggable, rank, script_workspace
-from node_helpers import Events, clean_node
+from node_helpers import Events
 from testbed import Testbed
 
 from tui.config import load_workspace
@@ -186,13 +186,6 @@ def owner_tcp_listeners(testbed: Testbed) -> set[int]:
 def granted(results: list[dict]) -> list[dict]:
     """The tries that got anything from the other end: a byte, a DAP answer, an evaluate."""
     return [r for r in results if r["bytes"] or r["initialized"] or r["evaluated"] is not None]
-
-
-@pytest.fixture
-def node(needs_netns: Testbed, tether_home: Path):
-    clean_node(needs_netns)
-    yield needs_netns
-    clean_node(needs_netns)
 
 
 async def test_a_second_user_on_the_node_cannot_reach_the_debugger_and_the_owner_can(node: Testbed, tmp_path: Path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from console_helpers import wait_until
 from debug_helpers import debug_console, node_home, rank, ranks, script_workspace, status
-from node_helpers import Events, clean_node
+from node_helpers import Events
 from testbed import Testbed
 
 from tui.app import TetherApp
@@ -24,13 +24,6 @@ from tui.session import Session
 pytestmark = pytest.mark.needs_netns
 
 FOREVER = "import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(0.1)\n"
-
-
-@pytest.fixture
-def node(needs_netns: Testbed, tether_home: Path):
-    clean_node(needs_netns)
-    yield needs_netns
-    clean_node(needs_netns)
 
 
 async def test_env_lines_prefix_and_pass_env_reach_the_run_and_the_secret_is_in_no_file(

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from node_helpers import Events, clean_node, console, pids_on_node, tick_workspace, tmux_on_node
+from node_helpers import Events, console, pids_on_node, tick_workspace, tmux_on_node
 from testbed import Testbed
 
 from tui.cli import main
@@ -19,13 +19,6 @@ from tui.events import Notice, OutputLines
 from tui.session import Session
 
 pytestmark = pytest.mark.needs_netns
-
-
-@pytest.fixture
-def node(needs_netns: Testbed, tether_home: Path):
-    clean_node(needs_netns)
-    yield needs_netns
-    clean_node(needs_netns)
 
 
 def pane_table(testbed: Testbed) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from debug_helpers import debug_console, rank, script_workspace, status
-from node_helpers import Events, clean_node
+from node_helpers import Events
 from testbed import Testbed
 
 from tui.config import load_workspace
@@ -17,13 +17,6 @@ from tui.session import Session
 pytestmark = pytest.mark.needs_netns
 
 SCRIPT = 'import time\nVERSION = {version}\nprint("running version", VERSION, flush=True)\nwhile True:\n    time.sleep(1)\n'
-
-
-@pytest.fixture
-def node(needs_netns: Testbed, tether_home: Path):
-    clean_node(needs_netns)
-    yield needs_netns
-    clean_node(needs_netns)
 
 
 async def test_a_local_edit_restarts_the_run_once_after_the_node_has_it(node: Testbed, tmp_path: Path):
