@@ -219,7 +219,61 @@ def adapter_main() -> None:
         pass
     from debugpy.adapter.__main__ import main as debugpy_adapter
 
+    survive_quick_reattach(sockets)
     debugpy_adapter()
+
+
+def survive_quick_reattach(sockets) -> None:
+    """Keep debugpy's adapter answering when a client attaches right after another detached.
+
+    debugpy (seen in 1.8) tells the oldest session still registered which ports it listens on
+    (``sessions.report_sockets``) each time a client connects; when that session's client has just
+    disconnected, its channel is closed but the session is not yet unregistered, the send raises in
+    the adapter's accept thread, that thread dies, and the debug port accepts TCP connections that
+    nobody ever reads: every later attach waits forever for its ``initialize`` answer, until the
+    run restarts. Here that report goes to the oldest session whose client is still connected and a
+    failed send is dropped (the event only informs the client); and a connection whose handler
+    fails is closed on its own, so the accept loop goes on whatever the handler does."""
+    try:
+        from debugpy.adapter import clients, sessions  # noqa: F401 - clients first: the order debugpy imports them
+    except ImportError:
+        return
+    registered = getattr(sessions, "_sessions", None)
+    lock = getattr(sessions, "_lock", None)
+    if registered is not None and lock is not None and hasattr(sessions, "report_sockets"):
+        def report_sockets():
+            with lock:
+                live = sorted(registered, key=lambda session: session.id)
+            for session in live:
+                client = session.client
+                if not client or not getattr(client, "is_connected", False):
+                    continue
+                try:
+                    client.report_sockets()
+                except Exception:  # noqa: BLE001 - closed under us: the next session gets the news
+                    continue
+                return
+
+        sessions.report_sockets = report_sockets
+
+    serve = getattr(sockets, "serve", None)
+    if serve is None:
+        return
+
+    def serve_surviving(name, handler, *args, **kwargs):
+        def handle(sock):
+            try:
+                handler(sock)
+            except Exception as exc:  # noqa: BLE001 - one bad connection must not end the accept loop
+                _note("the debug adapter dropped a %s connection: %s: %s" % (name, type(exc).__name__, exc))
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+        return serve(name, handle, *args, **kwargs)
+
+    sockets.serve = serve_surviving
 
 
 def main() -> None:
