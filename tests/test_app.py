@@ -6,6 +6,7 @@ tested against a real sshd elsewhere.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -15,15 +16,19 @@ from pathlib import Path
 import pytest
 from app_fakes import ScriptedSession
 from console_helpers import header_state, screen_text, wait_until
+from textual.color import Color
 from textual.command import CommandList
+from textual.geometry import Region
 from textual.widgets import Input
 
 from tui.app import DETACHED, TetherApp, ThemeFileError, load_themes
 from tui.app.messages import LinkUpdated, ProgressReported, UnhandledEvent, message_for
 from tui.app.screens import HelpScreen, PasswordScreen
+from tui.app.themes import COLOUR_KEYS
 from tui.app.widgets import EventLog, JobClock, LinkStatus
 from tui.app.widgets.link_header import describe_allocation, describe_link, describe_time_left
 from tui.errors import TetherError
+from tui.state import UiPrefs
 from tui.events import JOB_ENDED, AllocationChanged, LinkChanged, LinkState, Notice, PasswordPrompt, Progress
 
 SIZE = (100, 30)
@@ -225,13 +230,40 @@ async def test_t_cycles_the_tether_themes() -> None:
     session, app = console()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert app.theme == "dark"
+        seen = [app.theme]
+        for _ in range(4):
+            await pilot.press("t")
+            await pilot.pause()
+            seen.append(app.theme)
+            if app.theme == "light":
+                assert app.current_theme.dark is False
+            if app.theme == "plain":
+                assert app.current_theme.ansi is True and app.ansi_theme is not None
+        assert seen == ["dark", "high-contrast", "light", "plain", "dark"]
+
+
+async def test_a_picked_theme_is_the_next_consoles_unless_one_is_asked_for(tmp_path: Path) -> None:
+    prefs = UiPrefs(tmp_path)
+    app = TetherApp(ScriptedSession(), prefs=prefs)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.theme == "dark"  # nothing picked yet
         await pilot.press("t")
         await pilot.pause()
-        assert app.theme == "light"
-        assert app.current_theme.dark is False
-        await pilot.press("t")
-        assert app.theme == "dark"
+    assert json.loads((tmp_path / "ui.json").read_text()) == {"theme": "high-contrast"}
+    again = TetherApp(ScriptedSession(), prefs=prefs)
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert again.theme == "high-contrast"
+    asked = TetherApp(ScriptedSession(), theme_name="light", prefs=prefs)  # [ui] theme or --theme
+    async with asked.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert asked.theme == "light"
+    (tmp_path / "ui.json").write_text('{"theme": "gone"}')  # a theme file since removed: quietly the default
+    gone = TetherApp(ScriptedSession(), prefs=prefs)
+    async with gone.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert gone.theme == "dark" and "not found" not in screen_text(gone)
 
 
 async def test_unknown_theme_falls_back_to_dark_and_says_so() -> None:
@@ -269,8 +301,64 @@ async def test_command_palette_switches_theme_and_detaches() -> None:
 
 def test_bundled_themes_load() -> None:
     themes = load_themes()
-    assert list(themes) == ["dark", "light"]
+    assert list(themes) == ["dark", "high-contrast", "light", "plain"]
     assert themes["dark"].dark is True and themes["light"].dark is False
+
+
+def _luminance(colour: str) -> float:
+    channels = [c / 255 for c in Color.parse(colour).rgb]
+    r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_high_contrast_text_colours_are_at_least_seven_to_one() -> None:
+    theme = load_themes()["high-contrast"]
+    back = _luminance(theme.background)
+    for key in ("foreground", "primary", "secondary", "accent", "success", "warning", "error"):
+        ratio = (_luminance(getattr(theme, key)) + 0.05) / (back + 0.05)
+        assert ratio >= 7, f"{key} {getattr(theme, key)} is only {ratio:.1f}:1 against {theme.background}"
+
+
+def test_the_plain_theme_uses_the_terminals_own_colours_only() -> None:
+    theme = load_themes()["plain"]
+    assert theme.ansi is True
+    colours = [getattr(theme, key) for key in COLOUR_KEYS] + list(theme.variables.values())
+    assert all(Color.parse(colour).ansi is not None for colour in colours), colours
+
+
+def test_a_true_colour_in_an_ansi_theme_is_refused_naming_the_field(tmp_path: Path) -> None:
+    plain = (Path(__file__).parents[1] / "themes" / "plain.toml").read_text()
+    (tmp_path / "mine.toml").write_text(plain.replace('name = "plain"', 'name = "mine"')
+                                        .replace('error = "ansi_red"', 'error = "#FF0000"')
+                                        .replace("\nansi = true\n", '\nansi = "yes"\nansi_x = 1\n'))
+    with pytest.raises(ThemeFileError) as caught:
+        load_themes(tmp_path)
+    assert "'ansi' must be true or false, not 'yes'" in caught.value.problems
+    assert "unknown key 'ansi_x' (did you mean 'ansi'?)" in caught.value.problems
+    (tmp_path / "mine.toml").write_text(plain.replace('error = "ansi_red"', 'error = "#FF0000"'))
+    with pytest.raises(ThemeFileError) as caught:
+        load_themes(tmp_path)
+    assert str(caught.value).startswith(str(tmp_path / "mine.toml"))
+    assert caught.value.problems == ["'error' must be an ANSI colour in an ansi theme, not '#FF0000' (use a form like \"ansi_blue\")"]
+
+
+async def test_no_color_draws_the_console_without_colours(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR (no-color.org) wins over every theme: every widget is drawn in greys only."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        colours = set()
+        for widget in app.screen.query("*"):
+            if not widget.display or not widget.outer_size.area:
+                continue
+            for strip in widget.render_lines(Region(0, 0, *widget.outer_size)):  # filters applied
+                for segment in strip:
+                    for colour in (segment.style.color, segment.style.bgcolor) if segment.style else ():
+                        if colour is not None and colour.triplet is not None:
+                            colours.add(tuple(colour.triplet))
+        assert len(colours) > 1, "nothing was drawn"
+        assert all(r == g == b for r, g, b in colours), sorted(colours)[:5]
 
 
 def test_a_malformed_theme_file_names_the_file(tmp_path: Path) -> None:

@@ -685,7 +685,7 @@ def test_defaults_when_sections_are_missing(tmp_path: Path) -> None:
     assert [pane.name for pane in workspace.layout.panes] == ["run", "htop", "gpu", "shell"]
     assert (workspace.debug.mode, workspace.debug.wait_timeout, workspace.debug.ranks) == ("attach", 0, 1)
     assert workspace.scheduler.kind == "direct" and workspace.scheduler.options is None
-    assert (workspace.ui.theme, workspace.ui.stats_interval) == ("dark", 2.0)
+    assert (workspace.ui.theme, workspace.ui.stats_interval) == ("", 2.0)  # "": the theme the user last picked
 
 
 @pytest.mark.parametrize("kind", ["slurm", "pbs", "kube"])

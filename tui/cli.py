@@ -16,7 +16,7 @@ from typing import Callable
 from tui import __version__
 from tui.config import ConfigError, Workspace, find_config, load_workspace
 from tui.errors import TetherError
-from tui.state import ConsoleLock, StateStore, workspace_id
+from tui.state import ConsoleLock, StateStore, UiPrefs, workspace_id
 
 
 def _load(args: argparse.Namespace) -> Workspace:
@@ -55,7 +55,7 @@ def _console(workspace: Workspace, *, theme: str | None, attach: bool, demo: boo
 
     session = Session(workspace, may_submit=not attach)
     asyncio.run(session.prepare())
-    app = TetherApp(session, theme_name=theme or workspace.ui.theme)
+    app = TetherApp(session, theme_name=theme or workspace.ui.theme or None, prefs=UiPrefs())
     result = app.run()
     if result == "detached" and demo:
         print("The demo is over: its run, its cluster and every file it made are being removed.")

@@ -282,8 +282,9 @@ def _scheduler_options(answers: InitAnswers) -> str:
 
 _UI_SECTION = """
 [ui]
-# The console's colours: "dark" or "light".
-theme = "dark"
+# The console's colours: "dark", "light", "high-contrast" or "plain" (the terminal's own 16
+# colours). Unset: the one you last picked with t or the palette (dark at first).
+# theme = "dark"
 # Seconds between CPU/GPU statistics updates.
 stats_interval = 2.0
 """

@@ -1,6 +1,7 @@
 """What must survive the console on the laptop: which node and job a workspace uses.
 
-One small JSON file per workspace under ``$XDG_STATE_HOME/tether``. Writes are atomic (temporary
+One small JSON file per workspace under ``$XDG_STATE_HOME/tether`` (and ``ui.json``: the console
+preferences the user picked, for every workspace). Writes are atomic (temporary
 file, fsync, rename), so a crash never leaves half a file. Nothing secret is ever stored here.
 Control sockets live in a private runtime directory with short paths (Unix sockets allow ~100
 bytes). One console per workspace: ``ConsoleLock`` (an flock that ends with its process).
@@ -63,6 +64,45 @@ class StateError(TetherError):
     pass
 
 
+def write_json_atomic(path: Path, data: Any) -> None:
+    """``data`` as JSON at ``path``, whole or not at all (temporary file, fsync, rename); the
+    folder is made 0700 when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class UiPrefs:
+    """What the user picked in a console and gets again in the next one, in every workspace (the
+    theme), in ``ui.json`` beside the session records. A preference is not worth a failure: an
+    unreadable file reads as none and is replaced at the next pick."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.path = (root or state_dir()) / "ui.json"
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def theme(self) -> str | None:
+        name = self._read().get("theme")
+        return name if isinstance(name, str) and name else None
+
+    def remember_theme(self, name: str) -> None:
+        write_json_atomic(self.path, {**self._read(), "theme": name})
+
+
 class StateStore:
     """Session records by workspace id."""
 
@@ -86,18 +126,7 @@ class StateStore:
             ) from None
 
     def save(self, record: SessionRecord) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self.path(workspace_id(Path(record.config_path)))
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(dataclasses.asdict(record), handle, indent=2)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(self.path(workspace_id(Path(record.config_path))), dataclasses.asdict(record))
 
     def delete(self, ws_id: str) -> None:
         self.path(ws_id).unlink(missing_ok=True)

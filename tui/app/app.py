@@ -43,6 +43,7 @@ from tui.app.themes import load_themes
 from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable, RunPanel
 from tui.app.widgets.sync_panel import SyncPanel
 from tui.console_api import ConsoleSession
+from tui.state import UiPrefs
 from tui.events import (
     HALT_FOREIGN,
     JOB_ENDED,
@@ -186,15 +187,20 @@ class TetherApp(App[str]):
         ),
     ]
 
-    def __init__(self, session: ConsoleSession, theme_name: str = DEFAULT_THEME) -> None:
+    def __init__(self, session: ConsoleSession, theme_name: str | None = None, prefs: UiPrefs | None = None) -> None:
+        """``theme_name``: the one asked for (``--theme``, ``[ui] theme``); None: the one the user
+        last picked (``prefs``), else the default. A theme picked with ``t`` or the palette is
+        remembered in ``prefs``."""
         super().__init__()
         self.session = session
+        self.prefs = prefs
         # Loaded here, before the terminal is taken over, so a broken theme file is a plain
         # error message (ThemeFileError names the file) rather than a crash inside the UI.
         self.tether_themes = load_themes()
         for theme in self.tether_themes.values():
             self.register_theme(theme)
-        self._requested_theme = theme_name
+        self._theme_asked = theme_name is not None
+        self._requested_theme = theme_name or (prefs.theme() if prefs else None) or DEFAULT_THEME
         self._detach_worker: Worker[None] | None = None
         self._new_job_worker: Worker[None] | None = None
         self._allocation: AllocationChanged | None = None  # the job behind the node, as last reported
@@ -480,8 +486,14 @@ class TetherApp(App[str]):
         self.switch_theme(names[(index + 1) % len(names)])
 
     def switch_theme(self, name: str) -> None:
-        """Use a registered theme (Tether's own or one of Textual's)."""
+        """Use a registered theme (Tether's own or one of Textual's), also in the next console."""
         self.theme = name
+        if self.prefs is not None:
+            try:
+                self.prefs.remember_theme(name)
+            except OSError as exc:  # the switch itself worked; only the memory of it did not
+                self.notify(f"Could not remember the theme in {self.prefs.path}: {exc.strerror or exc}",
+                            title="Tether", severity="warning")
 
     def _apply_requested_theme(self) -> None:
         name = self._requested_theme
@@ -490,6 +502,8 @@ class TetherApp(App[str]):
             return
         fallback = DEFAULT_THEME if DEFAULT_THEME in self.tether_themes else next(iter(self.tether_themes))
         self.theme = fallback
+        if not self._theme_asked:
+            return  # a remembered theme that is gone (a theme file removed): not worth a warning
         known = ", ".join(self.tether_themes)
         text = f"Theme {name!r} not found; using {fallback!r}. Tether themes: {known}."
         self.query_one(EventLog).add_line(LogLine(f"warning: {text}", "warning"))

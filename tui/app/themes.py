@@ -42,7 +42,7 @@ COLOUR_KEYS: tuple[str, ...] = (
 """Colours every Tether theme must define, so a theme looks the same whatever Textual derives."""
 
 REQUIRED_KEYS: tuple[str, ...] = ("name", "dark", *COLOUR_KEYS)
-OPTIONAL_KEYS: tuple[str, ...] = ("variables",)
+OPTIONAL_KEYS: tuple[str, ...] = ("ansi", "variables")
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
@@ -116,6 +116,7 @@ def parse_theme(text: str, source: str) -> Theme:
         name=data["name"],
         dark=data["dark"],
         variables=dict(data.get("variables", {})),
+        ansi=data.get("ansi", False),
         **{key: data[key] for key in COLOUR_KEYS},
     )
 
@@ -139,9 +140,13 @@ def validate_theme_data(data: dict[str, Any]) -> list[str]:
     dark = data.get("dark")
     if dark is not None and not isinstance(dark, bool):
         problems.append(f"'dark' must be true or false, not {dark!r}")
+    ansi = data.get("ansi", False)
+    if not isinstance(ansi, bool):
+        problems.append(f"'ansi' must be true or false, not {ansi!r}")
+        ansi = False
     for key in COLOUR_KEYS:
         if key in data:
-            problems.extend(_colour_problems(key, data[key]))
+            problems.extend(_colour_problems(key, data[key], ansi=ansi))
 
     variables = data.get("variables", {})
     if not isinstance(variables, dict):
@@ -150,16 +155,31 @@ def validate_theme_data(data: dict[str, Any]) -> list[str]:
         for key, value in variables.items():
             if not isinstance(value, str):
                 problems.append(f"variables.{key} must be a string, not {value!r}")
+            elif ansi and _looks_like_colour(value) and Color.parse(value).ansi is None:
+                problems.append(f"variables.{key} must be an ANSI colour in an ansi theme, not {value!r}"
+                                f" (like \"ansi_bright_blue\")")
     return problems
 
 
-def _colour_problems(key: str, value: object) -> list[str]:
-    if not isinstance(value, str):
-        return [f"{key!r} must be a colour string like \"#4C9BE8\", not {value!r}"]
+def _looks_like_colour(value: str) -> bool:
     try:
         Color.parse(value)
     except ColorParseError:
-        return [f"{key!r} is not a colour: {value!r} (use a form like \"#4C9BE8\")"]
+        return False
+    return True
+
+
+def _colour_problems(key: str, value: object, *, ansi: bool = False) -> list[str]:
+    example = "\"ansi_blue\"" if ansi else "\"#4C9BE8\""
+    if not isinstance(value, str):
+        return [f"{key!r} must be a colour string like {example}, not {value!r}"]
+    try:
+        colour = Color.parse(value)
+    except ColorParseError:
+        return [f"{key!r} is not a colour: {value!r} (use a form like {example})"]
+    if ansi and colour.ansi is None:
+        # One true colour in an ansi theme is drawn as itself, not in the terminal's palette.
+        return [f"{key!r} must be an ANSI colour in an ansi theme, not {value!r} (use a form like {example})"]
     return []
 
 

@@ -96,7 +96,7 @@ class DebugConfig:
 
 @dataclass(frozen=True)
 class UiConfig:
-    theme: str = "dark"  # checked by the app, which knows the themes
+    theme: str = ""  # checked by the app, which knows the themes; "": the one the user last picked
     stats_interval: float = 2.0
 
 

@@ -220,7 +220,7 @@ def read_debug(section: TableReader) -> DebugConfig:
 
 def read_ui(section: TableReader) -> UiConfig:
     return UiConfig(
-        theme=section.string("theme", "dark"),
+        theme=section.string("theme", ""),
         stats_interval=section.number("stats_interval", 2.0, above=0),
     )
 
