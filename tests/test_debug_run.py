@@ -6,6 +6,7 @@ breakpoint() waits and the console says where; a crash loop backs off; mode wait
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from pathlib import Path
 
@@ -117,8 +118,15 @@ async def test_provide_debugpy_never_says_what_to_do_and_copies_nothing(node: Te
     async with debug_console(session, events, lambda: rank(events) and rank(events).debugpy_missing
                              and status(events) == "stopped"):
         state = rank(events)
-        fix = f"{node.plain_python} -m pip install --user debugpy"
-        assert state.fix == fix and 'provide_debugpy = "never"' in state.reason and fix in state.reason
+        # The fix fits the node's python: Debian 12's is externally managed (PEP 668), where the
+        # plain `pip install --user debugpy` is refused; the command offered gets past that (tried
+        # with --no-index, so nothing is installed).
+        assert state.fix and 'provide_debugpy = "never"' in state.reason and state.fix in state.reason
+        offered = re.findall(r"`([^`]*pip install[^`]*)`", state.fix)
+        assert offered and all(node.plain_python in command for command in offered), state.fix
+        tried = node.node_run_as_user(f"{offered[-1]} --no-index")
+        assert "externally-managed-environment" not in tried.stdout + tried.stderr
+        assert "debugpy" in tried.stdout + tried.stderr  # pip got as far as looking for it
         assert any(n.level == "error" and 'provide_debugpy = "never"' in n.message for n in events.of(Notice))
         assert "up" not in events.output() and state.pid is None  # the debuggee never started
         assert node.node_run_as_user("test -e ~/.cache/tether/debugpy").returncode == 1

@@ -18,6 +18,7 @@ from typing import Callable
 
 from tui.config import Workspace
 from tui.errors import TetherError
+from tui.node.pyenv import PYTHON_ENV_PROBE, debugpy_install_fix
 from tui.remote.agent_channel import environment_prelude, interpreter_probe
 from tui.remote.pod import PodRoute
 from tui.remote.scheduler.base import Allocation
@@ -77,43 +78,12 @@ def node_report_script(workspace: Workspace) -> str:
             'if [ -n "$py" ]; then echo agent_python_version=$("$py" -c "import sys; print(sys.version.split()[0])"); fi',
             f"echo run_python=$(command -v {interpreter} || true)",
             f"echo debugpy=$({interpreter} -c 'import debugpy; print(debugpy.__version__)' 2>/dev/null || true)",
-            f"echo run_python_env=$({interpreter} -c {shlex.quote(_PYTHON_ENV_PROBE)} 2>/dev/null || true)",
+            f"echo run_python_env=$({interpreter} -c {shlex.quote(PYTHON_ENV_PROBE)} 2>/dev/null || true)",
             f"p={root_expr}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done",
             "echo disk_path=$p",
             "echo disk_free_kb=$(df -Pk \"$p\" | awk 'NR==2 {print $4}')",
         ]
     )
-
-
-# How pip may install into the run's python, printed as "VERSION KIND[,nopip]": KIND "own" (a venv,
-# or a prefix the user may write, e.g. their conda env), "managed" (PEP 668: Debian 12, Ubuntu 24.04
-# refuse `pip install --user` with "externally-managed-environment"; pip ignores the marker inside a
-# venv, so a venv is "own" first) or "system". Runs on Python 3.6 too.
-_PYTHON_ENV_PROBE = (
-    "import sys, os, sysconfig, importlib.util as u\n"
-    "paths = sysconfig.get_paths()\n"
-    "managed = os.path.isfile(os.path.join(paths['stdlib'], 'EXTERNALLY-MANAGED'))\n"
-    "venv = sys.prefix != sys.base_prefix\n"
-    "kind = 'own' if venv else 'managed' if managed else 'own' if os.access(paths['purelib'], os.W_OK) else 'system'\n"
-    "print('%d.%d %s%s' % (sys.version_info[0], sys.version_info[1], kind, '' if u.find_spec('pip') else ',nopip'))"
-)
-
-
-def debugpy_install_fix(interpreter: str, python_env: str) -> str:
-    """A command that installs debugpy for ``interpreter`` on the node and works there, judged by
-    the ``run_python_env`` probe ("" when unknown). Needs the internet on the node."""
-    py = shlex.quote(interpreter)
-    kind = python_env.split(" ")[-1] if python_env else "system"
-    venv = (f"make the run a venv: `{py} -m venv ~/venvs/run && ~/venvs/run/bin/python -m pip install debugpy`, "
-            "then set [run] interpreter to that python's full path")
-    if kind.startswith("own"):
-        return f"`{py} -m pip install debugpy`" if "nopip" not in kind else f"`{py} -m ensurepip && {py} -m pip install debugpy`"
-    if kind.startswith("managed"):
-        if "nopip" in kind:
-            return venv  # no pip for that python: --break-system-packages cannot help
-        # debugpy has no dependencies, so a --user install cannot break the system's packages.
-        return f"{venv}; or `{py} -m pip install --user --break-system-packages debugpy`"
-    return f"`{py} -m pip install --user debugpy`" if "nopip" not in kind else venv
 
 
 def _own_debugpy_needs() -> tuple[str, tuple[int, int] | None]:

@@ -216,7 +216,8 @@ class Session:
         result = await master.run(script, input_bytes=await asyncio.to_thread(debugpy_bundle), timeout=120)
         if not result.ok:
             raise TetherError(f"could not copy debugpy to {master.name}: {result.stderr.strip()}",
-                              fix=f"install it there: {shlex.quote(self.workspace.run.interpreter)} -m pip install --user debugpy")
+                              fix=f"install debugpy for {shlex.quote(self.workspace.run.interpreter)} there: "
+                                  "`tether doctor` gives the command that works for that python")
         where = result.stdout.strip()
         self._sink(Notice(f"{why[:1].upper() + why[1:] + ': ' if why else ''}Tether copied its own debugpy to "
                           f"{where} on {master.name}; the run starts with it"))

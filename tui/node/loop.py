@@ -71,6 +71,7 @@ from typing import Any, Callable
 from tui.node import debugguard
 from tui.node import loopstate as ls
 from tui.node.loopcmd import HOST, CommandError, Launch, build_launch
+from tui.node.pyenv import PYTHON_ENV_PROBE, debugpy_install_fix
 
 RUN_PYTHONPATH = "TETHER_RUN_PYTHONPATH"  # the user's PYTHONPATH, kept aside while the loop runs with the agent's
 HOOK = "tether_breakpoint.breakpointhook"  # PYTHONBREAKPOINT for the run (tui/node/hook.py, copied next to the state)
@@ -78,9 +79,6 @@ BREAKPOINT_NAME = "breakpoint.json"
 HOOK_DIR = "pyhook"
 
 
-def debugpy_fix(python: str) -> str:
-    """The command that installs debugpy for ``python`` (needs the internet on the node)."""
-    return f"{shlex.quote(python)} -m pip install --user debugpy"
 
 
 def install_hook(directory: Path) -> Path | None:
@@ -226,6 +224,7 @@ class Supervisor:
         self.hook_dir = install_hook(self.dir)
         self.use_debugpy_dir: bool | None = None  # None: not decided yet (Tether's copy not there yet)
         self.debugpy_missing = False
+        self._debugpy_fix: str | None = None
         self.breakpoint_seen: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------- output: pane, log, tail
@@ -314,7 +313,7 @@ class Supervisor:
             "waiting_at": run.waiting_at if run is not None else None,
         }
         if self.debugpy_missing:
-            common["fix"] = debugpy_fix(self.python)
+            common["fix"] = self.debugpy_fix()
         if run is not None:
             common.update(
                 pid=run.popen.pid, pgid=run.popen.pid, token=run.token, started_at=run.started_at,
@@ -428,11 +427,23 @@ class Supervisor:
             self.debugpy_missing = True  # undecided: the next start asks again
         return bool(self.use_debugpy_dir)
 
+    def debugpy_fix(self) -> str:
+        """The command that installs debugpy for the run's python and works there (a venv, PEP 668's
+        externally managed pythons, no pip), asked of that python once."""
+        if self._debugpy_fix is None:
+            try:
+                kind = subprocess.run([*self.options.prefix, self.python, "-c", PYTHON_ENV_PROBE], text=True,
+                                      stdin=subprocess.DEVNULL, capture_output=True, timeout=60).stdout.strip()
+            except (OSError, subprocess.TimeoutExpired):
+                kind = ""
+            self._debugpy_fix = debugpy_install_fix(self.python, kind)
+        return self._debugpy_fix
+
     def _hold_for_debugpy(self) -> None:
         """Do not start: the run's python has no debugpy and Tether's copy is not on the node. With
         provide_debugpy "auto" or "ask" the console copies it and restarts the loop; with "never"
         the user installs it."""
-        fix = debugpy_fix(self.python)
+        fix = self.debugpy_fix()
         if self.options.provide_debugpy == "never":
             reason = (f"debugpy is not installed for {self.python}, and [debug] provide_debugpy = \"never\": "
                       f"install it there ({fix}), or set provide_debugpy = \"auto\" to let Tether copy its own")
@@ -593,7 +604,7 @@ class Supervisor:
             if code and any("No module named debugpy" in line for line in list(self.tail)[-5:]):
                 self.debugpy_missing = True
                 reason += (f" (debugpy is not installed for {self.python}: let Tether copy its own "
-                           f"(command palette: Make debugpy available), or {debugpy_fix(self.python)})")
+                           f"(command palette: Make debugpy available), or {self.debugpy_fix()})")
         self.last = {"pid": run.popen.pid, "pgid": run.popen.pid, "token": run.token, "exit_code": code,
                      "exit_signal": signal_name(code), "exit_reason": reason, "started_at": run.started_at,
                      "ended_at": run.ended_at or time.time()}
