@@ -206,8 +206,12 @@ class Root:
             self._pending.extend(entries)
             return
         if entries:
-            with open(self.journal_path, "a", encoding="utf-8") as journal:
-                journal.write("".join(json.dumps(e) + "\n" for e in entries))
+            self._journal_now(entries)
+
+    def _journal_now(self, entries: list[list[Any]]) -> None:
+        """Write ``entries`` at once, even inside a request (whose lines wait for its end)."""
+        with open(self.journal_path, "a", encoding="utf-8") as journal:
+            journal.write("".join(json.dumps(e) + "\n" for e in entries))
 
     def remember(self, paths: list[str]) -> None:
         entries: list[list[Any]] = []
@@ -381,6 +385,10 @@ class Root:
             os.chmod(tmp, int(op.get("m", 0o644)) & 0o7777)
             if op.get("t") is not None:
                 os.utime(tmp, ns=(int(op["t"]), int(op["t"])))
+                # On disk before the rename: a cut that kills the agent after it (the request's own
+                # journal lines come at its end) must not make this write look like a node-side edit.
+                self.expected[rel] = [len(data), int(op["t"])]
+                self._journal_now([[rel, len(data), int(op["t"])]])
             os.replace(tmp, target)
         except BaseException:
             if os.path.lexists(tmp):
