@@ -521,3 +521,17 @@ async def test_a_refused_new_job_is_reported() -> None:
         await wait_until(pilot, lambda: any("No new job" in line for line in log.lines_text))
         assert "it has not ended, so it is kept" in log.lines_text[-1]
         assert app.is_running
+
+
+@pytest.mark.parametrize("width", range(23, 50))  # 23: the memory figures alone
+def test_node_lines_fit_the_panel_without_wrapping(width: int) -> None:
+    """At 80 columns the node panel is ~30 wide: the bars shrink (or go) so the memory line with its
+    figures never wraps; wide panels keep full bars."""
+    from tui.app.widgets.node_panels import BAR_WIDTH, describe_node
+    from tui.events import NodeStats
+
+    text = describe_node(NodeStats("compute01", 63, 41210, 515000), width)
+    assert all(len(line) <= width for line in text.splitlines()), text
+    assert "40.2/502.9 GiB" in text and "63%" in text
+    if width >= 45:
+        assert "█" * 6 + "·" * 4 in text and len(text.splitlines()[0]) == len("CPU  63% ") + BAR_WIDTH

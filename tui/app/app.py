@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Callable
 from functools import partial
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -66,6 +66,8 @@ DETACHED = "detached"
 """``TetherApp.run()`` returns this after ``q``: the session detached and the run keeps going."""
 
 DEFAULT_THEME = "dark"
+NARROW_BELOW = 100  # columns: below this the console is laid out for a small terminal
+SHORT_BELOW = 30  # rows: likewise
 SESSION_WORKER = "session"
 DETACH_WORKER = "detach"
 REBUILD_WORKER = "rebuild"
@@ -133,6 +135,10 @@ class TetherApp(App[str]):
     CSS_PATH = "app.tcss"
     TITLE = "Tether"
     COMMANDS = App.COMMANDS | {TetherCommands}
+    # Small terminals (a laptop corner, 80x24): the screen gets -narrow / -short and app.tcss
+    # gives the run's output the room (a shorter events box, a tighter footer).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW, "-tall")]
 
     # Every binding has an id so users can remap keys from config (``App.set_keymap``).
     BINDINGS: list[BindingType] = [
@@ -220,7 +226,12 @@ class TetherApp(App[str]):
                 yield ProcessTable(id="processes")
                 yield GpuPanel(id="gpus")
         yield EventLog(id="events")
-        yield Footer()
+        yield Footer(compact=self.size.width < NARROW_BELOW, id="footer")
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The footer's spacing is a widget setting, not a style, so it is switched here.
+        for footer in self.screen_stack[0].query(Footer):
+            footer.compact = event.size.width < NARROW_BELOW
 
     def on_mount(self) -> None:
         self._apply_requested_theme()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
@@ -21,12 +22,14 @@ def gib(mb: int | None) -> str:
     return "?" if mb is None else f"{mb / 1024:.1f}"
 
 
-def describe_node(stats: NodeStats) -> str:
+def describe_node(stats: NodeStats, width: int = 0) -> str:
+    """CPU and memory lines; with ``width`` (the panel's, in columns) the bars shrink so that no
+    line wraps, and go where even a short one would not fit."""
     memory = 100 * stats.mem_used_mb / stats.mem_total_mb if stats.mem_total_mb else 0
-    return (
-        f"CPU {stats.cpu_percent:>3}% {bar(stats.cpu_percent)}\n"
-        f"Mem {memory:>3.0f}% {bar(memory)} {gib(stats.mem_used_mb)}/{gib(stats.mem_total_mb)} GiB"
-    )
+    figures = f"{gib(stats.mem_used_mb)}/{gib(stats.mem_total_mb)} GiB"
+    size = BAR_WIDTH if width <= 0 else min(BAR_WIDTH, width - len("Mem 100%  ") - len(figures) - 1)
+    cpu_bar, mem_bar = (f" {bar(stats.cpu_percent, size)}", f" {bar(memory, size)}") if size >= 3 else ("", "")
+    return f"CPU {stats.cpu_percent:>3}%{cpu_bar}\nMem {memory:>3.0f}%{mem_bar} {figures}"
 
 
 def _value(value: int | None, unit: str = "") -> str:
@@ -47,10 +50,16 @@ class NodePanel(Static):
         super().__init__("waiting for the node…", id=id)
         self.border_title = "Node"
         self.add_class("panel")  # the frame all panels share (app.tcss)
+        self.stats: NodeStats | None = None
 
     def show_stats(self, stats: NodeStats) -> None:
         self.border_title = stats.host or "Node"
-        self.update(describe_node(stats))
+        self.stats = stats
+        self.update(describe_node(stats, self.content_size.width))
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.stats is not None:
+            self.update(describe_node(self.stats, self.content_size.width))
 
     def show_layout(self, layout: LayoutChanged) -> None:
         self.border_subtitle = f"tmux {layout.session}" if layout.exists else "no tmux session"
