@@ -535,3 +535,35 @@ def test_node_lines_fit_the_panel_without_wrapping(width: int) -> None:
     assert "40.2/502.9 GiB" in text and "63%" in text
     if width >= 45:
         assert "█" * 6 + "·" * 4 in text and len(text.splitlines()[0]) == len("CPU  63% ") + BAR_WIDTH
+
+
+def test_every_console_key_is_in_the_ui_keys_catalogue() -> None:
+    """[ui.keys] is checked against tui/keys.py before the console starts: it must name exactly the
+    console's bindings, with their default keys, and every key it accepts must be one Textual knows."""
+    from textual.keys import Keys, _character_to_key
+
+    from tui.keys import BINDING_PREFIX, CHARACTER_NAMES, DEFAULT_KEYS, NAMED_KEYS
+
+    bindings = {b.id: b.key for b in TetherApp.BINDINGS if b.id}  # type: ignore[union-attr]
+    assert bindings == {BINDING_PREFIX + action: key for action, key in DEFAULT_KEYS.items()}
+    assert all(_character_to_key(char) == name for char, name in CHARACTER_NAMES.items())
+    assert NAMED_KEYS <= {key.value for key in Keys}
+
+
+async def test_a_remapped_key_works_and_its_old_key_does_not() -> None:
+    session = ScriptedSession()
+    app = TetherApp(session, keys=(("theme", "f2"), ("help", "h")))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.theme == "dark"
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.theme == "dark"  # t is no longer the theme key
+        await pilot.press("f2")
+        await pilot.pause()
+        assert app.theme == "high-contrast"
+        await pilot.press("h")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        shown = screen_text(app)
+        assert "f2" in shown.lower() and "Theme" in shown  # ? lists the keys in force

@@ -837,3 +837,32 @@ def test_key_lines_match_where_keys_were_written(document: tuple[str, dict[KeyPa
     tomllib.loads(text)  # the generator only writes valid TOML
     lines = KeyLines.scan(text)
     assert {path: lines.line_of(path) for path in expected} == expected
+
+
+# -- [ui.keys] ---------------------------------------------------------------------------------
+
+
+def test_ui_keys_remap_actions_in_textuals_key_names(in_tmp: Path) -> None:
+    workspace = load_workspace(write_config(in_tmp, MINIMAL + '\n[ui.keys]\nrestart = "F5"\nhelp = "h"\n'
+                                            'stop = ["ctrl+X", "?"]\n'))
+    assert dict(workspace.ui.keys) == {"restart": "f5", "help": "h", "stop": "ctrl+x,question_mark"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('restrat = "f5"', "tether.toml:8: ui.keys.restrat: unknown action 'restrat' in [ui.keys]; did you mean 'restart'?"),
+        ('theme = "r"', "tether.toml:8: ui.keys.theme: 'r' is also the key of 'restart'; give 'restart' another key too"),
+        ('logs = "f9"\nstop = "f9"', "tether.toml:9: ui.keys.stop: 'f9' is also the key of 'logs'; use another key for one of them"),
+        ('logs = "ctrl+"', "tether.toml:8: ui.keys.logs: 'ctrl+' is not a key; write a character"),
+        ('logs = "hyperspace"', "tether.toml:8: ui.keys.logs: 'hyperspace' is not a key"),
+        ("logs = 5", "tether.toml:8: ui.keys.logs: expected a key or an array of keys, got an integer 5"),
+    ],
+)
+def test_a_bad_ui_keys_entry_is_a_line_error_with_a_suggestion(in_tmp: Path, text: str, expected: str) -> None:
+    assert only_error(in_tmp, MINIMAL + "\n[ui.keys]\n" + text + "\n").startswith(expected)
+
+
+def test_a_key_moved_away_frees_it_for_another_action(in_tmp: Path) -> None:
+    workspace = load_workspace(write_config(in_tmp, MINIMAL + '\n[ui.keys]\nrestart = "f5"\ntheme = "r"\n'))
+    assert dict(workspace.ui.keys) == {"restart": "f5", "theme": "r"}

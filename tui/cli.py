@@ -55,7 +55,8 @@ def _console(workspace: Workspace, *, theme: str | None, attach: bool, demo: boo
 
     session = Session(workspace, may_submit=not attach)
     asyncio.run(session.prepare())
-    app = TetherApp(session, theme_name=theme or workspace.ui.theme or None, prefs=UiPrefs())
+    app = TetherApp(session, theme_name=theme or workspace.ui.theme or None, prefs=UiPrefs(),
+                    keys=workspace.ui.keys)
     result = app.run()
     if result == "detached" and demo:
         print("The demo is over: its run, its cluster and every file it made are being removed.")

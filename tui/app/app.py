@@ -43,6 +43,7 @@ from tui.app.themes import load_themes
 from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable, RunPanel
 from tui.app.widgets.sync_panel import SyncPanel
 from tui.console_api import ConsoleSession
+from tui.keys import binding_keymap
 from tui.state import UiPrefs
 from tui.events import (
     HALT_FOREIGN,
@@ -193,13 +194,15 @@ class TetherApp(App[str]):
         ),
     ]
 
-    def __init__(self, session: ConsoleSession, theme_name: str | None = None, prefs: UiPrefs | None = None) -> None:
+    def __init__(self, session: ConsoleSession, theme_name: str | None = None, prefs: UiPrefs | None = None,
+                 keys: tuple[tuple[str, str], ...] = ()) -> None:
         """``theme_name``: the one asked for (``--theme``, ``[ui] theme``); None: the one the user
         last picked (``prefs``), else the default. A theme picked with ``t`` or the palette is
         remembered in ``prefs``."""
         super().__init__()
         self.session = session
         self.prefs = prefs
+        self.keys = keys  # [ui.keys], checked by the config: (action, Textual key names)
         # Loaded here, before the terminal is taken over, so a broken theme file is a plain
         # error message (ThemeFileError names the file) rather than a crash inside the UI.
         self.tether_themes = load_themes()
@@ -234,6 +237,8 @@ class TetherApp(App[str]):
             footer.compact = event.size.width < NARROW_BELOW
 
     def on_mount(self) -> None:
+        if self.keys:
+            self.set_keymap(binding_keymap(self.keys))
         self._apply_requested_theme()
         self._run_session()
 

@@ -98,6 +98,7 @@ class DebugConfig:
 class UiConfig:
     theme: str = ""  # checked by the app, which knows the themes; "": the one the user last picked
     stats_interval: float = 2.0
+    keys: tuple[tuple[str, str], ...] = ()  # [ui.keys]: (action, Textual key names, comma-separated)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from tui.config.rules import (
 )
 from tui.config.scheduler import SchedulerConfig
 from tui.config.schema import MISSING, TableReader, describe_value, suggest, toml_value
+from tui.keys import DEFAULT_KEYS, key_name
 
 # -- [workspace] -------------------------------------------------------------------------------
 
@@ -222,7 +223,46 @@ def read_ui(section: TableReader) -> UiConfig:
     return UiConfig(
         theme=section.string("theme", ""),
         stats_interval=section.number("stats_interval", 2.0, above=0),
+        keys=read_keys(section.reader("keys", DEFAULT_KEYS, example='{ restart = "f5" }')),
     )
+
+
+def read_keys(table: TableReader) -> tuple[tuple[str, str], ...]:
+    """``[ui.keys]``: action = "key" (or ["key", "key"]); an unknown action or key, or one key for
+    two actions (a remapped one, or one still on its default), is a problem at its line."""
+    for action in table.table:
+        if action not in DEFAULT_KEYS:
+            close = suggest(action, DEFAULT_KEYS)
+            table.problem(action, f"unknown action '{action}' in [ui.keys]",
+                          f"did you mean '{close}'?" if close else "actions: " + ", ".join(DEFAULT_KEYS))
+    chosen: dict[str, tuple[str, ...]] = {}
+    for action in table.table:
+        if action not in DEFAULT_KEYS:
+            continue
+        value = table.get(action)
+        texts = [value] if isinstance(value, str) else value if isinstance(value, list) else None
+        if not texts or not all(isinstance(text, str) for text in texts):
+            table.type_problem(action, "a key or an array of keys", value, "f5")
+            continue
+        names = tuple(key_name(text) for text in texts)
+        bad = [text for text, name in zip(texts, names) if name is None]
+        if bad:
+            table.problem(action, f"{', '.join(map(repr, bad))} is not a key",
+                          'write a character ("r", "?"), a name ("f5", "enter", "pageup") or '
+                          'modifiers and a key ("ctrl+r")')
+            continue
+        chosen[action] = tuple(name for name in names if name is not None)
+    in_force = {action: chosen.get(action, (default,)) for action, default in DEFAULT_KEYS.items()}
+    owner: dict[str, str] = {}
+    for action, keys in in_force.items():
+        for key in keys:
+            if key in owner and (action in chosen or owner[key] in chosen):
+                mine, theirs = (action, owner[key]) if action in chosen else (owner[key], action)
+                hint = (f"give '{theirs}' another key too" if theirs not in chosen
+                        else "use another key for one of them")
+                table.problem(mine, f"'{key}' is also the key of '{theirs}'", hint)
+            owner.setdefault(key, action)
+    return tuple((action, ",".join(keys)) for action, keys in chosen.items())
 
 
 # -- [ports] -----------------------------------------------------------------------------------

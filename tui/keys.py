@@ -1,0 +1,66 @@
+"""The console's actions that have keys, and what a key may be: for `[ui.keys]` in tether.toml.
+
+Textual-free, so the config can check a remapping before the console starts; the console's own
+bindings (tui/app/app.py) carry the same ids as ``tether.<action>`` (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_KEYS: dict[str, str] = {
+    "help": "question_mark",
+    "detach": "q",
+    "attach": "a",
+    "logs": "l",
+    "restart": "r",
+    "stop": "x",
+    "theme": "t",
+    "new_job": "A",
+    "reconnect": "R",
+    "sync_halt": "s",
+    "palette": "ctrl+p",
+}
+"""Action (the binding id without ``tether.``) -> its default key, in Textual's key names."""
+
+BINDING_PREFIX = "tether."
+
+# Textual's names for the keys that are not one printable character (textual.keys.Keys).
+NAMED_KEYS = frozenset(
+    ["escape", "enter", "tab", "space", "backspace", "delete", "insert", "home", "end", "pageup",
+     "pagedown", "up", "down", "left", "right"] + [f"f{n}" for n in range(1, 25)]
+)
+# One printable character is written as itself in tether.toml, and Textual names some of them.
+CHARACTER_NAMES: dict[str, str] = {
+    "?": "question_mark", "!": "exclamation_mark", "@": "at", "#": "number_sign", "$": "dollar_sign",
+    "%": "percent_sign", "^": "circumflex_accent", "&": "ampersand", "*": "asterisk",
+    "(": "left_parenthesis", ")": "right_parenthesis", "-": "minus", "_": "underscore", "+": "plus",
+    "=": "equals_sign", "[": "left_square_bracket", "]": "right_square_bracket",
+    "{": "left_curly_bracket", "}": "right_curly_bracket", "|": "vertical_line", "\\": "backslash",
+    ";": "semicolon", ":": "colon", "'": "apostrophe", '"': "quotation_mark", ",": "comma",
+    ".": "full_stop", "/": "slash", "<": "less_than_sign", ">": "greater_than_sign", "`": "grave_accent",
+    "~": "tilde",
+}
+MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")
+_LETTER_OR_DIGIT = re.compile(r"^[A-Za-z0-9]$")
+
+
+def key_name(text: str) -> str | None:
+    """``text`` as Textual names the key (``"?"`` -> ``"question_mark"``, ``"ctrl+R"`` ->
+    ``"ctrl+r"``), or None when it is no key."""
+    *mods, key = text.strip().split("+") if text.strip() != "+" else ["+"]
+    if any(mod.lower() not in MODIFIERS for mod in mods) or not key:
+        return None
+    prefix = "".join(f"{mod.lower()}+" for mod in mods)
+    if _LETTER_OR_DIGIT.match(key):
+        return prefix + (key.lower() if mods else key)
+    if key in CHARACTER_NAMES:
+        return prefix + CHARACTER_NAMES[key]
+    if key.lower() in NAMED_KEYS or key in CHARACTER_NAMES.values():
+        return prefix + key.lower()
+    return None
+
+
+def binding_keymap(keys: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """``[ui.keys]`` as read (action, Textual key name) -> a keymap for ``App.set_keymap``."""
+    return {f"{BINDING_PREFIX}{action}": key for action, key in keys}
