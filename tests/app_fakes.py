@@ -24,7 +24,7 @@ class ScriptedSession:
         ``detach_error``: ``detach`` raises this.
         ``allocate_error``: ``allocate_again`` raises this.
     Records: ``detach_calls``, ``answers`` (every ``answer_prompt`` value), ``cancelled``,
-    ``allocate_calls``.
+    ``allocate_calls``, ``calls`` (pause_sync, resume_sync, rebuild_layout, rescan_sync).
     """
 
     def __init__(
@@ -48,6 +48,7 @@ class ScriptedSession:
         self.detach_calls = 0
         self.answers: list[str | None] = []
         self.cancelled = False
+        self.calls: list[str] = []  # the console's commands, in order
 
     @property
     def title(self) -> str:
@@ -82,6 +83,18 @@ class ScriptedSession:
 
     def answer_prompt(self, answer: str | None) -> None:
         self.answers.append(answer)
+
+    def pause_sync(self) -> None:
+        self.calls.append("pause_sync")
+
+    def resume_sync(self) -> None:
+        self.calls.append("resume_sync")
+
+    async def rebuild_layout(self) -> None:
+        self.calls.append("rebuild_layout")
+
+    async def rescan_sync(self) -> None:
+        self.calls.append("rescan_sync")
 
     def emit(self, event: object) -> None:
         """Send ``event`` to the console, as the core would."""

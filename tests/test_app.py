@@ -567,3 +567,55 @@ async def test_a_remapped_key_works_and_its_old_key_does_not() -> None:
         assert isinstance(app.screen, HelpScreen)
         shown = screen_text(app)
         assert "f2" in shown.lower() and "Theme" in shown  # ? lists the keys in force
+
+
+async def run_from_palette(app: TetherApp, pilot, command: str) -> None:
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*command)
+
+    def found() -> bool:  # the palette searches in the background: wait for our command on top
+        hits = app.screen.query(CommandList)
+        return bool(hits) and hits.first().option_count > 0 and str(
+            hits.first().get_option_at_index(0).prompt).startswith(command)
+
+    await wait_until(pilot, found)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def test_rebuild_kills_the_run_only_once_confirmed() -> None:
+    from tui.app.screens import ConfirmScreen
+
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        await run_from_palette(app, pilot, "Rebuild the tmux layout")
+        assert isinstance(app.screen, ConfirmScreen) and "kills the tmux session" in screen_text(app)
+        await pilot.press("enter")  # Cancel has the focus: a stray Enter kills nothing
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen) and session.calls == []
+        await run_from_palette(app, pilot, "Rebuild the tmux layout")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert session.calls == []
+        await run_from_palette(app, pilot, "Rebuild the tmux layout")
+        await pilot.click("#confirm-do")
+        await wait_until(pilot, lambda: session.calls == ["rebuild_layout"])
+        assert "Rebuilding the tmux layout" in screen_text(app)
+
+
+async def test_the_palette_pauses_resumes_and_syncs_now() -> None:
+    from tui.events import SyncState, SyncStatus
+
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        session.emit(SyncStatus("demo-workspace", SyncState.UP_TO_DATE))
+        await pilot.pause()
+        await run_from_palette(app, pilot, "Sync: pause")
+        session.emit(SyncStatus("demo-workspace", SyncState.PAUSED, pending=2))
+        await pilot.pause()
+        await run_from_palette(app, pilot, "Sync: resume")
+        await run_from_palette(app, pilot, "Sync now")
+        await wait_until(pilot, lambda: session.calls == ["pause_sync", "resume_sync", "rescan_sync"])

@@ -59,6 +59,12 @@ class ConsoleSession(Protocol):
         """Release a sync halt: do what it held back (the deletes, or the node's own files deleted
         or replaced)."""
 
+    def pause_sync(self) -> None:
+        """Hold edits on the laptop (still watched, none lost) until ``resume_sync``."""
+
+    def resume_sync(self) -> None:
+        """Send what was held back while paused, and go on syncing."""
+
     async def rescan_sync(self) -> None:
         """Compare both trees again; sync goes on if no safety rule holds any more."""
 

@@ -230,6 +230,14 @@ class Session:
         if self.sync is not None:
             self.sync.allow_deletes_once()
 
+    def pause_sync(self) -> None:
+        if self.sync is not None:
+            self.sync.pause()
+
+    def resume_sync(self) -> None:
+        if self.sync is not None:
+            self.sync.resume()
+
     async def rescan_sync(self) -> None:
         if self.sync is not None:
             self.sync.rescan()

@@ -37,7 +37,7 @@ from tui.app.messages import (
     SyncReported,
     UnhandledEvent,
 )
-from tui.app.screens import HelpScreen, KeyHelp, LogsScreen, PasswordScreen, SyncHaltScreen
+from tui.app.screens import ConfirmScreen, HelpScreen, KeyHelp, LogsScreen, PasswordScreen, SyncHaltScreen
 from tui.app.screens.sync_halt import CHOICE_DELETE, CHOICE_KEEP, CHOICE_RESCAN
 from tui.app.themes import load_themes
 from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable, RunPanel
@@ -91,13 +91,20 @@ class TetherCommands(Provider):
             ("Detach", "Leave the console; the run keeps going on the node", app.action_detach),
             ("Attach tmux", "Suspend the console and attach the tmux session on the node", app.action_attach),
             ("Logs", "Page through the run's whole output, kept on the node", app.action_logs),
-            ("Rebuild the tmux layout", "Kill the tmux session and the run, and lay it out again", app.action_rebuild),
+            ("Rebuild the tmux layout", "Kill the tmux session and the run, and lay it out again (asks first)",
+             app.action_rebuild),
+            ("Sync now", "Compare both trees and send what differs", app.action_rescan_sync),
             ("Restart the run", "Restart the debuggee on the node (like Ctrl-C in the run pane)", app.action_restart_run),
             ("Stop the run", "Stop the debuggee; r starts it again", app.action_stop_run),
             ("Make debugpy available", "Copy Tether's own debugpy to the node (works offline) and restart the run",
              app.action_provide_debugpy),
             ("Help: keys", "Show every key and what it does", app.action_help),
         ]
+        if app.sync_state is SyncState.PAUSED:
+            commands.append(("Sync: resume", "Send the edits made while sync was paused, and go on", app.action_resume_sync))
+        elif app.sync_state is not None:
+            commands.append(("Sync: pause", "Keep edits on the laptop until you resume (they are not lost)",
+                             app.action_pause_sync))
         if app.check_action(RECONNECT_ACTION, ()):
             commands.append(("Reconnect now", "The link waits before its next try: try again at once",
                              app.action_reconnect_now))
@@ -203,6 +210,7 @@ class TetherApp(App[str]):
         self.session = session
         self.prefs = prefs
         self.keys = keys  # [ui.keys], checked by the config: (action, Textual key names)
+        self.sync_state: SyncState | None = None  # as the sync last reported it
         # Loaded here, before the terminal is taken over, so a broken theme file is a plain
         # error message (ThemeFileError names the file) rather than a crash inside the UI.
         self.tether_themes = load_themes()
@@ -324,6 +332,8 @@ class TetherApp(App[str]):
                             severity="error", timeout=15)
             return
         self.query_one(SyncPanel).show(event)
+        if isinstance(event, SyncStatus):
+            self.sync_state = event.state
         if isinstance(event, SyncStatus) and event.state is not SyncState.HALTED and self.sync_halt is not None:
             self.sync_halt = None  # released, or its cause went away
             self.refresh_bindings()
@@ -406,8 +416,21 @@ class TetherApp(App[str]):
         self.push_screen(LogsScreen(self.session.page_output))
 
     def action_rebuild(self) -> None:
-        self.query_one(EventLog).add_line(LogLine("Rebuilding the tmux layout on the node…"))
-        self._rebuild()
+        def answered(rebuild: bool | None) -> None:
+            if rebuild:
+                self.query_one(EventLog).add_line(LogLine("Rebuilding the tmux layout on the node…"))
+                self._rebuild()
+
+        # It ends the run (days of training, maybe): never on one stray key.
+        self.push_screen(ConfirmScreen("Rebuild the layout", "This kills the tmux session on the node and the run in "
+                                       "it, then lays the session out again and starts the run anew.", "Kill and rebuild"),
+                         answered)
+
+    def action_pause_sync(self) -> None:
+        self.session.pause_sync()
+
+    def action_resume_sync(self) -> None:
+        self.session.resume_sync()
 
     @work(name=REBUILD_WORKER, group=REBUILD_WORKER, exclusive=True, exit_on_error=False)
     async def _rebuild(self) -> None:
