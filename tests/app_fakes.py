@@ -24,7 +24,7 @@ class ScriptedSession:
         ``detach_error``: ``detach`` raises this.
         ``allocate_error``: ``allocate_again`` raises this.
     Records: ``detach_calls``, ``answers`` (every ``answer_prompt`` value), ``cancelled``,
-    ``allocate_calls``, ``calls`` (pause_sync, resume_sync, rebuild_layout, rescan_sync).
+    ``allocate_calls``, ``calls`` (down, pause_sync, resume_sync, rebuild_layout, rescan_sync).
     """
 
     def __init__(
@@ -83,6 +83,10 @@ class ScriptedSession:
 
     def answer_prompt(self, answer: str | None) -> None:
         self.answers.append(answer)
+
+    async def down(self, sink: EventSink) -> list[str]:
+        self.calls.append("down")
+        return ["the run", "tmux session tether-demo"]
 
     def pause_sync(self) -> None:
         self.calls.append("pause_sync")

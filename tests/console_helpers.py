@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from textual.app import App
+from textual.command import CommandList
 from textual.pilot import Pilot
 
 from tui.app.widgets import LinkStatus
@@ -32,3 +33,19 @@ async def wait_until(pilot: Pilot, condition: Callable[[], bool], seconds: float
         if time.monotonic() > deadline:
             raise AssertionError(f"still false after {seconds} s: {condition}")
         await pilot.pause(0.02)
+
+
+async def run_from_palette(app: App, pilot: Pilot, command: str) -> None:
+    """Open the command palette, type ``command``, wait until it is the top hit, run it."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*command)
+
+    def found() -> bool:  # the palette searches in the background: wait for our command on top
+        hits = app.screen.query(CommandList)
+        return bool(hits) and hits.first().option_count > 0 and str(
+            hits.first().get_option_at_index(0).prompt).startswith(command)
+
+    await wait_until(pilot, found)
+    await pilot.press("enter")
+    await pilot.pause()

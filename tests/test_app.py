@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from app_fakes import ScriptedSession
-from console_helpers import header_state, screen_text, wait_until
+from console_helpers import header_state, run_from_palette, screen_text, wait_until
 from textual.color import Color
 from textual.command import CommandList
 from textual.geometry import Region
@@ -567,21 +567,6 @@ async def test_a_remapped_key_works_and_its_old_key_does_not() -> None:
         assert isinstance(app.screen, HelpScreen)
         shown = screen_text(app)
         assert "f2" in shown.lower() and "Theme" in shown  # ? lists the keys in force
-
-
-async def run_from_palette(app: TetherApp, pilot, command: str) -> None:
-    await pilot.press("ctrl+p")
-    await pilot.pause()
-    await pilot.press(*command)
-
-    def found() -> bool:  # the palette searches in the background: wait for our command on top
-        hits = app.screen.query(CommandList)
-        return bool(hits) and hits.first().option_count > 0 and str(
-            hits.first().get_option_at_index(0).prompt).startswith(command)
-
-    await wait_until(pilot, found)
-    await pilot.press("enter")
-    await pilot.pause()
 
 
 async def test_rebuild_kills_the_run_only_once_confirmed() -> None:

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from console_helpers import header_state, screen_text, wait_until
+from console_helpers import header_state, run_from_palette, screen_text, wait_until
 from node_helpers import install_standin_nvidia_smi, tick_workspace, tmux_on_node
 from testbed import Testbed
 from testbed.wait import wait_until as wait_until_sync
@@ -106,3 +106,26 @@ def test_a_attaches_the_node_tmux_and_detaching_returns_to_the_console(node: Tes
     finally:
         assert main(["-c", str(config), "down"]) == 0
     assert node.node_run_as_user("tmux has-session -t =tether-tbws").returncode != 0
+
+
+async def test_down_from_the_palette_asks_then_stops_the_run_and_its_tmux(node: Testbed, tmp_path: Path):
+    from tui.app import DOWN
+    from tui.app.screens import ConfirmScreen
+
+    config = tick_workspace(tmp_path / "ws", node)
+    session = Session(load_workspace(config), ping_interval=0.5)
+    await session.prepare()
+    app = TetherApp(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(ticks_shown(app)) >= 2, 30)
+        await run_from_palette(app, pilot, "Down")
+        assert isinstance(app.screen, ConfirmScreen) and "ends the run" in screen_text(app)
+        await pilot.press("escape")  # cancelled: the run goes on
+        count = len(ticks_shown(app))
+        await wait_until(pilot, lambda: len(ticks_shown(app)) > count, 10)
+        await run_from_palette(app, pilot, "Down")
+        await pilot.click("#confirm-do")
+        await wait_until(pilot, lambda: app.return_value is not None, 30)
+    assert app.return_value == DOWN and any(s.startswith("tmux session tether-tbws") for s in app.stopped), app.stopped
+    assert "tether-tbws" not in tmux_on_node(node, "ls 2>/dev/null")
+    assert node.node_run_as_user("pgrep -u $(id -u) -f '[t]ick.py'").returncode == 1  # the run ended

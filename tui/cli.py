@@ -62,6 +62,8 @@ def _console(workspace: Workspace, *, theme: str | None, attach: bool, demo: boo
         print("The demo is over: its run, its cluster and every file it made are being removed.")
     elif result == "detached":
         print(session.detach_message)
+    elif result == "down":
+        print("stopped: " + ", ".join(app.stopped) if app.stopped else "nothing was running")
     return app.return_code or 0
 
 

@@ -28,6 +28,10 @@ class ConsoleSession(Protocol):
     async def detach(self) -> None:
         """Leave the console: everything on the node keeps running."""
 
+    async def down(self, sink: EventSink) -> list[str]:
+        """Stop everything the session runs (the run, tmux, the job, the connections); returns
+        what was stopped, for the user."""
+
     async def reconnect_now(self) -> None:
         """While the link waits between reconnect attempts: try again at once. Optional: the
         console shows its key only for sessions that have it."""

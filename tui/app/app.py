@@ -64,6 +64,8 @@ from tui.events import (
 )
 
 DETACHED = "detached"
+DOWN = "down"  # the console ended with `down`: everything stopped (the CLI prints what)
+DOWN_WORKER = "down"
 """``TetherApp.run()`` returns this after ``q``: the session detached and the run keeps going."""
 
 DEFAULT_THEME = "dark"
@@ -89,6 +91,7 @@ class TetherCommands(Provider):
         assert isinstance(app, TetherApp)
         commands: list[tuple[str, str, Callable[[], object]]] = [
             ("Detach", "Leave the console; the run keeps going on the node", app.action_detach),
+            ("Down", "Stop the run, the tmux session and the job, and leave (asks first)", app.action_down),
             ("Attach tmux", "Suspend the console and attach the tmux session on the node", app.action_attach),
             ("Logs", "Page through the run's whole output, kept on the node", app.action_logs),
             ("Rebuild the tmux layout", "Kill the tmux session and the run, and lay it out again (asks first)",
@@ -211,6 +214,7 @@ class TetherApp(App[str]):
         self.prefs = prefs
         self.keys = keys  # [ui.keys], checked by the config: (action, Textual key names)
         self.sync_state: SyncState | None = None  # as the sync last reported it
+        self.stopped: list[str] = []  # what `down` stopped, for the CLI to print
         # Loaded here, before the terminal is taken over, so a broken theme file is a plain
         # error message (ThemeFileError names the file) rather than a crash inside the UI.
         self.tether_themes = load_themes()
@@ -273,6 +277,11 @@ class TetherApp(App[str]):
         await self.session.detach()
         self.exit(DETACHED)
 
+    @work(name=DOWN_WORKER, group=DOWN_WORKER, exclusive=True, exit_on_error=False)
+    async def _down(self) -> None:
+        self.stopped = await self.session.down(EventForwarder(self))
+        self.exit(DOWN)
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
         if event.state is WorkerState.ERROR:
@@ -283,6 +292,8 @@ class TetherApp(App[str]):
                 self._report_error(f"The session stopped: {reason}")
             elif worker.name == DETACH_WORKER:
                 self._report_error(f"Detach failed: {reason}")
+            elif worker.name == DOWN_WORKER:
+                self._report_error(f"Down failed: {reason}")
             elif worker.name == REBUILD_WORKER:
                 self._report_error(f"Rebuilding the layout failed: {reason}")
             elif worker.name == RUN_WORKER:
@@ -425,6 +436,17 @@ class TetherApp(App[str]):
         self.push_screen(ConfirmScreen("Rebuild the layout", "This kills the tmux session on the node and the run in "
                                        "it, then lays the session out again and starts the run anew.", "Kill and rebuild"),
                          answered)
+
+    def action_down(self) -> None:
+        def answered(down: bool | None) -> None:
+            if down:
+                self.query_one(EventLog).add_line(LogLine("Stopping everything on the node…"))
+                self._down()
+
+        allocation = self._allocation
+        job = f" and job {allocation.job_id}" if allocation and allocation.job_id else ""
+        self.push_screen(ConfirmScreen("Down", f"This ends the run, the tmux session on the node{job}, and closes "
+                                       "the connections. Your files on the node stay.", "Stop everything"), answered)
 
     def action_pause_sync(self) -> None:
         self.session.pause_sync()
