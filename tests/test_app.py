@@ -604,3 +604,15 @@ async def test_the_palette_pauses_resumes_and_syncs_now() -> None:
         await run_from_palette(app, pilot, "Sync: resume")
         await run_from_palette(app, pilot, "Sync now")
         await wait_until(pilot, lambda: session.calls == ["pause_sync", "resume_sync", "rescan_sync"])
+
+
+async def test_the_palette_copies_each_ranks_debug_address() -> None:
+    from tui.events import RankState, RunState
+
+    session, app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await session.wait_running()
+        session.emit(RunState((RankState(0, "running", 51317, 50527), RankState(1, "running", 51318, 50528))))
+        await pilot.pause()
+        await run_from_palette(app, pilot, "Copy debug address: 127.0.0.1:50528")
+        assert app.clipboard == "127.0.0.1:50528"

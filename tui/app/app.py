@@ -103,6 +103,12 @@ class TetherCommands(Provider):
              app.action_provide_debugpy),
             ("Help: keys", "Show every key and what it does", app.action_help),
         ]
+        for rank in app.run_state.ranks if app.run_state else ():
+            if rank.local_port:
+                address = f"127.0.0.1:{rank.local_port}"
+                commands.append((f"Copy debug address: {address} (rank {rank.rank})",
+                                 "For a debugger on this machine (VS Code's launch.json has it too)",
+                                 partial(app.copy_debug_address, address)))
         if app.sync_state is SyncState.PAUSED:
             commands.append(("Sync: resume", "Send the edits made while sync was paused, and go on", app.action_resume_sync))
         elif app.sync_state is not None:
@@ -215,6 +221,7 @@ class TetherApp(App[str]):
         self.keys = keys  # [ui.keys], checked by the config: (action, Textual key names)
         self.sync_state: SyncState | None = None  # as the sync last reported it
         self.stopped: list[str] = []  # what `down` stopped, for the CLI to print
+        self.run_state: RunState | None = None  # the ranks, as last reported
         # Loaded here, before the terminal is taken over, so a broken theme file is a plain
         # error message (ThemeFileError names the file) rather than a crash inside the UI.
         self.tether_themes = load_themes()
@@ -382,6 +389,7 @@ class TetherApp(App[str]):
     def on_run_updated(self, message: RunUpdated) -> None:
         event = message.event
         if isinstance(event, RunState):
+            self.run_state = event
             self.query_one(RunPanel).show(event)
         elif isinstance(event, DebuggerWaiting):
             where = f"127.0.0.1:{event.local_port}" if event.local_port else "the rank's debug port"
@@ -447,6 +455,10 @@ class TetherApp(App[str]):
         job = f" and job {allocation.job_id}" if allocation and allocation.job_id else ""
         self.push_screen(ConfirmScreen("Down", f"This ends the run, the tmux session on the node{job}, and closes "
                                        "the connections. Your files on the node stay.", "Stop everything"), answered)
+
+    def copy_debug_address(self, address: str) -> None:
+        self.copy_to_clipboard(address)  # OSC 52: the terminal's clipboard, also over ssh
+        self.notify(f"Copied {address} (if your terminal allows OSC 52 clipboard writes)", title="Debug")
 
     def action_pause_sync(self) -> None:
         self.session.pause_sync()
