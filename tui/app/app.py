@@ -42,6 +42,7 @@ from tui.app.screens.sync_halt import CHOICE_DELETE, CHOICE_KEEP, CHOICE_RESCAN
 from tui.app.themes import load_themes
 from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable, RunPanel
 from tui.app.widgets.sync_panel import SyncPanel
+from tui.alerts import Alert, RunAlerts
 from tui.console_api import ConsoleSession
 from tui.keys import binding_keymap
 from tui.state import UiPrefs
@@ -222,6 +223,7 @@ class TetherApp(App[str]):
         self.sync_state: SyncState | None = None  # as the sync last reported it
         self.stopped: list[str] = []  # what `down` stopped, for the CLI to print
         self.run_state: RunState | None = None  # the ranks, as last reported
+        self.alerts = RunAlerts()  # OOM, NCCL errors and crashes, each told once
         # Loaded here, before the terminal is taken over, so a broken theme file is a plain
         # error message (ThemeFileError names the file) rather than a crash inside the UI.
         self.tether_themes = load_themes()
@@ -374,6 +376,12 @@ class TetherApp(App[str]):
 
     def on_output_received(self, message: OutputReceived) -> None:
         self.query_one(OutputPanel).show(message.output)
+        if not message.output.history:  # a replayed log is old news
+            self._alert(self.alerts.output(message.output.lines))
+
+    def _alert(self, alerts: list[Alert]) -> None:
+        for alert in alerts:
+            self.notify(alert.message, title=alert.title, severity=alert.severity, timeout=30)  # type: ignore[arg-type]
 
     def on_node_updated(self, message: NodeUpdated) -> None:
         snapshot = message.snapshot
@@ -391,6 +399,7 @@ class TetherApp(App[str]):
         if isinstance(event, RunState):
             self.run_state = event
             self.query_one(RunPanel).show(event)
+            self._alert(self.alerts.run_state(event))
         elif isinstance(event, DebuggerWaiting):
             where = f"127.0.0.1:{event.local_port}" if event.local_port else "the rank's debug port"
             self.notify(f"waiting for debugger at {event.where} (rank {event.rank}; attach to {where})",

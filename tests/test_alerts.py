@@ -1,0 +1,88 @@
+"""Notifications for what needs attention in a run: CUDA out of memory and NCCL errors in its
+output, a crash with its last error line; each once (per start), with the keys that act on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from app_fakes import ScriptedSession
+from console_helpers import wait_until
+from debug_helpers import script_workspace
+from testbed import Testbed
+
+from tui.alerts import RunAlerts
+from tui.app import TetherApp
+from tui.config import load_workspace
+from tui.events import OutputLines, RankState, RunState
+from tui.session import Session
+
+# A stand-in for a training step that runs out of GPU memory: no GPU and no torch here, so the
+# script raises an exception that Python prints exactly as PyTorch 2.x's does (torch.OutOfMemoryError).
+OOM_SCRIPT = '''\
+print("epoch 0  loss 2.3026", flush=True)
+class OutOfMemoryError(RuntimeError):
+    pass
+OutOfMemoryError.__module__ = "torch"
+raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of 79.10 GiB "
+                       "of which 3.56 MiB is free. Including non-PyTorch memory, this process has 79.09 GiB memory in use.")
+'''
+# Lines as torch.distributed prints them when a collective fails.
+NCCL_LINES = (
+    "[rank1]:[E1206 13:02:11.417382621 ProcessGroupNCCL.cpp:616] [Rank 1] Watchdog caught collective operation "
+    "timeout: WorkNCCL(SeqNum=42, OpType=ALLREDUCE, NumelIn=1, NumelOut=1, Timeout(ms)=600000) ran for 600041 milliseconds",
+    "torch.distributed.DistBackendError: NCCL error in: ../torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp:1970, "
+    "unhandled cuda error (run with NCCL_DEBUG=INFO for details), NCCL version 2.19.3",
+)
+
+
+def messages(app: TetherApp) -> list[tuple[str, str]]:
+    return [(str(n.title), str(n.message)) for n in app._notifications]
+
+
+@pytest.mark.needs_netns
+async def test_an_oom_in_the_run_is_told_once_and_the_crash_with_its_error_line(node: Testbed, tmp_path: Path):
+    config = script_workspace(tmp_path / "ws", node, OOM_SCRIPT, name="step.py")
+    session = Session(load_workspace(config), ping_interval=0.5)
+    app = TetherApp(session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: any(t == "Rank 0 crashed" for t, _ in messages(app)), 40)
+        await wait_until(pilot, lambda: any(t == "CUDA out of memory" for t, _ in messages(app)), 10)
+        oom = next(m for t, m in messages(app) if t == "CUDA out of memory")
+        assert oom.startswith("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB")
+        assert "(l: the log, r: restart)" in oom
+        assert sum(t == "CUDA out of memory" for t, _ in messages(app)) == 1
+        await pilot.press("x")  # stop the loop's restarts
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_value is not None, 20)
+    await Session(load_workspace(config)).down()
+
+
+async def test_nccl_errors_are_told_once_and_a_replayed_log_is_not_news() -> None:
+    session = ScriptedSession()
+    app = TetherApp(session)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await session.wait_running()
+        session.emit(OutputLines(NCCL_LINES, history=True))  # an old run's log, replayed on attach
+        await pilot.pause()
+        assert not [t for t, _ in messages(app) if t == "NCCL error"]
+        session.emit(OutputLines(NCCL_LINES))
+        await wait_until(pilot, lambda: any(t == "NCCL error" for t, _ in messages(app)))
+        assert sum(t == "NCCL error" for t, _ in messages(app)) == 1
+        assert "Watchdog caught collective operation timeout" in next(m for t, m in messages(app) if t == "NCCL error")
+
+
+def test_a_new_start_rearms_the_alerts_and_a_crash_names_the_last_error_line() -> None:
+    alerts = RunAlerts()
+    assert [a.kind for a in alerts.run_state(RunState((RankState(0, "running", 5678, started_at=1.0),)))] == []
+    assert [a.kind for a in alerts.output(["Traceback (most recent call last):", '  File "train.py", line 3',
+                                           "ValueError: loss is nan"])] == []
+    crashed = alerts.run_state(RunState((RankState(0, "crashed", 5678, started_at=1.0, reason="train.py exited with 1"),)))
+    assert [(a.title, a.message) for a in crashed] == [("Rank 0 crashed", "ValueError: loss is nan  (l: the log, r: restart)")]
+    assert alerts.run_state(RunState((RankState(0, "crashed", 5678, started_at=1.0),))) == []  # told once
+    assert [a.kind for a in alerts.output(["RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"])] == ["oom"]
+    assert alerts.output(["RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"]) == []
+    alerts.run_state(RunState((RankState(0, "running", 5678, started_at=2.0),)))  # restarted
+    assert [a.kind for a in alerts.output(["RuntimeError: CUDA out of memory."])] == ["oom"]
+    crashed = alerts.run_state(RunState((RankState(0, "crashed", 5678, started_at=2.0, reason="train.py exited with 1"),)))
+    assert [a.message for a in crashed] == ["RuntimeError: CUDA out of memory.  (l: the log, r: restart)"]
