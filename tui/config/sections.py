@@ -230,14 +230,12 @@ def read_ui(section: TableReader) -> UiConfig:
 def read_keys(table: TableReader) -> tuple[tuple[str, str], ...]:
     """``[ui.keys]``: action = "key" (or ["key", "key"]); an unknown action or key, or one key for
     two actions (a remapped one, or one still on its default), is a problem at its line."""
+    chosen: dict[str, tuple[str, ...]] = {}
     for action in table.table:
         if action not in DEFAULT_KEYS:
             close = suggest(action, DEFAULT_KEYS)
             table.problem(action, f"unknown action '{action}' in [ui.keys]",
                           f"did you mean '{close}'?" if close else "actions: " + ", ".join(DEFAULT_KEYS))
-    chosen: dict[str, tuple[str, ...]] = {}
-    for action in table.table:
-        if action not in DEFAULT_KEYS:
             continue
         value = table.get(action)
         texts = [value] if isinstance(value, str) else value if isinstance(value, list) else None
