@@ -11,9 +11,10 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Iterator, NoReturn
+from typing import NoReturn
 
 import pytest
 from testbed import PasswordLogin, Testbed, TestbedUnavailable, build_testbed
@@ -156,8 +157,13 @@ class LaptopTerminal:
 
     def __call__(self, *args: str) -> str:
         """A tmux command on this terminal's server; its stdout."""
-        return subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], capture_output=True, text=True,
-                              timeout=10, check=False).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
 
     def run_tether(self, *args: str) -> None:
         """``tether ARGS`` in a 120x36 window; the window stays to show how it ended."""

@@ -43,8 +43,11 @@ async def run_from_palette(app: App, pilot: Pilot, command: str) -> None:
 
     def found() -> bool:  # the palette searches in the background: wait for our command on top
         hits = app.screen.query(CommandList)
-        return bool(hits) and hits.first().option_count > 0 and str(
-            hits.first().get_option_at_index(0).prompt).startswith(command)
+        return (
+            bool(hits)
+            and hits.first().option_count > 0
+            and str(hits.first().get_option_at_index(0).prompt).startswith(command)
+        )
 
     await wait_until(pilot, found)
     await pilot.press("enter")

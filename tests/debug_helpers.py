@@ -11,7 +11,7 @@ from node_helpers import Events, running_session
 from testbed import Testbed
 from workspaces import write_workspace
 
-from tui.events import RankState, RunState
+from tui.events import RankState, RankStatus, RunState
 from tui.session import Session
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -19,8 +19,16 @@ DEBUGGEE = FIXTURES / "loop_node_debuggee.py"
 BREAK_LINE = next(n for n, text in enumerate(DEBUGGEE.read_text().splitlines(), 1) if "# BREAK HERE" in text)
 
 
-def script_workspace(folder: Path, testbed: Testbed, script: str, name: str = "dbg.py", *, command: str = "",
-                     extra: str = "", **kwargs: str) -> Path:
+def script_workspace(
+    folder: Path,
+    testbed: Testbed,
+    script: str,
+    name: str = "dbg.py",
+    *,
+    command: str = "",
+    extra: str = "",
+    **kwargs: str,
+) -> Path:
     """A workspace whose run is ``script``: written locally, sync takes it to ~/work/tbws/NAME on the node."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(script)
@@ -44,12 +52,12 @@ def rank(events: Events, index: int = 0) -> RankState | None:
 def debuggable(events: Events) -> bool:
     """Rank 0 runs, its debug port is forwarded to the laptop, and its output is arriving."""
     state = rank(events)
-    return bool(state and state.status == "running" and state.local_port and events.output())
+    return bool(state and state.status is RankStatus.RUNNING and state.local_port and events.output())
 
 
 def status(events: Events, index: int = 0) -> str:
     state = rank(events, index)
-    return state.status if state else ""
+    return state.status.value if state else ""
 
 
 # Every TCP socket in LISTEN state held by a process of the run (its environment has the loop's

@@ -27,7 +27,9 @@ FIELDS = "index,name,utilization.gpu,memory.used,memory.total,temperature.gpu,po
 
 def with_units() -> dict[str, list[str]]:
     """A second reading, with header and units, parsed independently of Tether's parser."""
-    out = subprocess.run(["nvidia-smi", f"--query-gpu={FIELDS}", "--format=csv"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["nvidia-smi", f"--query-gpu={FIELDS}", "--format=csv"], capture_output=True, text=True, check=True
+    ).stdout
     rows = out.strip().splitlines()[1:]
     return {row.split(",")[0].strip(): [cell.strip() for cell in row.split(",")] for row in rows}
 

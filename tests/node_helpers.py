@@ -29,7 +29,9 @@ for i in itertools.count():
 E = TypeVar("E")
 
 
-def tick_workspace(folder: Path, testbed: Testbed, *, run_env: str = "", layout: str = "", interval: float = 0.5) -> Path:
+def tick_workspace(
+    folder: Path, testbed: Testbed, *, run_env: str = "", layout: str = "", interval: float = 0.5
+) -> Path:
     """A workspace whose run is tick.py: written locally, sync takes it to the node's remote root."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tick.py").write_text(TICK)
@@ -46,7 +48,8 @@ def install_standin_nvidia_smi(testbed: Testbed) -> str:
     """The stand-in nvidia-smi in ~/standin-bin on the node; returns the [run] env line for PATH."""
     testbed.node_run_as_user(
         "mkdir -p ~/standin-bin && cat > ~/standin-bin/nvidia-smi && chmod +x ~/standin-bin/nvidia-smi",
-        input=STANDIN_NVIDIA_SMI.read_text(), check=True,
+        input=STANDIN_NVIDIA_SMI.read_text(),
+        check=True,
     )
     return '"export PATH=$HOME/standin-bin:$PATH"'
 

@@ -20,10 +20,18 @@ def converse(lines: list[bytes]) -> tuple[list[dict], str]:
 
 def test_agent_says_hello_answers_ping_and_survives_garbage():
     replies, log = converse(
-        [b'{"id":1,"op":"ping"}\n', b"this is not json\n", b"[1,2]\n", b'{"id":2,"op":"fly"}\n', b'{"id":3,"op":"ping"}\n']
+        [
+            b'{"id":1,"op":"ping"}\n',
+            b"this is not json\n",
+            b"[1,2]\n",
+            b'{"id":2,"op":"fly"}\n',
+            b'{"id":3,"op":"ping"}\n',
+        ]
     )
     hello, *rest = replies
-    assert hello["op"] == "hello" and hello["protocol"] == protocol.PROTOCOL_VERSION and hello["version"] == "test-version"
+    assert (
+        hello["op"] == "hello" and hello["protocol"] == protocol.PROTOCOL_VERSION and hello["version"] == "test-version"
+    )
     assert [r["op"] for r in rest] == ["pong", "error", "error", "error", "pong"]
     assert rest[-1]["id"] == 3  # still answering after three bad lines
     assert "malformed" in log and "unknown op 'fly'" in log

@@ -28,8 +28,8 @@ from tui.app.themes import COLOUR_KEYS
 from tui.app.widgets import EventLog, JobClock, LinkStatus
 from tui.app.widgets.link_header import describe_allocation, describe_link, describe_time_left
 from tui.errors import TetherError
+from tui.events import AllocationChanged, JobState, LinkChanged, LinkState, Notice, PasswordPrompt, Progress, RankStatus
 from tui.state import UiPrefs
-from tui.events import JOB_ENDED, AllocationChanged, LinkChanged, LinkState, Notice, PasswordPrompt, Progress
 
 SIZE = (100, 30)
 WIDE = (160, 30)  # room in the footer for every key
@@ -60,9 +60,17 @@ async def test_header_follows_the_link_state() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await session.wait_running()
         steps = [
-            (LinkChanged(LinkState.CONNECTING, detail="login.example.org"), "connecting… — login.example.org", "-connecting"),
+            (
+                LinkChanged(LinkState.CONNECTING, detail="login.example.org"),
+                "connecting… — login.example.org",
+                "-connecting",
+            ),
             (LinkChanged(LinkState.UP, rtt_ms=12.4), "up 12 ms", "-up"),
-            (LinkChanged(LinkState.LOST, detail="connection reset by peer"), "lost — connection reset by peer", "-lost"),
+            (
+                LinkChanged(LinkState.LOST, detail="connection reset by peer"),
+                "lost — connection reset by peer",
+                "-lost",
+            ),
             (LinkChanged(LinkState.RECONNECTING, attempt=3), "reconnecting (attempt 3)", "-reconnecting"),
             (LinkChanged(LinkState.UP, rtt_ms=8.6), "up 9 ms", "-up"),
         ]
@@ -119,6 +127,32 @@ async def test_events_from_another_thread_reach_the_screen() -> None:
         await pilot.pause()
         await pilot.pause()
         assert "from the ssh reader thread" in screen_text(app)
+
+
+async def test_events_still_arriving_while_the_console_closes_do_not_crash_it() -> None:
+    # The core's threads keep posting until the session is cancelled, so some events are still
+    # queued while the console takes its widgets down (CI once failed on exactly this).
+    from tui.events import RankState, RunState
+
+    for _ in range(5):  # the window is short: close a few consoles mid-stream
+        session, app = console()
+        stop = threading.Event()
+
+        def report_ranks(session: ScriptedSession = session, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                session.emit(RunState((RankState(0, RankStatus.RUNNING, 51317, 50527),)))
+                stop.wait(0.0005)
+
+        reporter = threading.Thread(target=report_ranks)
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                await session.wait_running()
+                reporter.start()
+                await wait_until(pilot, lambda: "running" in screen_text(app))
+                # Leaving the block closes the console while the reporter still posts.
+        finally:
+            stop.set()
+            reporter.join(timeout=5)
 
 
 async def test_a_failing_session_is_shown_not_crashed() -> None:
@@ -286,9 +320,11 @@ async def test_command_palette_switches_theme_and_detaches() -> None:
             def found(command: str = command) -> bool:
                 # The palette searches in the background; wait until our command is the top hit.
                 hits = app.screen.query(CommandList)
-                return bool(hits) and hits.first().option_count > 0 and str(
-                    hits.first().get_option_at_index(0).prompt
-                ).startswith(command)
+                return (
+                    bool(hits)
+                    and hits.first().option_count > 0
+                    and str(hits.first().get_option_at_index(0).prompt).startswith(command)
+                )
 
             await wait_until(pilot, found)
             await pilot.press("enter")
@@ -328,9 +364,11 @@ def test_the_plain_theme_uses_the_terminals_own_colours_only() -> None:
 
 def test_a_true_colour_in_an_ansi_theme_is_refused_naming_the_field(tmp_path: Path) -> None:
     plain = (Path(__file__).parents[1] / "themes" / "plain.toml").read_text()
-    (tmp_path / "mine.toml").write_text(plain.replace('name = "plain"', 'name = "mine"')
-                                        .replace('error = "ansi_red"', 'error = "#FF0000"')
-                                        .replace("\nansi = true\n", '\nansi = "yes"\nansi_x = 1\n'))
+    (tmp_path / "mine.toml").write_text(
+        plain.replace('name = "plain"', 'name = "mine"')
+        .replace('error = "ansi_red"', 'error = "#FF0000"')
+        .replace("\nansi = true\n", '\nansi = "yes"\nansi_x = 1\n')
+    )
     with pytest.raises(ThemeFileError) as caught:
         load_themes(tmp_path)
     assert "'ansi' must be true or false, not 'yes'" in caught.value.problems
@@ -339,7 +377,9 @@ def test_a_true_colour_in_an_ansi_theme_is_refused_naming_the_field(tmp_path: Pa
     with pytest.raises(ThemeFileError) as caught:
         load_themes(tmp_path)
     assert str(caught.value).startswith(str(tmp_path / "mine.toml"))
-    assert caught.value.problems == ["'error' must be an ANSI colour in an ansi theme, not '#FF0000' (use a form like \"ansi_blue\")"]
+    assert caught.value.problems == [
+        "'error' must be an ANSI colour in an ansi theme, not '#FF0000' (use a form like \"ansi_blue\")"
+    ]
 
 
 async def test_no_color_draws_the_console_without_colours(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -415,9 +455,7 @@ def test_the_app_imports_no_core_subsystem() -> None:
         "(['tui', 'remote'], ['tui', 'sync'], ['tui', 'node'], ['tui', 'debug'])); "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -447,11 +485,19 @@ def test_describe_allocation() -> None:
     now = 1_000_000.0
     assert describe_allocation(None, now) == ""
     assert describe_allocation(AllocationChanged(None, "gpu-box", None), now) == ""  # a direct host
-    assert describe_allocation(AllocationChanged("12", "compute01", now + 272, "running"), now) == "job 12 · 4 min 32 s left"
+    assert (
+        describe_allocation(AllocationChanged("12", "compute01", now + 272, JobState.RUNNING), now)
+        == "job 12 · 4 min 32 s left"
+    )
     assert describe_allocation(AllocationChanged("12", "compute01", now + 272), now) == "job 12 · 4 min 32 s left"
-    assert describe_allocation(AllocationChanged("12", "compute01", None, "running"), now) == "job 12"  # no limit
-    assert describe_allocation(AllocationChanged("12", "compute01", now + 99, "pending"), now) == "job 12 · pending"
-    assert describe_allocation(AllocationChanged("12", "compute01", None, JOB_ENDED), now) == "job 12 · ended"
+    assert (
+        describe_allocation(AllocationChanged("12", "compute01", None, JobState.RUNNING), now) == "job 12"
+    )  # no limit
+    assert (
+        describe_allocation(AllocationChanged("12", "compute01", now + 99, JobState.WAITING, "pending"), now)
+        == "job 12 · pending"
+    )
+    assert describe_allocation(AllocationChanged("12", "compute01", None, JobState.ENDED), now) == "job 12 · ended"
 
 
 async def test_header_counts_the_jobs_time_down_and_warns_in_the_last_10_minutes() -> None:
@@ -460,18 +506,18 @@ async def test_header_counts_the_jobs_time_down_and_warns_in_the_last_10_minutes
         await session.wait_running()
         clock = app.query_one(JobClock)
         assert not clock.display  # no job, nothing shown (a direct host)
-        session.emit(AllocationChanged("12", "compute01", time.time() + 2 * 3600 + 90, "running"))
+        session.emit(AllocationChanged("12", "compute01", time.time() + 2 * 3600 + 90, JobState.RUNNING))
         await wait_until(pilot, lambda: "job 12 · 2 h 1 min left" in screen_text(app))
         assert clock.display and not clock.has_class("-ending")
 
-        session.emit(AllocationChanged("12", "compute01", time.time() + 65.5, "running"))
+        session.emit(AllocationChanged("12", "compute01", time.time() + 65.5, JobState.RUNNING))
         await wait_until(pilot, lambda: clock.has_class("-ending"))
         first = clock.text
         assert first.startswith("job 12 · 1 min ") and first.endswith(" s left")
         # Counted down on the laptop, once a second, with no new event from the session.
         await wait_until(pilot, lambda: first not in screen_text(app) and "job 12 · 1 min" in screen_text(app), 3)
 
-        session.emit(AllocationChanged("12", "compute01", None, JOB_ENDED))
+        session.emit(AllocationChanged("12", "compute01", None, JobState.ENDED))
         await wait_until(pilot, lambda: "job 12 · ended" in screen_text(app))
         assert clock.has_class("-ended") and not clock.has_class("-ending")
 
@@ -487,7 +533,7 @@ async def test_new_job_key_is_hidden_without_a_job_dimmed_while_it_runs_and_asks
         await pilot.pause()
         assert session.allocate_calls == 0
 
-        session.emit(AllocationChanged("12", "compute01", time.time() + 1800, "running"))
+        session.emit(AllocationChanged("12", "compute01", time.time() + 1800, JobState.RUNNING))
         await wait_until(pilot, lambda: "New job" in screen_text(app))  # shown, but dimmed
         assert app.check_action("allocate_again", ()) is None
         await pilot.press("A")
@@ -495,7 +541,7 @@ async def test_new_job_key_is_hidden_without_a_job_dimmed_while_it_runs_and_asks
         assert session.allocate_calls == 0  # a running job is not thrown away
 
         session.emit(Notice("Slurm job 12 was cancelled; press A for a new job", "error"))
-        session.emit(AllocationChanged("12", "compute01", None, JOB_ENDED))
+        session.emit(AllocationChanged("12", "compute01", None, JobState.ENDED))
         await wait_until(pilot, lambda: app.check_action("allocate_again", ()) is True)
         await pilot.press("A")
         await wait_until(pilot, lambda: session.allocate_calls == 1)
@@ -508,8 +554,10 @@ async def test_new_job_key_is_hidden_without_a_job_dimmed_while_it_runs_and_asks
 
 
 async def test_a_refused_new_job_is_reported() -> None:
-    refusal = TetherError("Slurm job 12 running on compute01: it has not ended, so it is kept",
-                          fix="keep working in it, or end it with `tether down`")
+    refusal = TetherError(
+        "Slurm job 12 running on compute01: it has not ended, so it is kept",
+        fix="keep working in it, or end it with `tether down`",
+    )
     session = ScriptedSession(allocate_error=refusal)
     app = TetherApp(session)
     async with app.run_test(size=WIDE) as pilot:
@@ -612,7 +660,9 @@ async def test_the_palette_copies_each_ranks_debug_address() -> None:
     session, app = console()
     async with app.run_test(size=SIZE) as pilot:
         await session.wait_running()
-        session.emit(RunState((RankState(0, "running", 51317, 50527), RankState(1, "running", 51318, 50528))))
+        session.emit(
+            RunState((RankState(0, RankStatus.RUNNING, 51317, 50527), RankState(1, RankStatus.RUNNING, 51318, 50528)))
+        )
         await pilot.pause()
         await run_from_palette(app, pilot, "Copy debug address: 127.0.0.1:50528")
         assert app.clipboard == "127.0.0.1:50528"

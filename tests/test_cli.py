@@ -24,10 +24,22 @@ tensorboard = "abc"
 
 
 def tether(*args: str, cwd: Path, env_home: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(env_home), "XDG_STATE_HOME": str(env_home / "state"),
-           "XDG_RUNTIME_DIR": str(env_home / "run"), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "tui", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(env_home),
+        "XDG_STATE_HOME": str(env_home / "state"),
+        "XDG_RUNTIME_DIR": str(env_home / "run"),
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tui", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.parametrize("command", ["up", "attach", "down", "doctor", "status"])
@@ -37,10 +49,13 @@ def test_bad_config_reports_every_problem_and_exits_2_before_doing_anything(tmp_
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert any(
-        line.startswith("tether.toml:2: workspace.remote_rot: unknown key 'remote_rot'") and "did you mean 'remote_root'" in line
+        line.startswith("tether.toml:2: workspace.remote_rot: unknown key 'remote_rot'")
+        and "did you mean 'remote_root'" in line
         for line in lines
     )
-    assert any(line.startswith("tether.toml:1: workspace.remote_root:") for line in lines)  # missing: its section's line
+    assert any(
+        line.startswith("tether.toml:1: workspace.remote_root:") for line in lines
+    )  # missing: its section's line
     assert any(line.startswith("tether.toml:5: connection.login:") and "70000" in line for line in lines)
     assert any(line.startswith("tether.toml:8: ports.tensorboard:") for line in lines)
     assert result.stdout == ""

@@ -160,9 +160,7 @@ def test_wrong_element_in_a_multiline_array_points_at_its_own_line(in_tmp: Path)
 
 def test_boolean_is_not_an_integer(in_tmp: Path) -> None:
     line = only_error(in_tmp, MINIMAL + "\n[debug]\nranks = true\n")
-    assert (
-        line == "tether.toml:8: debug.ranks: expected an integer, got a boolean true; write it like ranks = 1"
-    )
+    assert line == "tether.toml:8: debug.ranks: expected an integer, got a boolean true; write it like ranks = 1"
 
 
 def test_section_that_is_not_a_table(in_tmp: Path) -> None:
@@ -212,10 +210,7 @@ def test_empty_file_reports_both_required_keys(in_tmp: Path) -> None:
 
 def test_syntax_error_names_the_line_and_a_fix(in_tmp: Path) -> None:
     line = only_error(in_tmp, '[workspace]\nname = mnist\nremote_root = "~/work/mnist"\n')
-    assert (
-        line
-        == 'tether.toml:2: invalid TOML: Invalid value (column 8); text values need quotes, e.g. name = "mnist"'
-    )
+    assert line == 'tether.toml:2: invalid TOML: Invalid value (column 8); text values need quotes, e.g. name = "mnist"'
 
 
 def test_unterminated_string(in_tmp: Path) -> None:
@@ -226,8 +221,7 @@ def test_unterminated_string(in_tmp: Path) -> None:
 def test_duplicate_key_points_at_the_second_definition(in_tmp: Path) -> None:
     line = only_error(in_tmp, MINIMAL + 'login = "other"\n')
     assert (
-        line
-        == "tether.toml:6: invalid TOML: Cannot overwrite a value; a key or [section] is written twice; keep one"
+        line == "tether.toml:6: invalid TOML: Cannot overwrite a value; a key or [section] is written twice; keep one"
     )
 
 
@@ -273,9 +267,7 @@ def test_duplicate_section_points_at_the_second_header(in_tmp: Path) -> None:
         ("", "is empty", 'write it like remote_root = "~/work/'),
     ],
 )
-def test_dangerous_or_relative_remote_root_is_refused(
-    in_tmp: Path, root: str, message: str, hint: str
-) -> None:
+def test_dangerous_or_relative_remote_root_is_refused(in_tmp: Path, root: str, message: str, hint: str) -> None:
     line = only_error(in_tmp, MINIMAL.replace("~/work/mnist", root))
     assert line.startswith("tether.toml:2: workspace.remote_root: ")
     assert message in line
@@ -392,9 +384,7 @@ def test_bad_jump_host_points_at_its_entry(in_tmp: Path) -> None:
 def test_bad_enum_lists_the_allowed_values(
     in_tmp: Path, section: str, key: str, value: str, allowed: str, example: str
 ) -> None:
-    text = MINIMAL + (
-        f'{key} = "{value}"\n' if section == "connection" else f'\n[{section}]\n{key} = "{value}"\n'
-    )
+    text = MINIMAL + (f'{key} = "{value}"\n' if section == "connection" else f'\n[{section}]\n{key} = "{value}"\n')
     line = only_error(in_tmp, text)
     assert line.startswith(
         f"tether.toml:{6 if section == 'connection' else 8}: {section}.{key}: '{value}' is not one of {allowed}; "
@@ -420,10 +410,7 @@ def test_option_of_another_scheduler_kind(in_tmp: Path) -> None:
 
 def test_misspelled_scheduler_option(in_tmp: Path) -> None:
     line = only_error(in_tmp, MINIMAL + '\n[scheduler]\nkind = "slurm"\npartiton = "gpu"\n')
-    assert (
-        line
-        == "tether.toml:9: scheduler.partiton: unknown key 'partiton' in [scheduler]; did you mean 'partition'?"
-    )
+    assert line == "tether.toml:9: scheduler.partiton: unknown key 'partiton' in [scheduler]; did you mean 'partition'?"
 
 
 @pytest.mark.parametrize(
@@ -476,6 +463,10 @@ def test_kube_needs_exactly_one_of_pod_and_selector(in_tmp: Path) -> None:
         ('\n[run]\ncommand = ""\n', "tether.toml:8: run.command: is empty"),
         ("\n[debug]\nwait_timeout = -5\n", "tether.toml:8: debug.wait_timeout: must be at least 0, got -5"),
         ("\n[ui]\nstats_interval = 0\n", "tether.toml:8: ui.stats_interval: must be greater than 0, got 0"),
+        (
+            '\n[ui]\nterminal_alert = "desktp"\n',
+            'tether.toml:8: ui.terminal_alert: \'desktp\' is not one of "off", "bell", "desktop"',
+        ),
         (
             'control_persist = "10 minutes"\n',
             "tether.toml:6: connection.control_persist: '10 minutes' is not a duration",
@@ -697,9 +688,7 @@ def test_empty_node_means_scheduler_for_schedulers_that_give_nodes(tmp_path: Pat
 
 def test_named_node_with_a_scheduler_stays_named(tmp_path: Path) -> None:
     workspace = load_workspace(
-        write_config(
-            tmp_path, MINIMAL + 'node = "gpu07"\n\n[scheduler]\nkind = "pbs"\nwalltime = "1:00:00"\n'
-        )
+        write_config(tmp_path, MINIMAL + 'node = "gpu07"\n\n[scheduler]\nkind = "pbs"\nwalltime = "1:00:00"\n')
     )
     assert workspace.connection.node == "gpu07" and not workspace.connection.node_from_scheduler
     assert workspace.scheduler.pbs is not None and workspace.scheduler.pbs.walltime == "1:00:00"
@@ -843,17 +832,27 @@ def test_key_lines_match_where_keys_were_written(document: tuple[str, dict[KeyPa
 
 
 def test_ui_keys_remap_actions_in_textuals_key_names(in_tmp: Path) -> None:
-    workspace = load_workspace(write_config(in_tmp, MINIMAL + '\n[ui.keys]\nrestart = "F5"\nhelp = "h"\n'
-                                            'stop = ["ctrl+X", "?"]\n'))
+    workspace = load_workspace(
+        write_config(in_tmp, MINIMAL + '\n[ui.keys]\nrestart = "F5"\nhelp = "h"\nstop = ["ctrl+X", "?"]\n')
+    )
     assert dict(workspace.ui.keys) == {"restart": "f5", "help": "h", "stop": "ctrl+x,question_mark"}
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('restrat = "f5"', "tether.toml:8: ui.keys.restrat: unknown action 'restrat' in [ui.keys]; did you mean 'restart'?"),
-        ('theme = "r"', "tether.toml:8: ui.keys.theme: 'r' is also the key of 'restart'; give 'restart' another key too"),
-        ('logs = "f9"\nstop = "f9"', "tether.toml:9: ui.keys.stop: 'f9' is also the key of 'logs'; use another key for one of them"),
+        (
+            'restrat = "f5"',
+            "tether.toml:8: ui.keys.restrat: unknown action 'restrat' in [ui.keys]; did you mean 'restart'?",
+        ),
+        (
+            'theme = "r"',
+            "tether.toml:8: ui.keys.theme: 'r' is also the key of 'restart'; give 'restart' another key too",
+        ),
+        (
+            'logs = "f9"\nstop = "f9"',
+            "tether.toml:9: ui.keys.stop: 'f9' is also the key of 'logs'; use another key for one of them",
+        ),
         ('logs = "ctrl+"', "tether.toml:8: ui.keys.logs: 'ctrl+' is not a key; write a character"),
         ('logs = "hyperspace"', "tether.toml:8: ui.keys.logs: 'hyperspace' is not a key"),
         ("logs = 5", "tether.toml:8: ui.keys.logs: expected a key or an array of keys, got an integer 5"),

@@ -29,6 +29,10 @@ def agent_running_on_node(testbed: Testbed) -> bool:
     return bool(testbed.node_run_as_user("pgrep -u $(id -u) -f '[t]ui[.]node[.]agent' || true").stdout.strip())
 
 
+def titles(app: TetherApp) -> list[str]:
+    return [str(n.title) for n in app._notifications]
+
+
 def states_in_order(seen: list[LinkState], wanted: list[LinkState]) -> bool:
     """``wanted`` appears in ``seen`` as a subsequence."""
     position = iter(seen)
@@ -65,6 +69,10 @@ async def test_console_link_up_lost_reconnecting_up_then_detach_and_down(
             testbed.node.start()
         await wait_until(pilot, lambda: header_state(app).startswith("up "), 40)
         assert states_in_order(seen, [LinkState.UP, LinkState.LOST, LinkState.RECONNECTING, LinkState.UP]), seen
+        # Told once each, however many reconnect attempts the outage took.
+        await wait_until(pilot, lambda: "Link back" in titles(app), 5)
+        assert titles(app).count("Link lost") == 1 and titles(app).count("Link back") == 1, titles(app)
+        assert "edits wait" in next(str(n.message) for n in app._notifications if n.title == "Link lost")
 
         login_master = ProcessRef.of(await session.login_master().pid())
         await pilot.press("q")

@@ -33,8 +33,15 @@ CONNECT = "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.
 
 
 def tether(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tui", *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tui", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
 
 
 def console_pid(lock: ConsoleLock) -> int | None:
@@ -127,12 +134,22 @@ async def test_askpass_socket_is_the_owners_alone(tether_home: Path):
     try:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
         assert stat.S_IMODE(bridge.socket_path.stat().st_mode) == 0o600
-        other = await asyncio.to_thread(subprocess.run, [*OTHER, sys.executable, "-c", CONNECT, str(bridge.socket_path)],
-                                        capture_output=True, text=True, timeout=30)
+        other = await asyncio.to_thread(
+            subprocess.run,
+            [*OTHER, sys.executable, "-c", CONNECT, str(bridge.socket_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert other.returncode != 0 and "connected" not in other.stdout
         assert "PermissionError" in other.stderr, other.stderr
-        owner = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", CONNECT, str(bridge.socket_path)],
-                                        capture_output=True, text=True, timeout=30)
+        owner = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", CONNECT, str(bridge.socket_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert owner.stdout.strip() == "connected", owner.stderr  # the same path works for its owner
     finally:
         await bridge.close()

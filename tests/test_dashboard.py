@@ -14,7 +14,8 @@ from testbed.wait import wait_until as wait_until_sync
 
 from tui.app import DETACHED, TetherApp
 from tui.app.screens import LogsScreen
-from tui.app.widgets import GpuPanel, NodePanel, OutputPanel, ProcessTable
+from tui.app.widgets import EventLog, GpuPanel, NodePanel, OutputPanel, ProcessTable
+from tui.app.widgets.output_panel import NEW_RUN
 from tui.cli import main
 from tui.config import load_workspace
 from tui.session import Session
@@ -45,6 +46,8 @@ async def test_dashboard_shows_output_processes_and_no_gpu_then_pages_the_log(no
         text = screen_text(app)
         assert "no GPU on compute01" in text and "rank 0  running" in text and "Run output" in text
         assert "tmux tether-tbws" in text
+        # What a panel shows is not said again in the events box (the GPU panel says "no GPU").
+        assert not [line for line in app.query_one(EventLog).lines_text if "no GPU" in line]
 
         # The logs screen pages the node's log on demand, older pages too.
         await pilot.press("l")
@@ -129,3 +132,27 @@ async def test_down_from_the_palette_asks_then_stops_the_run_and_its_tmux(node: 
     assert app.return_value == DOWN and any(s.startswith("tmux session tether-tbws") for s in app.stopped), app.stopped
     assert "tether-tbws" not in tmux_on_node(node, "ls 2>/dev/null")
     assert node.node_run_as_user("pgrep -u $(id -u) -f '[t]ick.py'").returncode == 1  # the run ended
+
+
+async def test_after_down_and_up_the_earlier_runs_replayed_lines_are_marked_apart(node: Testbed, tmp_path: Path):
+    config = tick_workspace(tmp_path / "ws", node)
+    app = TetherApp(Session(load_workspace(config), ping_interval=0.5))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(ticks_shown(app)) >= 3, 30)
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_value is not None, 20)
+    await Session(load_workspace(config)).down()  # the run ends; its log stays on the node
+
+    app = TetherApp(Session(load_workspace(config), ping_interval=0.5))
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(OutputPanel)
+        await wait_until(pilot, lambda: NEW_RUN in panel.lines_text and panel.lines_text[-1].startswith("tick "), 30)
+        lines = panel.lines_text
+        rule = lines.index(NEW_RUN)
+        assert lines.count(NEW_RUN) == 1, lines
+        assert any(line.startswith("tick ") for line in lines[:rule])  # the earlier run, above the rule
+        assert lines[rule + 1].startswith("tether: starting ") and "tick.py" in lines[rule + 1]
+        assert lines[rule + 2].startswith("run pid ")  # the new run's own lines follow it
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_value is not None, 20)
+    await Session(load_workspace(config)).down()

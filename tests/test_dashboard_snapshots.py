@@ -17,6 +17,7 @@ from tui.events import (
     AllocationChanged,
     GpuInfo,
     GpuStats,
+    JobState,
     LayoutChanged,
     LinkChanged,
     LinkState,
@@ -29,21 +30,42 @@ from tui.events import (
 )
 
 SIZE = (100, 30)
-LAYOUT = LayoutChanged("tether-mnist", "compute01", tuple(PaneInfo(n, f"%{i}", 100 + i) for i, n in enumerate(["run", "htop", "gpu", "shell"])), 1)
+LAYOUT = LayoutChanged(
+    "tether-mnist",
+    "compute01",
+    tuple(PaneInfo(n, f"%{i}", 100 + i) for i, n in enumerate(["run", "htop", "gpu", "shell"])),
+    1,
+)
 OUTPUT = OutputLines(tuple(f"epoch 3 step {i * 50:4d}  loss {2.0 / (i + 1):.4f}" for i in range(14)), history=True)
 NODE = NodeStats("compute01", 63, 41210, 515000)
-GPUS = GpuStats("compute01", (
-    GpuInfo("0", "NVIDIA H100 80GB HBM3 (stand-in)", 97, 40213, 81559, 64, 512),
-    GpuInfo("1", "NVIDIA H100 80GB HBM3 (stand-in)", 12, 1024, 81559, 41, 118),
-))
-PROCESSES = RunProcesses((ProcessInfo(4242, 0, 3, "/bin/bash ~/.cache/tether/runs/mnist/run.sh"), ProcessInfo(4250, 187, 9120, "python train.py --epochs 10")))
+GPUS = GpuStats(
+    "compute01",
+    (
+        GpuInfo("0", "NVIDIA H100 80GB HBM3 (stand-in)", 97, 40213, 81559, 64, 512),
+        GpuInfo("1", "NVIDIA H100 80GB HBM3 (stand-in)", 12, 1024, 81559, 41, 118),
+    ),
+)
+PROCESSES = RunProcesses(
+    (
+        ProcessInfo(4242, 0, 3, "/bin/bash ~/.cache/tether/runs/mnist/run.sh"),
+        ProcessInfo(4250, 187, 9120, "python train.py --epochs 10"),
+    )
+)
 
 
 def dashboard(gpus: GpuStats) -> tuple[TetherApp, object]:
     session = ScriptedSession(
         title="mnist",
         chain=("login", "compute01"),
-        initial_events=[LinkChanged(LinkState.UP, rtt_ms=24.0), LAYOUT, OUTPUT, NODE, PROCESSES, gpus, Notice("Node compute01 is ready")],
+        initial_events=[
+            LinkChanged(LinkState.UP, rtt_ms=24.0),
+            LAYOUT,
+            OUTPUT,
+            NODE,
+            PROCESSES,
+            gpus,
+            Notice("Node compute01 is ready"),
+        ],
     )
 
     async def settle(pilot: Pilot) -> None:
@@ -70,8 +92,11 @@ def test_dashboard_on_a_slurm_job(snap_compare) -> None:
         chain=("login", "gpu042"),
         initial_events=[
             LinkChanged(LinkState.UP, rtt_ms=24.0),
-            AllocationChanged("12345", "gpu042", time.time() + 4 * 3600 + 32 * 60 + 30, "running"),
-            LAYOUT, OUTPUT, NODE, PROCESSES,
+            AllocationChanged("12345", "gpu042", time.time() + 4 * 3600 + 32 * 60 + 30, JobState.RUNNING),
+            LAYOUT,
+            OUTPUT,
+            NODE,
+            PROCESSES,
             GpuStats("gpu042", (), "no GPU on gpu042 (nvidia-smi is not installed)"),
             Notice("Slurm job 12345 running on gpu042"),
         ],
@@ -96,8 +121,15 @@ def test_dashboard_in_each_theme(snap_compare, theme: str, size: tuple[int, int]
     session = ScriptedSession(
         title="mnist",
         chain=("login", "compute01"),
-        initial_events=[LinkChanged(LinkState.UP, rtt_ms=24.0), LAYOUT, OUTPUT, NODE, PROCESSES, GPUS,
-                        Notice("Node compute01 is ready")],
+        initial_events=[
+            LinkChanged(LinkState.UP, rtt_ms=24.0),
+            LAYOUT,
+            OUTPUT,
+            NODE,
+            PROCESSES,
+            GPUS,
+            Notice("Node compute01 is ready"),
+        ],
     )
 
     async def settle(pilot: Pilot) -> None:

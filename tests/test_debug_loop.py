@@ -18,7 +18,7 @@ from testbed.procs import ProcessRef
 
 from tui.config import load_workspace
 from tui.debug.dap import DapClient
-from tui.events import LinkChanged, LinkState
+from tui.events import LinkChanged, LinkState, RankStatus
 from tui.session import Session
 
 pytestmark = pytest.mark.needs_netns
@@ -35,7 +35,7 @@ def node(needs_netns: Testbed, tether_home: Path):
 
 def debuggee_up(events: Events) -> bool:
     state = rank(events)
-    return bool(state and state.status == "running" and state.local_port and state.pid)
+    return bool(state and state.status is RankStatus.RUNNING and state.local_port and state.pid)
 
 
 async def stop_at_breakpoint(port: int, path: str) -> DapClient:
@@ -47,12 +47,18 @@ async def stop_at_breakpoint(port: int, path: str) -> DapClient:
     return client
 
 
-async def test_dap_through_the_forward_restart_loopback_only_and_forwards_back_after_a_cut(node: Testbed, tmp_path: Path):
-    port = int(node.node_run_as_user(
-        f"{node.plain_python} -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'").stdout)
+async def test_dap_through_the_forward_restart_loopback_only_and_forwards_back_after_a_cut(
+    node: Testbed, tmp_path: Path
+):
+    port = int(
+        node.node_run_as_user(
+            f"{node.plain_python} -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'"
+        ).stdout
+    )
     server = node.node_run_as_user(
         f"mkdir -p ~/srv && echo on-the-node > ~/srv/marker.txt && cd ~/srv && "
-        f"setsid {node.plain_python} -m http.server {port} --bind 127.0.0.1 </dev/null >/dev/null 2>&1 & echo $!").stdout.strip()
+        f"setsid {node.plain_python} -m http.server {port} --bind 127.0.0.1 </dev/null >/dev/null 2>&1 & echo $!"
+    ).stdout.strip()
     config = script_workspace(tmp_path / "ws", node, DEBUGGEE.read_text(), extra=f"[ports]\nboard = {port}")
     workspace = load_workspace(config)
     session, events = Session(workspace, ping_interval=0.5), Events()

@@ -37,8 +37,9 @@ async def test_a_changed_mode_applies_at_the_next_restart_and_kills_nothing(node
     # The user switches to mode "wait" while the run goes on, then comes back (`tether attach`).
     script_workspace(folder, node, FOREVER, extra='[debug]\nmode = "wait"')
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
-    async with debug_console(session, events, lambda: status(events) == "running"
-                             and any(n.message == TOLD for n in events.of(Notice))):
+    async with debug_console(
+        session, events, lambda: status(events) == "running" and any(n.message == TOLD for n in events.of(Notice))
+    ):
         state = rank(events)
         assert state.pid == pid and state.restarts == 0  # the run the user did not ask to stop goes on
         assert run_mode(events) == "attach"  # as it runs now; the note says when that changes

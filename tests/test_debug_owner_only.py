@@ -20,6 +20,7 @@ from testbed import Testbed
 
 from tui.config import load_workspace
 from tui.debug.dap import DapClient
+from tui.events import RankStatus
 from tui.node import loopstate as ls
 from tui.session import Session
 
@@ -168,17 +169,21 @@ def on_node(testbed: Testbed, argv: list[str], *, other: bool, timeout: float = 
 
 def probe(testbed: Testbed, mode: str, arg: str, *, other: bool = True, timeout: float = 60) -> list[dict]:
     if not other:  # the owner: the same probe, as the test user
-        done = testbed.node_run_as_user(f"/usr/bin/python3 - {testbed.uid} {mode} {arg}", input=PROBE,
-                                        timeout=timeout, check=True)
+        done = testbed.node_run_as_user(
+            f"/usr/bin/python3 - {testbed.uid} {mode} {arg}", input=PROBE, timeout=timeout, check=True
+        )
         return json.loads(done.stdout)
-    return json.loads(on_node(testbed, ["/usr/bin/python3", "-c", PROBE, str(testbed.uid), mode, arg],
-                              other=True, timeout=timeout))
+    return json.loads(
+        on_node(testbed, ["/usr/bin/python3", "-c", PROBE, str(testbed.uid), mode, arg], other=True, timeout=timeout)
+    )
 
 
 def owner_tcp_listeners(testbed: Testbed) -> set[int]:
-    script = ("import sys\nfor t in ('/proc/net/tcp', '/proc/net/tcp6'):\n    for l in open(t).readlines()[1:]:\n"
-              "        f = l.split()\n        if f[3] == '0A' and int(f[7]) == int(sys.argv[1]):\n"
-              "            print(int(f[1].rsplit(':', 1)[1], 16))\n")
+    script = (
+        "import sys\nfor t in ('/proc/net/tcp', '/proc/net/tcp6'):\n    for l in open(t).readlines()[1:]:\n"
+        "        f = l.split()\n        if f[3] == '0A' and int(f[7]) == int(sys.argv[1]):\n"
+        "            print(int(f[1].rsplit(':', 1)[1], 16))\n"
+    )
     out = on_node(testbed, ["/usr/bin/python3", "-c", script, str(testbed.uid)], other=False)
     return {int(port) for port in out.split()}
 
@@ -208,10 +213,15 @@ async def test_a_second_user_on_the_node_cannot_reach_the_debugger_and_the_owner
         # While the run restarts: every new listener of the owner, tried the moment it appears.
         watcher = subprocess.Popen(
             [*node.node.nsenter_argv(), *OTHER, "/usr/bin/python3", "-c", PROBE, str(node.uid), "watch", "12"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             await session.restart_run()
-            await events.until(lambda: (r := rank(events)) is not None and r.restarts == 1 and r.status == "running", 30)
+            await events.until(
+                lambda: (r := rank(events)) is not None and r.restarts == 1 and r.status is RankStatus.RUNNING, 30
+            )
             out, err = watcher.communicate(timeout=60)
         finally:
             if watcher.poll() is None:
@@ -222,7 +232,7 @@ async def test_a_second_user_on_the_node_cannot_reach_the_debugger_and_the_owner
         assert granted(raced) == [], raced
 
         # The owner's run is untouched, and the same probe as the owner is let in (it can tell).
-        assert rank(events).status == "running"
+        assert rank(events).status is RankStatus.RUNNING
         mine = probe(node, "ports", str(state.port), other=False)
         assert mine[0]["initialized"] and mine[0]["evaluated"] == str(node.uid), mine
     await session.down()
@@ -243,17 +253,20 @@ async def test_tethers_sockets_and_folders_on_the_node_are_the_owners_alone(node
 
         others = json.loads(on_node(node, ["/usr/bin/python3", "-c", UNIX_PROBE, *sockets, tmux], other=True))
         assert all("error" in entry for entry in others), others  # EACCES before any byte
-        mine = json.loads(node.node_run_as_user(f"/usr/bin/python3 - {control[0]}", input=UNIX_PROBE,
-                                                check=True).stdout)
+        mine = json.loads(
+            node.node_run_as_user(f"/usr/bin/python3 - {control[0]}", input=UNIX_PROBE, check=True).stdout
+        )
         assert '"ok": true' in mine[0].get("reply", ""), mine  # the owner is answered: the probe works
 
         # ~/.cache/tether is 0700, so nothing inside is reachable by another user, whatever its
         # own mode (the files inside keep the modes their writers give them).
         assert on_node(node, ["stat", "-c", "%a", cache], other=False).strip() == "700"
         files = [path for kind, _mode, path in entries if kind == "f"]
-        peek = ("import json, os, sys\nout = []\nfor p in sys.argv[1:]:\n    try:\n"
-                "        os.listdir(p) if os.path.isdir(p) else open(p).read(1)\n        out.append(p)\n"
-                "    except OSError:\n        pass\nprint(json.dumps(out))\n")
+        peek = (
+            "import json, os, sys\nout = []\nfor p in sys.argv[1:]:\n    try:\n"
+            "        os.listdir(p) if os.path.isdir(p) else open(p).read(1)\n        out.append(p)\n"
+            "    except OSError:\n        pass\nprint(json.dumps(out))\n"
+        )
         readable = json.loads(on_node(node, ["/usr/bin/python3", "-c", peek, cache, *files], other=True))
         assert readable == [], readable
     await session.down()

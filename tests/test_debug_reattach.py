@@ -115,9 +115,22 @@ async def test_fifty_immediate_reattaches_to_the_guarded_debugpy_all_hit(tmp_pat
     program.write_text(DEBUGGEE.read_text())
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(guard), "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    run = subprocess.Popen([sys.executable, "-X", "frozen_modules=off", "-m", "tether_debugguard", "--listen",
-                            f"127.0.0.1:{port}", str(program)], env=env, cwd=tmp_path,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-X",
+            "frozen_modules=off",
+            "-m",
+            "tether_debugguard",
+            "--listen",
+            f"127.0.0.1:{port}",
+            str(program),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         missed = await attach_many(port, str(program), BREAK_LINE, [0.0] * ATTACHES)
         assert not missed, f"{len(missed)} of {ATTACHES} missed: " + "; ".join(missed)

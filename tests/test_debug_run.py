@@ -19,7 +19,7 @@ from testbed import Testbed
 from tui.app import TetherApp
 from tui.config import load_workspace
 from tui.debug.dap import DapClient
-from tui.events import Notice, RunState
+from tui.events import Notice, RankStatus, RunState
 from tui.session import Session
 
 pytestmark = pytest.mark.needs_netns
@@ -28,29 +28,39 @@ FOREVER = "import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(0.1
 
 
 async def test_env_lines_prefix_and_pass_env_reach_the_run_and_the_secret_is_in_no_file(
-        node: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    node: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     secret = f"s3cret-{uuid.uuid4().hex}"
     monkeypatch.setenv("TETHER_T_SECRET", secret)
     home = node_home(node)
     node.node_run_as_user(  # the stand-in container: marks the environment, then runs the command
-        "mkdir -p ~/standin-bin && printf '#!/bin/sh\\nexport TETHER_T_WRAPPED=\"$1\"\\nshift\\nexec \"$@\"\\n' "
-        "> ~/standin-bin/container && chmod +x ~/standin-bin/container", check=True)
+        'mkdir -p ~/standin-bin && printf \'#!/bin/sh\\nexport TETHER_T_WRAPPED="$1"\\nshift\\nexec "$@"\\n\' '
+        "> ~/standin-bin/container && chmod +x ~/standin-bin/container",
+        check=True,
+    )
     # tmux as the agent runs it, with every command line it is given kept in ~/tmux-argv.log: a
     # secret on a command line (visible in `ps` to every user of the node) would land in that file.
     tmux = node.node_run_as_user("command -v tmux", check=True).stdout.strip()
     wrapper = f'#!/bin/sh\nprintf "%s\\n" "$*" >> "$HOME/tmux-argv.log"\nexec {tmux} "$@"\n'
-    node.node_run_as_user("mkdir -p ~/argv-bin && cat > ~/argv-bin/tmux && chmod +x ~/argv-bin/tmux && rm -f ~/tmux-argv.log",
-                          input=wrapper, check=True)
-    script = ("import hashlib, os, time\n"
-              "print('envline', os.environ.get('TETHER_T_ENVLINE'), flush=True)\n"
-              "print('wrapped', os.environ.get('TETHER_T_WRAPPED'), flush=True)\n"
-              "print('secret', hashlib.sha256(os.environ.get('TETHER_T_SECRET', '').encode()).hexdigest(), flush=True)\n"
-              "while True:\n    time.sleep(0.1)\n")
-    extra = "\n".join([
-        'env = ["export TETHER_T_ENVLINE=from-env-line", "export PATH=$HOME/argv-bin:$PATH"]',
-        f'prefix = "{home}/standin-bin/container img.sif"',
-        'pass_env = ["TETHER_T_SECRET"]',
-    ])
+    node.node_run_as_user(
+        "mkdir -p ~/argv-bin && cat > ~/argv-bin/tmux && chmod +x ~/argv-bin/tmux && rm -f ~/tmux-argv.log",
+        input=wrapper,
+        check=True,
+    )
+    script = (
+        "import hashlib, os, time\n"
+        "print('envline', os.environ.get('TETHER_T_ENVLINE'), flush=True)\n"
+        "print('wrapped', os.environ.get('TETHER_T_WRAPPED'), flush=True)\n"
+        "print('secret', hashlib.sha256(os.environ.get('TETHER_T_SECRET', '').encode()).hexdigest(), flush=True)\n"
+        "while True:\n    time.sleep(0.1)\n"
+    )
+    extra = "\n".join(
+        [
+            'env = ["export TETHER_T_ENVLINE=from-env-line", "export PATH=$HOME/argv-bin:$PATH"]',
+            f'prefix = "{home}/standin-bin/container img.sif"',
+            'pass_env = ["TETHER_T_SECRET"]',
+        ]
+    )
     config = script_workspace(tmp_path / "ws", node, script, extra=extra)
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
     digest = hashlib.sha256(secret.encode()).hexdigest()
@@ -60,7 +70,8 @@ async def test_env_lines_prefix_and_pass_env_reach_the_run_and_the_secret_is_in_
         assert f"secret {digest}" in output
         await events.until(lambda: status(events) == "running")  # debugpy through the prefix
         found = node.node_run_as_user(
-            f"grep -rlsF {secret} ~ /tmp /var/tmp /dev/shm 2>/dev/null; true", timeout=60).stdout
+            f"grep -rlsF {secret} ~ /tmp /var/tmp /dev/shm 2>/dev/null; true", timeout=60
+        ).stdout
         assert "new-session" in node.node_run_as_user("cat ~/tmux-argv.log").stdout  # the wrapper saw tmux's use
         assert found.strip() == "", f"the pass_env value was written to {found}"
     await session.down()
@@ -73,7 +84,7 @@ async def test_two_ranks_both_forwarded_and_attachable(node: Testbed, tmp_path: 
 
     def both_up() -> bool:
         found = ranks(events)
-        return len(found) == 2 and all(r.status == "running" and r.local_port for r in found)
+        return len(found) == 2 and all(r.status is RankStatus.RUNNING and r.local_port for r in found)
 
     async with debug_console(session, events, both_up):
         zero, one = ranks(events)
@@ -86,7 +97,7 @@ async def test_two_ranks_both_forwarded_and_attachable(node: Testbed, tmp_path: 
         launch = (tmp_path / "ws" / ".vscode" / "launch.json").read_text()
         assert f'"port": {zero.local_port}' in launch and f'"port": {one.local_port}' in launch
         await session.restart_run()  # r restarts every rank
-        await events.until(lambda: all(r.restarts == 1 and r.status == "running" for r in ranks(events)), 30)
+        await events.until(lambda: all(r.restarts == 1 and r.status is RankStatus.RUNNING for r in ranks(events)), 30)
     await session.down()
 
 
@@ -99,7 +110,7 @@ async def test_without_debugpy_on_the_node_tethers_copy_is_provided_and_the_run_
     async with debug_console(session, events, lambda: status(events) == "running" and "up" in events.output(), 60):
         state = rank(events)
         assert not state.debugpy_missing and state.restarts == 0  # started once, with Tether's copy
-        assert not [r for e in events.of(RunState) for r in e.ranks if r.status == "crashed"]
+        assert not [r for e in events.of(RunState) for r in e.ranks if r.status is RankStatus.CRASHED]
         told = [n.message for n in events.of(Notice) if "debugpy" in n.message]
         assert len(told) == 1 and "Tether copied its own debugpy" in told[0], told
         assert not [n for n in events.of(Notice) if n.level == "error"], events.of(Notice)
@@ -112,11 +123,13 @@ async def test_without_debugpy_on_the_node_tethers_copy_is_provided_and_the_run_
 
 async def test_provide_debugpy_never_says_what_to_do_and_copies_nothing(node: Testbed, tmp_path: Path):
     node.node_run_as_user("rm -rf ~/.cache/tether/debugpy")
-    config = script_workspace(tmp_path / "ws", node, FOREVER, interpreter=node.plain_python,
-                              extra='[debug]\nprovide_debugpy = "never"')
+    config = script_workspace(
+        tmp_path / "ws", node, FOREVER, interpreter=node.plain_python, extra='[debug]\nprovide_debugpy = "never"'
+    )
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
-    async with debug_console(session, events, lambda: rank(events) and rank(events).debugpy_missing
-                             and status(events) == "stopped"):
+    async with debug_console(
+        session, events, lambda: rank(events) and rank(events).debugpy_missing and status(events) == "stopped"
+    ):
         state = rank(events)
         # The fix fits the node's python: Debian 12's is externally managed (PEP 668), where the
         # plain `pip install --user debugpy` is refused; the command offered gets past that (tried
@@ -135,8 +148,9 @@ async def test_provide_debugpy_never_says_what_to_do_and_copies_nothing(node: Te
 
 async def test_provide_debugpy_ask_waits_for_the_user_and_the_palette_command_fixes_it(node: Testbed, tmp_path: Path):
     node.node_run_as_user("rm -rf ~/.cache/tether/debugpy")
-    config = script_workspace(tmp_path / "ws", node, FOREVER, interpreter=node.plain_python,
-                              extra='[debug]\nprovide_debugpy = "ask"')
+    config = script_workspace(
+        tmp_path / "ws", node, FOREVER, interpreter=node.plain_python, extra='[debug]\nprovide_debugpy = "ask"'
+    )
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
     async with debug_console(session, events, lambda: rank(events) and rank(events).debugpy_missing):
         assert any("Make debugpy available" in n.message for n in events.of(Notice))
@@ -152,14 +166,15 @@ async def test_provide_debugpy_ask_waits_for_the_user_and_the_palette_command_fi
 @pytest.mark.parametrize("mode", ["off", "attach"])  # attach, the default: debugpy's own hook ignored PYTHONBREAKPOINT
 async def test_breakpoint_hook_notifies_the_console(node: Testbed, tmp_path: Path, mode: str):
     script = "import time\nprint('before', flush=True)\nbreakpoint()\nprint('after', flush=True)\nwhile True:\n    time.sleep(0.1)\n"
-    config = script_workspace(tmp_path / "ws", node, script, name="bp.py", extra=f"[debug]\nmode = \"{mode}\"")
+    config = script_workspace(tmp_path / "ws", node, script, name="bp.py", extra=f'[debug]\nmode = "{mode}"')
     session = Session(load_workspace(config), ping_interval=0.5)
     app = TetherApp(session)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: any("waiting for debugger at bp.py:3" in str(n.message)
-                                            for n in app._notifications), 40)
+        await wait_until(
+            pilot, lambda: any("waiting for debugger at bp.py:3" in str(n.message) for n in app._notifications), 40
+        )
         state = session.debug_runs.rank_states()[0]
-        assert state.status == "waiting_for_debugger" and state.waiting_at == "bp.py:3"
+        assert state.status is RankStatus.WAITING_FOR_DEBUGGER and state.waiting_at == "bp.py:3"
         client = await DapClient.connect_initialized("127.0.0.1", state.local_port, timeout=20)
         await client.attach()
         stopped = await client.wait_stopped(timeout=15)
@@ -173,7 +188,7 @@ async def test_breakpoint_hook_notifies_the_console(node: Testbed, tmp_path: Pat
 
 async def test_breakpoint_stops_in_mode_wait_once_attached(node: Testbed, tmp_path: Path):
     script = "import time\nprint('before', flush=True)\nbreakpoint()\nprint('after', flush=True)\nwhile True:\n    time.sleep(0.1)\n"
-    config = script_workspace(tmp_path / "ws", node, script, name="bp.py", extra="[debug]\nmode = \"wait\"")
+    config = script_workspace(tmp_path / "ws", node, script, name="bp.py", extra='[debug]\nmode = "wait"')
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
     async with debug_console(session, events, lambda: status(events) == "waiting_for_debugger"):
         client = await DapClient.connect_initialized("127.0.0.1", rank(events).local_port, timeout=20)
@@ -199,9 +214,11 @@ async def test_crash_loop_backs_off_and_wait_mode_times_out(node: Testbed, tmp_p
         await events.until(lambda: rank(events).backoff_s >= 2, 10)
     await session.down()
 
-    config = script_workspace(tmp_path / "ws2", node, FOREVER, extra="[debug]\nmode = \"wait\"\nwait_timeout = 2")
+    config = script_workspace(tmp_path / "ws2", node, FOREVER, extra='[debug]\nmode = "wait"\nwait_timeout = 2')
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
-    async with debug_console(session, events, lambda: "no debugger" in (rank(events).reason if rank(events) else ""), 40):
+    async with debug_console(
+        session, events, lambda: "no debugger" in (rank(events).reason if rank(events) else ""), 40
+    ):
         assert status(events) == "stopped" and rank(events).reason == "no debugger attached within 2 s"
-        assert any(s.ranks and s.ranks[0].status == "waiting_for_debugger" for s in events.of(RunState))
+        assert any(s.ranks and s.ranks[0].status is RankStatus.WAITING_FOR_DEBUGGER for s in events.of(RunState))
     await session.down()

@@ -39,7 +39,8 @@ class StandInAgent:
 def workspace(folder: Path, debug: str = ""):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tether.toml").write_text(
-        f'[workspace]\nname = "ws"\nremote_root = "~/work/ws"\n[connection]\nlogin = "me@hpc"\n[debug]\n{debug}\n')
+        f'[workspace]\nname = "ws"\nremote_root = "~/work/ws"\n[connection]\nlogin = "me@hpc"\n[debug]\n{debug}\n'
+    )
     return load_workspace(folder / "tether.toml")
 
 

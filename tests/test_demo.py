@@ -29,14 +29,18 @@ def demo_processes() -> list[ProcessRef]:
     return [p for p in found if p.is_alive()]
 
 
-@pytest.mark.skipif(shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(),
-                    reason="the demo needs openssh-server")
+@pytest.mark.skipif(
+    shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(), reason="the demo needs openssh-server"
+)
 def test_demo_comes_up_and_leaves_nothing_running(terminal, tether_home):
     terminal.run_tether("demo")
     screen = terminal.screen
 
     # The run's python (the node's plain python3) has no debugpy: Tether provides its own, unasked.
-    wait_until(lambda: "epoch     1" in screen(), 60)
+    try:
+        wait_until(lambda: "epoch     1" in screen(), 60)
+    except TimeoutError:
+        raise AssertionError(f"the demo's run printed nothing within 60 s; the screen:\n{screen()}") from None
     shown = screen()
     assert "laptop → tether-demo" in shown and " ms" in shown and "up " in shown
     assert "error" not in shown.lower() and "No module named" not in shown and "crashed" not in shown, shown

@@ -64,7 +64,9 @@ def test_tmux_missing_on_node(needs_netns: Testbed, tether_home, tmp_path, capsy
     assert "[ok  ] rsync (node):" in out
 
 
-def test_debugpy_missing_is_no_failure_when_tether_provides_its_own(needs_netns: Testbed, tether_home, tmp_path, capsys):
+def test_debugpy_missing_is_no_failure_when_tether_provides_its_own(
+    needs_netns: Testbed, tether_home, tmp_path, capsys
+):
     # The default, provide_debugpy = "auto": Tether copies its own debugpy there when the run starts.
     config = write_workspace(tmp_path, needs_netns, interpreter=needs_netns.plain_python)
     code, out = doctor(config, capsys)
@@ -79,8 +81,9 @@ def test_debugpy_fix_works_under_pep_668(needs_netns: Testbed, tether_home, tmp_
     """provide_debugpy = "never" on Debian 12's python: the fix names Tether's copy first, and its
     pip command gets past "externally-managed-environment" (checked on the node with --no-index, so
     nothing is installed), where the old `pip install --user debugpy` is refused."""
-    config = write_workspace(tmp_path, needs_netns, interpreter=needs_netns.plain_python,
-                             extra='[debug]\nprovide_debugpy = "never"')
+    config = write_workspace(
+        tmp_path, needs_netns, interpreter=needs_netns.plain_python, extra='[debug]\nprovide_debugpy = "never"'
+    )
     code, out = doctor(config, capsys)
     assert code == 1
     debugpy = line_of(out, "debugpy")
@@ -88,7 +91,8 @@ def test_debugpy_fix_works_under_pep_668(needs_netns: Testbed, tether_home, tmp_
     assert 'set [debug] provide_debugpy = "auto"' in debugpy and "Tether copies its own debugpy" in debugpy
     managed = needs_netns.node_run_as_user(
         f"{needs_netns.plain_python} -c 'import sysconfig, os; "
-        "print(os.path.isfile(os.path.join(sysconfig.get_paths()[\"stdlib\"], \"EXTERNALLY-MANAGED\")))'")
+        'print(os.path.isfile(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")))\''
+    )
     if managed.stdout.strip() != "True":
         assert "--break-system-packages" not in debugpy  # only where PEP 668 asks for it
         pytest.skip(f"{needs_netns.plain_python} on the node is not externally managed: nothing to prove there")
@@ -102,12 +106,15 @@ def test_debugpy_fix_works_under_pep_668(needs_netns: Testbed, tether_home, tmp_
     assert "debugpy" in tried.stdout + tried.stderr  # pip got as far as looking for it
 
 
-@pytest.mark.parametrize(("probe", "wanted", "unwanted"), [
-    ("3.11 managed", ["--user --break-system-packages", "-m venv"], []),
-    ("3.11 managed,nopip", ["-m venv"], ["--break-system-packages"]),
-    ("3.11 own", ["`python3 -m pip install debugpy`"], ["--user", "--break-system-packages"]),
-    ("3.9 system", ["--user debugpy"], ["--break-system-packages"]),
-])
+@pytest.mark.parametrize(
+    ("probe", "wanted", "unwanted"),
+    [
+        ("3.11 managed", ["--user --break-system-packages", "-m venv"], []),
+        ("3.11 managed,nopip", ["-m venv"], ["--break-system-packages"]),
+        ("3.11 own", ["`python3 -m pip install debugpy`"], ["--user", "--break-system-packages"]),
+        ("3.9 system", ["--user debugpy"], ["--break-system-packages"]),
+    ],
+)
 def test_debugpy_install_fix_fits_the_python(probe: str, wanted: list[str], unwanted: list[str]):
     fix = debugpy_install_fix("python3", probe)
     assert all(text in fix for text in wanted) and not any(text in fix for text in unwanted), fix
@@ -134,9 +141,15 @@ def test_doctor_leaves_no_connection_behind(needs_netns: Testbed, tether_home, t
 
 # -- pure parts -----------------------------------------------------------------------------------
 
+
 def test_old_python_only_is_explained(tmp_path, needs_netns: Testbed):
     workspace = load_test_workspace(tmp_path, needs_netns)
-    checks = node_checks(workspace, parse_node_report("host=n1\ntmux=/usr/bin/tmux\nrsync=/usr/bin/rsync\nagent_python=\nrun_python=/usr/bin/python3\ndebugpy=1.8.0\ndisk_free_kb=99999999\n"))
+    checks = node_checks(
+        workspace,
+        parse_node_report(
+            "host=n1\ntmux=/usr/bin/tmux\nrsync=/usr/bin/rsync\nagent_python=\nrun_python=/usr/bin/python3\ndebugpy=1.8.0\ndisk_free_kb=99999999\n"
+        ),
+    )
     python = next(c for c in checks if c.name == "python (agent)")
     assert not python.ok and "RHEL 8 ships 3.6" in python.detail and "[run] interpreter" in python.fix
 

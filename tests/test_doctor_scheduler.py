@@ -18,9 +18,10 @@ from standins import FIXTURES, KUBE_TOOLS, PBS_TOOLS, LocalLoginShell, StandIns,
 from testbed.slurm import SlurmCluster
 from workspaces import load_test_workspace, write_workspace
 
+from tui.checks import Check
 from tui.cli import main
 from tui.config.scheduler import KubeOptions, PbsOptions, SlurmOptions
-from tui.doctor import Check, run_doctor
+from tui.doctor import run_doctor
 from tui.doctor_scheduler import (
     Probe,
     ProbeReport,
@@ -245,7 +246,9 @@ async def test_the_probe_runs_in_sh_and_keeps_every_line(tmp_path: Path):
                     "echo 'allocation failure: x=y' >&2\nexit 1\n")  # fmt: skip
     fake.chmod(0o755)
     shell = LocalLoginShell(StandIns(bin_dir, tmp_path))
-    script = probe_script(["sbatch", "nosuchtool"], [Probe("t", "sbatch", "sbatch --a='b c'"), Probe("u", "nosuchtool", "x")])
+    script = probe_script(
+        ["sbatch", "nosuchtool"], [Probe("t", "sbatch", "sbatch --a='b c'"), Probe("u", "nosuchtool", "x")]
+    )
     result = await shell.run(script, input_bytes=b"#!/bin/sh\n")
     parsed = parse_probe("motd: welcome\n" + result.stdout)
     assert parsed.found == {"sbatch": str(fake), "nosuchtool": ""}
@@ -304,7 +307,9 @@ async def test_a_missing_pbs_command_is_named(pbs_standins: StandIns):
 def test_qstat_queue_tables_of_both_families():
     pbspro = (FIXTURES / "pbs" / "qstat_Q_pbspro_disabled.txt").read_text()
     torque = (FIXTURES / "pbs" / "qstat_Q_torque_stopped.txt").read_text()
-    assert [(q.name, q.enabled, q.started, q.kind) for q in parse_qstat_queues(pbspro)] == [("gpu", False, False, "Exe*")]
+    assert [(q.name, q.enabled, q.started, q.kind) for q in parse_qstat_queues(pbspro)] == [
+        ("gpu", False, False, "Exe*")
+    ]
     assert [(q.name, q.enabled, q.started, q.kind) for q in parse_qstat_queues(torque)] == [("gpu", True, False, "E")]
 
 
@@ -409,4 +414,3 @@ def test_doctor_on_a_kube_workspace(
     assert "tmux (node)" in out and "python (agent)" in out, out
     assert any(call["argv"][0] == "exec" and "train-0" in call["argv"] for call in kube_standins.calls("kubectl"))
     assert "login host" not in out
-

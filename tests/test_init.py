@@ -149,17 +149,12 @@ def test_answers_that_would_not_load_write_nothing(project: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         init(project, InitAnswers(login="cluster:abc", remote_root="~"))
     message = str(caught.value)
-    assert (
-        "connection.login: port 'abc'" in message
-        and "workspace.remote_root: '~' is your home directory" in message
-    )
+    assert "connection.login: port 'abc'" in message and "workspace.remote_root: '~' is your home directory" in message
     assert not (project / CONFIG_FILENAME).exists()
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
-@given(
-    command=st.text(min_size=1).filter(str.strip), name=st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True)
-)
+@given(command=st.text(min_size=1).filter(str.strip), name=st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True))
 def test_any_command_survives_the_round_trip(project: Path, command: str, name: str) -> None:
     text = render_config(InitAnswers(command=command, name=name), project)
     workspace = parse_workspace(text, project / CONFIG_FILENAME)

@@ -1,6 +1,6 @@
 """JobWatch's words and timing, fed with the Slurm scheduler's own JobStatus (pure)."""
 
-from tui.events import JOB_ENDED, AllocationChanged, Notice
+from tui.events import AllocationChanged, JobState, Notice
 from tui.remote.jobwatch import JobWatch
 from tui.remote.scheduler.slurm import JobStatus
 
@@ -40,7 +40,7 @@ def test_the_header_hears_of_each_state_and_of_an_end_that_moved():
         watch.observe(JobStatus("42", state, nodes="compute01", time_limit=limit, time_left=left))
 
     poll("RUNNING", 3000)
-    assert allocations(events) == [AllocationChanged("42", "compute01", 1_003_000.0, "running")]
+    assert allocations(events) == [AllocationChanged("42", "compute01", 1_003_000.0, JobState.RUNNING)]
     clock[0] += 5
     poll("RUNNING", 2995)  # the same end, counted down: nothing new for the header
     clock[0] += 5
@@ -49,9 +49,9 @@ def test_the_header_hears_of_each_state_and_of_an_end_that_moved():
     poll("RUNNING", 3600)  # the time limit was raised (scontrol update): the end moved 10 min
     assert allocations(events)[-1].ends_at == clock[0] + 3600
     poll("PENDING", 3600)  # requeued
-    assert allocations(events)[-1].state == "pending"
+    assert (allocations(events)[-1].state, allocations(events)[-1].detail) == (JobState.WAITING, "pending")
     poll("RUNNING", 3600, limit=None)  # and running again, now without a limit
-    assert allocations(events)[-1] == AllocationChanged("42", "compute01", None, "running")
+    assert allocations(events)[-1] == AllocationChanged("42", "compute01", None, JobState.RUNNING)
     poll("CANCELLED")
-    assert allocations(events)[-1] == AllocationChanged("42", "compute01", None, JOB_ENDED)
+    assert allocations(events)[-1] == AllocationChanged("42", "compute01", None, JobState.ENDED)
     assert len(allocations(events)) == 5

@@ -68,8 +68,9 @@ async def test_a_silent_node_hop_outage_is_lost_within_two_round_trips_and_a_sec
     async with supervised(session, timeline):
         login_pid = await session.login_master().pid()
         auths = testbed.count_auths()
-        await until(lambda: sum(1 for _, e in timeline if e.state is LinkState.UP and e.rtt_ms) >= 3, 10,
-                    "a few round trips")
+        await until(
+            lambda: sum(1 for _, e in timeline if e.state is LinkState.UP and e.rtt_ms) >= 3, 10, "a few round trips"
+        )
         rtt_s = max(e.rtt_ms for _, e in timeline[-3:] if e.rtt_ms) / 1000
         cut = time.monotonic()
         testbed.node.set_link(False)  # silent: the node's end of the cable goes down, nothing answers
@@ -99,8 +100,12 @@ async def test_killing_the_node_hop_reconnects_without_a_new_login(
         node_sshd = testbed.node.pid
         assert node_sshd is not None
         for pid in descendants(node_sshd):
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
-                with contextlib.suppress(ProcessLookupError):
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except FileNotFoundError:  # a short-lived session (a stats or ping command) ended meanwhile
+                continue
+            if comm == "sshd":
+                with contextlib.suppress(ProcessLookupError, FileNotFoundError):
                     ProcessRef.of(pid).signal(signal.SIGKILL)
         cut = time.monotonic()
         await until(lambda: timeline.first(LinkState.LOST, cut - 1) is not None, 15, "lost")

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -70,8 +71,22 @@ class Pane:
         self.state = self.dir / "state.json"
         self.port = free_port()
         env = dict(os.environ, PYTHONPATH=str(ROOT), TETHER_TEST_MARK=self.server, PS1="$ ")
-        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "200", "-y", "50", "-c", str(ROOT),
-                  "bash --norc --noprofile", env=env)
+        self.tmux(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            "-c",
+            str(ROOT),
+            "bash --norc --noprofile",
+            env=env,
+        )
         self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
     def tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
@@ -93,8 +108,24 @@ class Pane:
         return self.tmux("display-message", "-p", "-t", "t", "#{pane_current_command}").strip()
 
     def start_loop(self, *debuggee_args: str, mode: str = "attach", extra: tuple[str, ...] = ()) -> None:
-        args = [sys.executable, "-m", "tui.node.loop", "--state", str(self.state), "--port", str(self.port),
-                "--mode", mode, "--grace", "0.5", *extra, "--", sys.executable, DEBUGGEE, *debuggee_args]
+        args = [
+            sys.executable,
+            "-m",
+            "tui.node.loop",
+            "--state",
+            str(self.state),
+            "--port",
+            str(self.port),
+            "--mode",
+            mode,
+            "--grace",
+            "0.5",
+            *extra,
+            "--",
+            sys.executable,
+            DEBUGGEE,
+            *debuggee_args,
+        ]
         self.type(shlex.join(args))
 
     def read(self) -> dict[str, Any]:
@@ -142,16 +173,30 @@ def run_processes(state: dict[str, Any]) -> list[int]:
 
 def test_build_launch_inserts_debugpy_after_the_interpreter():
     launch = build_launch(["python", "-u", "-X", "dev", "train.py", "--lr", "3"], "wait", 5679)
-    assert launch.argv == ("python", "-u", "-X", "dev", "-X", "frozen_modules=off", "-m", "tether_debugguard", "--listen",
-                           "127.0.0.1:5679", "--wait-for-client", "train.py", "--lr", "3")
+    assert launch.argv == (
+        "python",
+        "-u",
+        "-X",
+        "dev",
+        "-X",
+        "frozen_modules=off",
+        "-m",
+        "tether_debugguard",
+        "--listen",
+        "127.0.0.1:5679",
+        "--wait-for-client",
+        "train.py",
+        "--lr",
+        "3",
+    )
     assert launch.name == "train.py"
     module = build_launch(["/opt/env/bin/python3.11", "-m", "pkg.train", "-c", "x"], "attach", 7000)
     assert module.argv[-4:] == ("-m", "pkg.train", "-c", "x") and "--wait-for-client" not in module.argv
     assert module.name == "pkg.train"
     assert build_launch(["train.py", "a"], "attach", 7000, python="/usr/bin/python3").argv[0] == "/usr/bin/python3"
     assert build_launch(["torchrun", "x.py"], "off", 7000).argv == ("torchrun", "x.py")
-    for launch in (launch, module):
-        assert "0.0.0.0" not in " ".join(launch.argv)
+    for built in (launch, module):
+        assert "0.0.0.0" not in " ".join(built.argv)
 
 
 @pytest.mark.parametrize(
@@ -217,7 +262,10 @@ def test_a_command_the_loop_cannot_debug_is_refused_in_the_state_too(tmp_path):
     state = tmp_path / "loop" / "state.json"
     result = subprocess.run(
         [sys.executable, "-m", "tui.node.loop", "--state", str(state), "--port", "5999", "--", "torchrun", "t.py"],
-        cwd=ROOT, capture_output=True, text=True, timeout=20,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert result.returncode == 2 and "--mode off" in result.stderr
     written = ls.read_state(state)
@@ -276,8 +324,23 @@ def test_control_stop_restart_quit(pane):
     assert by_folder["ok"] and by_folder["pid"] == first["pid"]
     assert oct(os.stat(ls.control_path(pane.dir)).st_mode & 0o777) == "0o600"
     second = subprocess.run(
-        [sys.executable, "-m", "tui.node.loop", "--state", str(pane.state), "--port", str(free_port()), "--",
-         sys.executable, DEBUGGEE, "sleep"], cwd=ROOT, capture_output=True, text=True, timeout=20,
+        [
+            sys.executable,
+            "-m",
+            "tui.node.loop",
+            "--state",
+            str(pane.state),
+            "--port",
+            str(free_port()),
+            "--",
+            sys.executable,
+            DEBUGGEE,
+            "sleep",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert second.returncode == 2 and f"another debug loop (pid {first['loop_pid']})" in second.stderr
 
@@ -292,8 +355,10 @@ def test_control_stop_restart_quit(pane):
     agent.handle_line(json.dumps({"id": 2, "op": "loop.control", "state": str(pane.state), "command": "stop"}).encode())
     assert [m for m in agent_messages() if m.get("id") == 2][0]["reply"]["ok"]
     stopped = pane.wait_state("stopped", lambda s: s["status"] == "stopped")
-    wait_for(lambda: [m for m in agent_messages() if m["op"] == "loop.state" and m["state"]["status"] == "stopped"],
-             "the agent's loop.state event")
+    wait_for(
+        lambda: [m for m in agent_messages() if m["op"] == "loop.state" and m["state"]["status"] == "stopped"],
+        "the agent's loop.state event",
+    )
     agent.handle_line(json.dumps({"id": 3, "op": "loop.status", "state": str(pane.state), "tail": 1}).encode())
     status = [m for m in agent_messages() if m.get("id") == 3][0]
     assert status["state"]["status"] == "stopped" and status["tail"][0].startswith("tether: loop_debuggee.py stopped")

@@ -77,7 +77,9 @@ async def test_a_lost_agent_and_laptop_leave_the_run_and_a_new_attach_shows_it(n
     first, events = Session(workspace, ping_interval=0.5), Events()
     task = asyncio.create_task(first.run(events.append))
     try:
-        await events.until(lambda: events.layout() is not None and len(events.ticks()) >= 5 and events.settled_run_pids(), 30)
+        await events.until(
+            lambda: events.layout() is not None and len(events.ticks()) >= 5 and events.settled_run_pids(), 30
+        )
         before_layout, run_pids = events.layout(), events.settled_run_pids()
         agent_pid = first.supervisor.agent.hello["pid"]
         channel_pid = first.supervisor.agent.pid
@@ -125,7 +127,9 @@ async def test_two_consoles_on_one_workspace(node: Testbed, tmp_path: Path):
         await one.rebuild_layout()
         await events2.until(lambda: events2.layout().generation == generation + 1)
         assert events2.layout().panes != panes
-        await events2.until(lambda: "rebuilt" in " ".join(events2.output()) and events2.ticks()[-1] < 5 < len(events2.ticks()))
+        await events2.until(
+            lambda: "rebuilt" in " ".join(events2.output()) and events2.ticks()[-1] < 5 < len(events2.ticks())
+        )
         assert sorted(pids_on_node(node, "[t]ui.node.agent")) == sorted(agents)  # no agent was hurt
 
         # Quitting one leaves the other working.

@@ -29,17 +29,31 @@ REAL_CSV = """0, NVIDIA H100 80GB HBM3, 97, 40213, 81559, 64, 512.38
 
 def test_gpu_csv_parses_real_lines_and_not_available_values():
     gpus = parse_gpu_csv(REAL_CSV)
-    assert gpus["0"] == {"name": "NVIDIA H100 80GB HBM3", "util": 97, "mem": 40213, "memt": 81559, "temp": 64, "power": 512}
+    assert gpus["0"] == {
+        "name": "NVIDIA H100 80GB HBM3",
+        "util": 97,
+        "mem": 40213,
+        "memt": 81559,
+        "temp": 64,
+        "power": 512,
+    }
     assert gpus["1"]["power"] is None and gpus["1"]["name"] == "NVIDIA A100-SXM4-40GB"
     assert parse_gpu_csv("garbage\n") == {}
 
 
 def test_stats_send_only_what_changed():
-    changed, gone = diff_section({"1": {"cpu": 5, "mem": 10}, "2": {"cpu": 0}}, {"1": {"cpu": 6, "mem": 10}, "3": {"cpu": 1}})
+    changed, gone = diff_section(
+        {"1": {"cpu": 5, "mem": 10}, "2": {"cpu": 0}}, {"1": {"cpu": 6, "mem": 10}, "3": {"cpu": 1}}
+    )
     assert changed == {"1": {"cpu": 6}, "3": {"cpu": 1}} and gone == ["2"]
 
     sampler = Sampler()
-    base = {"node": {"cpu": 3, "mem": 100, "memt": 1000}, "procs": {}, "gpus": {}, "nogpu": "nvidia-smi is not installed"}
+    base = {
+        "node": {"cpu": 3, "mem": 100, "memt": 1000},
+        "procs": {},
+        "gpus": {},
+        "nogpu": "nvidia-smi is not installed",
+    }
     first = sampler.message(base)
     assert first["full"] and first["node"] == base["node"] and first["nogpu"]
     assert sampler.message(dict(base)) is None  # nothing changed: nothing crosses the link
@@ -57,7 +71,12 @@ def test_missing_programs_get_a_plain_message():
     assert "nvtop is not installed on n1" in note
     assert pane_command({"name": "logs", "command": "cd out && tail -F x"}, "/w", {}, "n1", which=none)[1] == ""
     assert pane_command({"name": "shell"}, "/w", {}, "n1", which=none) == (None, "")
-    run, note = pane_command({"name": "run"}, "/w", {"command": "python t.py", "env": ["module load cuda"], "prefix": "apptainer exec img.sif"}, "n1")
+    run, note = pane_command(
+        {"name": "run"},
+        "/w",
+        {"command": "python t.py", "env": ["module load cuda"], "prefix": "apptainer exec img.sif"},
+        "n1",
+    )
     assert "module load cuda\napptainer exec img.sif python t.py\n" in run and note == ""
 
 
@@ -96,17 +115,41 @@ def test_the_writer_rotates_past_its_limit(tmp_path: Path):
 
 
 def test_panels_merge_the_agents_messages_into_snapshots(tmp_path: Path):
-    (tmp_path / "tether.toml").write_text('[workspace]\nname = "w1"\nremote_root = "~/w1"\n[connection]\nlogin = "hpc"\n')
+    (tmp_path / "tether.toml").write_text(
+        '[workspace]\nname = "w1"\nremote_root = "~/w1"\n[connection]\nlogin = "hpc"\n'
+    )
     workspace = load_workspace(tmp_path / "tether.toml")
     assert session_name("w1") == "tether-w1" and attach_command(workspace) == "tmux -u attach-session -t =tether-w1"
     assert [p["name"] for p in layout_request(workspace)["panes"]] == ["run", "htop", "gpu", "shell"]
     events: list = []
     panels = NodePanels(workspace, events.append)
-    panels.handle({"op": "layout", "session": "tether-w1", "host": "n1", "generation": 1, "panes": [{"name": "run", "id": "%1", "pid": 10}]})
+    panels.handle(
+        {
+            "op": "layout",
+            "session": "tether-w1",
+            "host": "n1",
+            "generation": 1,
+            "panes": [{"name": "run", "id": "%1", "pid": 10}],
+        }
+    )
     panels.handle({"op": "output", "lines": ["a", "b"], "history": True})
-    panels.handle({"op": "stats", "full": True, "node": {"cpu": 5, "mem": 10, "memt": 100},
-                   "procs": {"10": {"cpu": 1, "mem": 3, "cmd": "python t.py"}}, "nogpu": "nvidia-smi is not installed"})
-    panels.handle({"op": "stats", "procs": {"10": {"cpu": 2}}, "gpus": {"0": {"name": "G", "util": 9, "mem": 1, "memt": 2, "temp": 3, "power": 4}}, "nogpu": ""})
+    panels.handle(
+        {
+            "op": "stats",
+            "full": True,
+            "node": {"cpu": 5, "mem": 10, "memt": 100},
+            "procs": {"10": {"cpu": 1, "mem": 3, "cmd": "python t.py"}},
+            "nogpu": "nvidia-smi is not installed",
+        }
+    )
+    panels.handle(
+        {
+            "op": "stats",
+            "procs": {"10": {"cpu": 2}},
+            "gpus": {"0": {"name": "G", "util": 9, "mem": 1, "memt": 2, "temp": 3, "power": 4}},
+            "nogpu": "",
+        }
+    )
     panels.handle({"op": "layout", "session": "tether-w1", "host": "n1", "generation": 2, "panes": []})
     kinds = [type(e).__name__ for e in events]
     assert kinds[:3] == ["LayoutChanged", "OutputLines", "NodeStats"]
@@ -125,13 +168,18 @@ def test_run_pane_command_parses_in_any_login_shell(tmp_path: Path):
     a plain `exec PROGRAM SCRIPT` (no ${...}), and the sh-syntax script itself runs under /bin/sh."""
     script = tmp_path / "run it.sh"
     script.write_text('echo "ran by $0 with ${HOME:+a home}"\n')
-    for login_shell, runner in (("/bin/tcsh", "/bin/sh"), ("/usr/bin/fish", "/bin/sh"), ("/bin/bash", "/bin/bash"),
-                                ("", "/bin/sh")):
+    for login_shell, runner in (
+        ("/bin/tcsh", "/bin/sh"),
+        ("/usr/bin/fish", "/bin/sh"),
+        ("/bin/bash", "/bin/bash"),
+        ("", "/bin/sh"),
+    ):
         command = script_command(script, {"SHELL": login_shell})
         assert command == f"exec {runner} '{script}'"
         assert "${" not in command and "$(" not in command
-    done = subprocess.run(["/bin/sh", "-c", script_command(script, {"SHELL": "/bin/tcsh"})],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["/bin/sh", "-c", script_command(script, {"SHELL": "/bin/tcsh"})], capture_output=True, text=True, check=True
+    )
     assert done.stdout == f"ran by {script} with a home\n"
 
 
@@ -141,7 +189,7 @@ def test_pass_env_values_go_through_a_fifo_into_the_scripts_shell(tmp_path: Path
     fifo = tmp_path / "pass_env0.fifo"
     passenv.make_fifo(fifo)
     assert stat.S_IMODE(fifo.stat().st_mode) == 0o600
-    values = {"TOKEN": "it's $(rm -rf /) \"quoted\"\nline2", "bad name": "left out"}
+    values = {"TOKEN": 'it\'s $(rm -rf /) "quoted"\nline2', "bad name": "left out"}
     offered: list[bool] = []
     writer = threading.Thread(target=lambda: offered.append(passenv.offer(fifo, values, print, timeout=10)))
     writer.start()

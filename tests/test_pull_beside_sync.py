@@ -24,11 +24,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def tether(*args: str, cwd: Path, **popen: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tui", *args], cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
-def test_pull_leaves_the_running_sync_its_root_and_gives_the_files_to_the_laptop_user(needs_netns, tether_home, tmp_path):
+def test_pull_leaves_the_running_sync_its_root_and_gives_the_files_to_the_laptop_user(
+    needs_netns, tether_home, tmp_path
+):
     testbed = needs_netns
     fresh_remote(testbed)
     ws = tmp_path / "ws"
@@ -37,8 +47,9 @@ def test_pull_leaves_the_running_sync_its_root_and_gives_the_files_to_the_laptop
     try:
         wait_until(lambda: node_cat(testbed, "train.py") is not None or watcher.poll() is not None, 30, 0.1)
         assert watcher.poll() is None
-        testbed.node_run_as_user(f"mkdir -p ~/{REMOTE}/outputs && echo result > ~/{REMOTE}/outputs/metrics.json",
-                                 check=True)
+        testbed.node_run_as_user(
+            f"mkdir -p ~/{REMOTE}/outputs && echo result > ~/{REMOTE}/outputs/metrics.json", check=True
+        )
         pull = tether("pull", "outputs/", cwd=ws)
         _, pull_err = pull.communicate(timeout=60)
         assert pull.returncode == 0, pull_err
@@ -50,8 +61,12 @@ def test_pull_leaves_the_running_sync_its_root_and_gives_the_files_to_the_laptop
 
         # The running sync still owns the root: an edit after the pull reaches the node.
         (ws / "after_pull.py").write_text("still synced\n")
-        wait_until(lambda: node_cat(testbed, "after_pull.py") == "still synced\n" or watcher.poll() is not None,
-                   20, 0.05, "the edit after the pull on the node")
+        wait_until(
+            lambda: node_cat(testbed, "after_pull.py") == "still synced\n" or watcher.poll() is not None,
+            20,
+            0.05,
+            "the edit after the pull on the node",
+        )
         assert watcher.poll() is None
         assert node_cat(testbed, "after_pull.py") == "still synced\n"
     finally:

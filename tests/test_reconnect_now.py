@@ -51,8 +51,11 @@ async def test_the_reconnect_key_shows_while_waiting_and_cuts_the_wait() -> None
 
         def found() -> bool:
             hits = app.screen.query(CommandList)
-            return bool(hits) and hits.first().option_count > 0 and str(
-                hits.first().get_option_at_index(0).prompt).startswith("Reconnect now")
+            return (
+                bool(hits)
+                and hits.first().option_count > 0
+                and str(hits.first().get_option_at_index(0).prompt).startswith("Reconnect now")
+            )
 
         await wait_until(pilot, found)
         await pilot.press("enter")

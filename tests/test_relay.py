@@ -88,9 +88,15 @@ def agent_log(tmp_path: Path) -> Iterator[BinaryIO]:
 @pytest.fixture
 async def node(agent_log: BinaryIO) -> AsyncIterator[Node]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tui.node.agent", "test-version",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=agent_log,
-        cwd=ROOT, limit=protocol.MAX_LINE_BYTES,
+        sys.executable,
+        "-m",
+        "tui.node.agent",
+        "test-version",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=agent_log,
+        cwd=ROOT,
+        limit=protocol.MAX_LINE_BYTES,
     )
     assert process.stdout is not None
     hello = protocol.decode(await asyncio.wait_for(process.stdout.readline(), 10))
@@ -204,11 +210,14 @@ async def test_node_connects_to_loopback_whatever_the_message_says(node: Node, e
     targets = [
         call.args[0]
         for call in ast.walk(tree)
-        if isinstance(call, ast.Call) and getattr(call.func, "attr", "") in ("create_connection", "connect", "connect_ex")
+        if isinstance(call, ast.Call)
+        and getattr(call.func, "attr", "") in ("create_connection", "connect", "connect_ex")
     ]
     assert targets, "relay.py connects somewhere"
     for target in targets:  # every connect is to (LOOPBACK, port), never to an address from the message
-        assert isinstance(target, ast.Tuple) and isinstance(target.elts[0], ast.Name) and target.elts[0].id == "LOOPBACK"
+        assert (
+            isinstance(target, ast.Tuple) and isinstance(target.elts[0], ast.Name) and target.elts[0].id == "LOOPBACK"
+        )
 
 
 async def test_stream_names_are_checked_and_unknown_streams_ignored(node: Node, echo: EchoServer):

@@ -16,14 +16,18 @@ from tui.session import Session
 
 pytestmark = pytest.mark.needs_netns
 
-SCRIPT = 'import time\nVERSION = {version}\nprint("running version", VERSION, flush=True)\nwhile True:\n    time.sleep(1)\n'
+SCRIPT = (
+    'import time\nVERSION = {version}\nprint("running version", VERSION, flush=True)\nwhile True:\n    time.sleep(1)\n'
+)
 
 
 async def test_a_local_edit_restarts_the_run_once_after_the_node_has_it(node: Testbed, tmp_path: Path):
     folder = tmp_path / "ws"
     config = script_workspace(folder, node, SCRIPT.format(version=1), name="ver.py", extra="restart_on_sync = true")
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
-    async with debug_console(session, events, lambda: status(events) == "running" and "running version 1" in events.output()):
+    async with debug_console(
+        session, events, lambda: status(events) == "running" and "running version 1" in events.output()
+    ):
         assert rank(events).restarts == 0
         (folder / "ver.py").write_text(SCRIPT.format(version=2))
         await events.until(lambda: rank(events).restarts == 1 and "running version 2" in events.output(), 30)

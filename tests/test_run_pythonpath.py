@@ -47,7 +47,9 @@ def user_env_with_own_packages(testbed: Testbed) -> str:
         f"rm -rf {USER_ENV} && {testbed.plain_python} -m venv --without-pip {USER_ENV} && "
         f"site=$(echo {USER_ENV}/lib/python3*/site-packages) && "
         "for p in tui libtmux; do mkdir -p $site/$p && echo \"MARK = 'users-$p'\" > $site/$p/__init__.py; done && "
-        f"echo {node_site} > $site/zz-debugpy.pth", check=True)
+        f"echo {node_site} > $site/zz-debugpy.pth",
+        check=True,
+    )
     return testbed.node_run_as_user(f"echo {USER_ENV}/bin/python", check=True).stdout.strip()
 
 

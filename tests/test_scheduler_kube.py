@@ -9,11 +9,10 @@ its ``exec`` runs the command on this machine and its ``port-forward`` is a smal
 
 from __future__ import annotations
 
-import re
-
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator

@@ -154,7 +154,17 @@ def test_qsub_argv_carries_every_option():
         "-q", "gpu", "-A", "proj-42", "-l", "nodes=1:ppn=4:gpus=2", "-l", "walltime=04:00:00",
         "-V", "-W", "group_list=hpc",
     ]  # fmt: skip
-    assert qsub_argv(PbsOptions(), "demo") == ["qsub", "-N", "tether-demo", "-j", "oe", "-o", "/dev/null", "-S", "/bin/sh"]
+    assert qsub_argv(PbsOptions(), "demo") == [
+        "qsub",
+        "-N",
+        "tether-demo",
+        "-j",
+        "oe",
+        "-o",
+        "/dev/null",
+        "-S",
+        "/bin/sh",
+    ]
 
 
 def test_job_name_keeps_only_characters_pbs_accepts():

@@ -246,8 +246,16 @@ async def test_holder_script_starts_the_tmux_server_and_ends_it_with_the_job(tmp
 
     async def sessions() -> str:
         tmux = await asyncio.create_subprocess_exec(
-            "tmux", "-L", "tether-hold-test", "list-sessions", "-F", "#{session_name}",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            "tmux",
+            "-L",
+            "tether-hold-test",
+            "list-sessions",
+            "-F",
+            "#{session_name}",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         out, _ = await tmux.communicate()
         return out.decode()
 
@@ -617,5 +625,7 @@ async def test_poll_reports_failed_tries_and_gives_up_after_too_many_in_a_row():
         async for answer in poll(probe, events.append, sleep, growing_delays(0.25, 1.0)):
             seen.append(answer)
     assert seen == ["pending"]
-    assert [e.message for e in events if isinstance(e, Progress)] == ["a; retrying", "b; retrying"] + ["c; retrying"] * 4
+    assert [e.message for e in events if isinstance(e, Progress)] == ["a; retrying", "b; retrying"] + [
+        "c; retrying"
+    ] * 4
     assert slept == [0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]  # quick first, then at most the interval

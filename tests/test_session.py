@@ -69,7 +69,9 @@ async def test_one_login_carries_every_command_and_copy(needs_netns: Testbed, te
         hop = supervisor.node_master.hop
         copy = subprocess.run(
             ["rsync", "-a", "-e", rsync_shell(session.settings, hop), str(source), f"{hop.destination.host}:copy.txt"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert copy.returncode == 0, copy.stderr
         assert testbed.node_run_as_user("cat ~/copy.txt").stdout == "copied through the master\n"
@@ -85,7 +87,9 @@ printf '%s\\n' "$TETHER_TESTBED_PASSWORD"
 """
 
 
-async def test_password_is_asked_once_per_up(needs_netns: Testbed, password_login, tether_home: Path, tmp_path: Path, monkeypatch):
+async def test_password_is_asked_once_per_up(
+    needs_netns: Testbed, password_login, tether_home: Path, tmp_path: Path, monkeypatch
+):
     testbed = needs_netns
     askpass = tmp_path / "askpass"
     askpass.write_text(COUNTING_ASKPASS)
@@ -111,7 +115,9 @@ async def test_password_is_asked_once_per_up(needs_netns: Testbed, password_logi
     assert password_login.count_auths() - auths_before == 1
 
 
-async def test_agent_is_shipped_once_and_survives_a_malformed_line(needs_netns: Testbed, tether_home: Path, tmp_path: Path):
+async def test_agent_is_shipped_once_and_survives_a_malformed_line(
+    needs_netns: Testbed, tether_home: Path, tmp_path: Path
+):
     testbed = needs_netns
     testbed.node_run_as_user("rm -rf ~/.cache/tether/agent")
     workspace = load_test_workspace(tmp_path / "ws", testbed)
@@ -132,7 +138,9 @@ async def test_agent_is_shipped_once_and_survives_a_malformed_line(needs_netns: 
         assert "malformed" in log and "no-such-op" in log
 
 
-async def test_detach_leaves_only_the_masters_and_down_closes_them(needs_netns: Testbed, tether_home: Path, tmp_path: Path):
+async def test_detach_leaves_only_the_masters_and_down_closes_them(
+    needs_netns: Testbed, tether_home: Path, tmp_path: Path
+):
     testbed = needs_netns
     workspace = load_test_workspace(tmp_path / "ws", testbed)
     session = Session(workspace)

@@ -1,6 +1,7 @@
 """`tether up` on a Slurm workspace against the real Slurm: the console gets a job, shows the wait,
-finds the node, lays out tmux and starts the run there; `q` then attach reuses the job; a scancel
-from outside is shown within 10 s; `tether down` leaves no job."""
+finds the node, lays out tmux and starts the run there, and warns that the (short) job ends soon;
+`q` then attach reuses the job; a scancel from outside is shown within 10 s; `tether down` leaves
+no job."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.needs_netns
 SLURM = """
 [scheduler]
 kind = "slurm"
-time = "00:30:00"
+time = "00:09:00"
 """
 
 
@@ -46,10 +47,15 @@ async def test_console_on_slurm_gets_a_job_reuses_it_and_sees_a_scancel(
         await wait_until(pilot, lambda: header_state(app).startswith("up "), 60)
         text = screen_text(app)
         assert "login → compute01" in text
-        await wait_until(pilot, lambda: "Slurm job" in screen_text(app) and "running on compute01" in screen_text(app), 20)
+        await wait_until(
+            pilot, lambda: "Slurm job" in screen_text(app) and "running on compute01" in screen_text(app), 20
+        )
         await wait_until(pilot, lambda: "tether-tbws" in tmux_sessions_on_node(testbed), 30)
         job = session.allocation.job_id
         assert slurm.jobs() == [job]
+        # A job of 9 minutes is in its last ten from the start: said once, with what to do.
+        ending = [str(n.message) for n in app._notifications if n.title == "Job ending soon"]
+        assert len(ending) == 1 and f"job {job} ends in " in ending[0] and "save checkpoints" in ending[0], ending
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_value is not None, 20)
     assert app.return_value == DETACHED

@@ -64,17 +64,24 @@ async def test_header_shows_time_left_and_the_new_job_key_replaces_a_cancelled_j
         await pilot.press("A")
         log = app.query_one(EventLog)
         await wait_until(pilot, lambda: f"Slurm job {job} is forgotten; asking Slurm for a new job" in log.lines_text)
-        await wait_until(pilot, lambda: session.allocation is not None and session.allocation.job_id not in (None, job), 30)
+        await wait_until(
+            pilot, lambda: session.allocation is not None and session.allocation.job_id not in (None, job), 30
+        )
         new = session.allocation.job_id
         assert new is not None
         await wait_until(
             pilot,
-            lambda: session.supervisor is not None and session.supervisor.state.state is LinkState.UP
-            and header_state(app).startswith("up "),
+            lambda: (
+                session.supervisor is not None
+                and session.supervisor.state.state is LinkState.UP
+                and header_state(app).startswith("up ")
+            ),
             30,
         )
         assert slurm.jobs() == [new]
-        await wait_until(pilot, lambda: header.job_text.startswith(f"job {new} · ") and header.job_text.endswith(" left"))
+        await wait_until(
+            pilot, lambda: header.job_text.startswith(f"job {new} · ") and header.job_text.endswith(" left")
+        )
         assert "login → compute01" in screen_text(app)
         assert not any("No new job" in line for line in log.lines_text)
 

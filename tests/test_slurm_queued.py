@@ -42,9 +42,7 @@ async def test_q_while_queued_keeps_the_job_and_attach_picks_it_up(
     needs_netns: Testbed, slurm: SlurmCluster, tether_home: Path, tmp_path: Path
 ):
     # Another job holds every CPU of the only node: the holder job must wait (Resources).
-    blocker = slurm.user_run(
-        f"sbatch --parsable --output=/dev/null -c {slurm.cpus} --wrap 'sleep 600'"
-    ).stdout.strip()
+    blocker = slurm.user_run(f"sbatch --parsable --output=/dev/null -c {slurm.cpus} --wrap 'sleep 600'").stdout.strip()
     try:
         await asyncio.to_thread(wait_until_sync, lambda: job_state(slurm, blocker) == "RUNNING", 20)
         config = write_workspace(tmp_path / "ws", needs_netns, node="", extra=SLURM)
@@ -72,8 +70,9 @@ async def test_q_while_queued_keeps_the_job_and_attach_picks_it_up(
         app = TetherApp(again)
         async with app.run_test(size=(140, 40)) as pilot:
             log = app.query_one(EventLog)
-            await wait_until(pilot, lambda: any(f"Slurm job {job}" in line and "waiting" in line
-                                                for line in log.lines_text), 30)
+            await wait_until(
+                pilot, lambda: any(f"Slurm job {job}" in line and "waiting" in line for line in log.lines_text), 30
+            )
             assert job_state(slurm, job) == "PENDING"
             slurm.run(["scancel", blocker], check=True)
             await wait_until(pilot, lambda: header_state(app).startswith("up "), 60)

@@ -113,19 +113,22 @@ async def test_a_job_that_ends_is_not_replaced_until_asked(
     """Through srun the agent dies with the job, so the link drops: the reconnect must not quietly
     submit a new job (the run's state is gone, and a job left behind burns the user's hours)."""
     testbed = node_without_ssh
-    config = script_workspace(tmp_path / "ws", testbed, RUN, name="run.py", node="",
-                              extra=SLURM_AUTO + '\nnode_access = "srun"')
+    config = script_workspace(
+        tmp_path / "ws", testbed, RUN, name="run.py", node="", extra=SLURM_AUTO + '\nnode_access = "srun"'
+    )
     session, events = Session(load_workspace(config), ping_interval=0.5), Events()
     async with debug_console(session, events, lambda: bool(events.output()), timeout=60):
         first = session.allocation.job_id
         slurm.run(["scancel", first], check=True)
-        await events.until(lambda: any("press A in the console for a new job" in e.detail
-                                       for e in events.of(LinkChanged)), 30)
+        await events.until(
+            lambda: any("press A in the console for a new job" in e.detail for e in events.of(LinkChanged)), 30
+        )
         await asyncio.sleep(3)  # a few reconnect attempts later, still no new job
         assert slurm.jobs() == []
         await session.allocate_again()
-        await events.until(lambda: session.allocation is not None and session.allocation.job_id != first
-                           and link_up(events), 60)
+        await events.until(
+            lambda: session.allocation is not None and session.allocation.job_id != first and link_up(events), 60
+        )
         assert slurm.jobs() == [session.allocation.job_id]
     await session.down()
     assert slurm.jobs() == []
@@ -136,8 +139,7 @@ def test_a_attaches_the_jobs_tmux_through_srun(
 ):
     testbed = node_without_ssh
     folder = tmp_path / "ws"
-    config = script_workspace(folder, testbed, RUN, name="run.py", node="",
-                              extra=SLURM_AUTO + '\nnode_access = "srun"')
+    config = script_workspace(folder, testbed, RUN, name="run.py", node="", extra=SLURM_AUTO + '\nnode_access = "srun"')
     terminal.run_tether("-c", str(config), "up")
     screen = terminal.screen
     try:

@@ -70,7 +70,9 @@ def test_master_pid_from_check_output():
 
 
 def test_failures_are_explained_with_a_fix():
-    denied = "Access denied by pam_slurm_adopt: you have no active jobs on this node\nConnection closed by 10.0.0.5 port 22"
+    denied = (
+        "Access denied by pam_slurm_adopt: you have no active jobs on this node\nConnection closed by 10.0.0.5 port 22"
+    )
     assert "pam_slurm_adopt" in describe_failure("node7", denied)
     assert "allocate a job" in fix_for(denied)
     assert "jump host" in fix_for("ssh: connect to host 10.1.1.1 port 22: No route to host")

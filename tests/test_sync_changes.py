@@ -17,6 +17,7 @@ from test_sync_support import (
     node_tree,
     running_engine,
     statuses,
+    until,
 )
 
 from tui.sync.status import SyncState
@@ -164,3 +165,27 @@ async def until_state(engine, state, timeout: float = 10.0) -> None:
     from test_sync_support import until
 
     await until(lambda: engine.status.state is state, timeout, what=f"sync state {state}")
+
+
+async def test_a_folder_moved_away_and_made_again_leaves_nothing_of_the_old_one_on_the_node(
+    needs_netns, tether_home, tmp_path
+):
+    # A move reports the folder only, not what was in it; if the folder is back by the next push
+    # (one batch, or a push that a link cut sent back to the queue), the node must still lose the
+    # old contents. Found by test_sync_link's random run: b/z was left on the node.
+    testbed = needs_netns
+    fresh_remote(testbed)
+    ws = tmp_path / "ws"
+    write(ws / "b" / "old.py", "old\n")
+    (ws / "b" / "z").mkdir()
+    (ws / "a").mkdir()
+    async with running_engine(testbed, ws) as (link, engine, events):
+        assert node_tree(testbed)["b/z"][0] == "d"
+        engine.pause()  # what follows reaches the node as one change set
+        (ws / "b").rename(ws / "a" / "y")
+        (ws / "b" / "x").mkdir(parents=True)
+        await until(lambda: engine.pending >= 3, what="the move and the new folder pending")
+        engine.resume()
+        await engine.wait_synced(timeout=10)
+        assert node_tree(testbed) == local_tree(ws)
+        assert not node_exists(testbed, "b/old.py") and node_cat(testbed, "a/y/old.py") == "old\n"

@@ -24,8 +24,15 @@ def env() -> dict[str, str]:
 
 
 def tether(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tui", *args], cwd=cwd, env=env(), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "tui", *args],
+        cwd=cwd,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_one_shot_sync_with_a_progress_bar_and_the_emptied_root_halt(needs_netns, tether_home, tmp_path):
@@ -60,8 +67,15 @@ def test_watch_headless_status_json_and_pull(needs_netns, tether_home, tmp_path)
     fresh_remote(testbed)
     ws = tmp_path / "ws"
     write_workspace(ws, testbed)
-    watcher = subprocess.Popen([sys.executable, "-m", "tui", "sync", "--watch"], cwd=ws, env=env(),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "tui", "sync", "--watch"],
+        cwd=ws,
+        env=env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_until(lambda: node_cat(testbed, "train.py") is not None or watcher.poll() is not None, 30, 0.1)
         assert watcher.poll() is None
@@ -73,10 +87,14 @@ def test_watch_headless_status_json_and_pull(needs_netns, tether_home, tmp_path)
             assert result.returncode == 0, result.stderr
             return json.loads(result.stdout)["sync"]
 
-        state = wait_until(lambda: (s := sync_state()) and s["state"] == "up to date" and s["last_push_files"] and s, 15, 0.1)
+        state = wait_until(
+            lambda: (s := sync_state()) and s["state"] == "up to date" and s["last_push_files"] and s, 15, 0.1
+        )
         assert state["running"] is True and state["workspace"] == "tbws" and state["last_push_ms"] > 0
 
-        testbed.node_run_as_user(f"mkdir -p ~/{REMOTE}/outputs && echo result > ~/{REMOTE}/outputs/metrics.json", check=True)
+        testbed.node_run_as_user(
+            f"mkdir -p ~/{REMOTE}/outputs && echo result > ~/{REMOTE}/outputs/metrics.json", check=True
+        )
         pulled = tether("pull", "outputs/metrics.json", cwd=ws)
         assert pulled.returncode == 0, pulled.stderr
         assert (ws / "outputs" / "metrics.json").read_text() == "result\n"

@@ -25,7 +25,9 @@ async def test_a_node_side_edit_is_kept_as_a_conflict_copy_and_reported(needs_ne
     (ws / "big.bin").write_bytes(b"0" * 2_000_000)  # above the agent's limit: goes by rsync
     async with running_engine(testbed, ws) as (link, engine, events):
         # Someone edits on the node (vim over ssh), then the laptop saves its own edit.
-        testbed.node_run_as_user(f"sleep 0.01; echo 'node edit' >> ~/{REMOTE}/model.py; echo x >> ~/{REMOTE}/big.bin", check=True)
+        testbed.node_run_as_user(
+            f"sleep 0.01; echo 'node edit' >> ~/{REMOTE}/model.py; echo x >> ~/{REMOTE}/big.bin", check=True
+        )
         (ws / "model.py").write_text("v2 laptop\n")
         (ws / "big.bin").write_bytes(b"1" * 2_000_000)
         await engine.wait_synced(timeout=10)
@@ -52,7 +54,9 @@ async def test_pull_brings_a_node_written_output_back(needs_netns, tether_home, 
     ws = tmp_path / "ws"
     ws.mkdir()
     async with running_engine(testbed, ws) as (link, engine, events):
-        testbed.node_run_as_user(f"mkdir -p ~/{REMOTE}/outputs/run1 && echo weights > ~/{REMOTE}/outputs/run1/model.pt", check=True)
+        testbed.node_run_as_user(
+            f"mkdir -p ~/{REMOTE}/outputs/run1 && echo weights > ~/{REMOTE}/outputs/run1/model.pt", check=True
+        )
         await engine.pull("outputs/run1")
         assert (ws / "outputs" / "run1" / "model.pt").read_text() == "weights\n"
         await engine.wait_synced(timeout=10)

@@ -4,6 +4,8 @@ theirs") moves them to a dated backup folder, `--allow-deletes` (or "delete them
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from test_sync_cli import tether
 from test_sync_support import REMOTE, fresh_remote, local_tree, node_cat, node_exists, node_tree, running_engine, until
@@ -43,7 +45,11 @@ def test_cli_first_sync_stops_and_lists_the_nodes_own_files_then_keeps_them(need
     for name in THESIS:
         assert name in halted.stderr
         assert node_cat(testbed, name) == THESIS[name]  # nothing deleted
-    assert "Tether did not write" in halted.stderr and "--allow-deletes" in halted.stderr and "--keep-theirs" in halted.stderr
+    assert (
+        "Tether did not write" in halted.stderr
+        and "--allow-deletes" in halted.stderr
+        and "--keep-theirs" in halted.stderr
+    )
     assert "Traceback" not in halted.stderr
     assert not node_exists(testbed, "train.py")  # nothing written either
 
@@ -112,3 +118,43 @@ async def test_what_the_run_wrote_is_not_deleted_by_a_later_full_sync(needs_netn
         engine.allow_deletes_once()  # "delete them"
         await until(lambda: engine.status.state is SyncState.UP_TO_DATE, what="up to date")
         assert not node_exists(testbed, "results.csv") and not node_exists(testbed, "old.py")
+
+
+async def test_a_folder_deleted_on_the_laptop_keeps_what_the_run_wrote_in_it(needs_netns, tether_home, tmp_path):
+    # The watcher's own push (not a full comparison) deletes the folder: the run's file in it is
+    # the node's own, so it stays, sync halts with it named, and "keep theirs" backs it up.
+    testbed = needs_netns
+    fresh_remote(testbed)
+    ws = tmp_path / "ws"
+    (ws / "results").mkdir(parents=True)
+    (ws / "results" / "README").write_text("outputs go here\n")
+    (ws / "train.py").write_text("t\n")
+    async with running_engine(testbed, ws) as (link, engine, events):
+        testbed.node_run_as_user(f"echo 0.93 > ~/{REMOTE}/results/run1.csv", check=True)  # the run wrote this
+        shutil.rmtree(ws / "results")
+        await until(lambda: engine.status.state is SyncState.HALTED, what="the halt")
+        assert [(r.reason, r.paths) for r in events if isinstance(r, SyncHaltReport)] == [
+            (HALT_FOREIGN, ("results/run1.csv",))
+        ]
+        assert node_cat(testbed, "results/run1.csv") == "0.93\n"
+        assert not node_exists(testbed, "results/README")  # Tether's own file went as asked
+        await engine.keep_theirs()
+        await until(lambda: engine.status.state is SyncState.UP_TO_DATE, what="up to date")
+        assert backups(testbed) == {"results/run1.csv": "0.93\n"}
+        assert node_tree(testbed, skip=(".tether-backup",)) == local_tree(ws)
+
+
+async def test_a_new_laptop_file_over_one_the_run_wrote_keeps_both(needs_netns, tether_home, tmp_path):
+    testbed = needs_netns
+    fresh_remote(testbed)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "train.py").write_text("t\n")
+    async with running_engine(testbed, ws) as (link, engine, events):
+        testbed.node_run_as_user(f"echo 0.93 > ~/{REMOTE}/metrics.csv", check=True)  # the run wrote this
+        (ws / "metrics.csv").write_text("laptop\n")
+        await engine.wait_synced(timeout=10)
+        assert node_cat(testbed, "metrics.csv") == "laptop\n"
+        copies = [p for p in node_tree(testbed) if p.startswith("metrics.conflict-node-")]
+        assert len(copies) == 1 and node_cat(testbed, copies[0]) == "0.93\n"
+        await until(lambda: (ws / copies[0]).is_file(), what="the node's version next to the laptop's")

@@ -25,7 +25,9 @@ async def halted(engine) -> None:
     await until(lambda: engine.status.state is SyncState.HALTED, 15, what="the halt")
 
 
-async def test_rm_rf_a_folder_halts_with_the_right_counts_and_restoring_it_clears_the_halt(needs_netns, tether_home, tmp_path):
+async def test_rm_rf_a_folder_halts_with_the_right_counts_and_restoring_it_clears_the_halt(
+    needs_netns, tether_home, tmp_path
+):
     testbed = needs_netns
     fresh_remote(testbed)
     ws = tmp_path / "ws"
@@ -39,7 +41,9 @@ async def test_rm_rf_a_folder_halts_with_the_right_counts_and_restoring_it_clear
         assert [r.total for r in events if isinstance(r, SyncHaltReport)] == [59]
         assert node_exists(testbed, "model/layer0/w0.py")
         shutil.copytree(saved, ws / "model")  # the folder is back: nothing to delete any more
-        await until(lambda: engine.status.state is SyncState.UP_TO_DATE and not engine.pending, 15, what="the halt cleared")
+        await until(
+            lambda: engine.status.state is SyncState.UP_TO_DATE and not engine.pending, 15, what="the halt cleared"
+        )
         (ws / "train.py").write_text("edited\n")
         await engine.wait_synced(timeout=10)
         assert node_cat(testbed, "train.py") == "edited\n"

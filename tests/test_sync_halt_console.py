@@ -14,9 +14,16 @@ from tui.app.screens import SyncHaltScreen
 from tui.events import HALT_DELETES, HALT_FOREIGN, SyncHaltReport, SyncState, SyncStatus
 
 SIZE = (120, 36)
-FOREIGN = SyncHaltReport("w", HALT_FOREIGN, "sync halted: ~/thesis on the node holds 3 files Tether did not write",
-                         paths=("chapter1.tex", "chapter2.tex", "refs.bib"), total=3)
-DELETES = SyncHaltReport("w", HALT_DELETES, "sync halted: this push would delete 59 of the 61 files on the node", total=59)
+FOREIGN = SyncHaltReport(
+    "w",
+    HALT_FOREIGN,
+    "sync halted: ~/thesis on the node holds 3 files Tether did not write",
+    paths=("chapter1.tex", "chapter2.tex", "refs.bib"),
+    total=3,
+)
+DELETES = SyncHaltReport(
+    "w", HALT_DELETES, "sync halted: this push would delete 59 of the 61 files on the node", total=59
+)
 HALTED = SyncStatus("w", SyncState.HALTED, pending=59, detail="sync halted: this push would delete 59 of the 61 files")
 
 

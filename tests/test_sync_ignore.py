@@ -88,7 +88,15 @@ def test_the_node_matcher_agrees_with_the_laptop():
     patterns = ["outputs/", "*.log", "/checkpoints/", "wandb/", "!keep.log"]
     laptop = rules(protect=patterns)
     node = Matcher(compile_for_node(patterns))
-    for path, is_dir in [("outputs", True), ("outputs/m.pt", False), ("x/outputs/y", False), ("a.log", False),
-                         ("keep.log", False), ("checkpoints/c", False), ("src/checkpoints/c", False), ("a.py", False)]:
+    for path, is_dir in [
+        ("outputs", True),
+        ("outputs/m.pt", False),
+        ("x/outputs/y", False),
+        ("a.log", False),
+        ("keep.log", False),
+        ("checkpoints/c", False),
+        ("src/checkpoints/c", False),
+        ("a.py", False),
+    ]:
         assert node(path, is_dir) == laptop.is_protected(path, is_dir), path
     assert all(isinstance(re.compile(rx), re.Pattern) for rx, _, _ in compile_for_node(patterns))

@@ -22,21 +22,60 @@ pytestmark = pytest.mark.skipif(GIT is None, reason="git is not installed (.ci/s
 NAMES = ["a", "b", "ab", "ba", "a b", "a ", "x]", "[a]", "a*b", "#c", "!d", "a.txt", "b.md", "e\\f", "aXb", "a-b"]
 FOLDERS = ["", "a", "d", "d/a", "a/b", "d/e/a"]
 
-PIECES = ["a", "b", "d", "e", "x", ".", "*", "**", "?", "[ab]", "[!a]", "[]a]", "[^b]", "[a-c]", "[]", "[!]",
-          "[[:alpha:]]", "[[:digit:]]", "\\", "\\*", "\\ ", " ", "/", "#", "!", "]", "-", "**/", "/**"]
+PIECES = [
+    "a",
+    "b",
+    "d",
+    "e",
+    "x",
+    ".",
+    "*",
+    "**",
+    "?",
+    "[ab]",
+    "[!a]",
+    "[]a]",
+    "[^b]",
+    "[a-c]",
+    "[]",
+    "[!]",
+    "[[:alpha:]]",
+    "[[:digit:]]",
+    "\\",
+    "\\*",
+    "\\ ",
+    " ",
+    "/",
+    "#",
+    "!",
+    "]",
+    "-",
+    "**/",
+    "/**",
+]
 line = st.lists(st.sampled_from(PIECES), min_size=1, max_size=5).map("".join)
 tree = st.lists(st.tuples(st.sampled_from(FOLDERS), st.sampled_from(NAMES)), min_size=1, max_size=10, unique=True)
 
 
 def git_env(home: Path) -> dict[str, str]:
-    return {**os.environ, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-            "XDG_CONFIG_HOME": str(home)}
+    return {
+        **os.environ,
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "XDG_CONFIG_HOME": str(home),
+    }
 
 
 def git_ignored(repo: Path, env: dict[str, str]) -> set[str]:
     """Every file git calls ignored (each one, also inside ignored folders)."""
-    out = subprocess.run([GIT or "git", "status", "--porcelain=v1", "-z", "--ignored=traditional", "--untracked-files=all"],
-                         cwd=repo, env=env, capture_output=True, check=True).stdout.decode()
+    out = subprocess.run(
+        [GIT or "git", "status", "--porcelain=v1", "-z", "--ignored=traditional", "--untracked-files=all"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     return {entry[3:] for entry in out.split("\0") if entry.startswith("!! ")}
 
 
@@ -48,7 +87,9 @@ def tether_ignored(repo: Path, files: set[str]) -> set[str]:
             return None
 
     rules = Rules((), (), read, builtins=())
-    kept = {path for path, entry in scan_local(repo, rules).items() if entry.kind == FILE and not path.startswith(".git/")}
+    kept = {
+        path for path, entry in scan_local(repo, rules).items() if entry.kind == FILE and not path.startswith(".git/")
+    }
     return files - kept
 
 
@@ -85,11 +126,17 @@ def check(repo: tuple[Path, dict[str, str]], lines: list[str], nested: list[str]
         (work / "d" / ".gitignore").write_text("\n".join(nested) + "\n")
         paths.add("d/.gitignore")
     expected, got = git_ignored(work, env), tether_ignored(work, paths)
-    assert got == expected, f"lines {lines!r}, d/.gitignore {nested!r}: git ignores {sorted(expected)}, tether {sorted(got)}"
+    assert got == expected, (
+        f"lines {lines!r}, d/.gitignore {nested!r}: git ignores {sorted(expected)}, tether {sorted(got)}"
+    )
 
 
-@settings(max_examples=int(os.environ.get("IGNORE_EXAMPLES", "200")), deadline=None, derandomize=os.environ.get("IGNORE_RANDOM") is None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("IGNORE_EXAMPLES", "200")),
+    deadline=None,
+    derandomize=os.environ.get("IGNORE_RANDOM") is None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(lines=st.lists(line, min_size=1, max_size=4), nested=st.lists(line, max_size=2), files=tree)
 @example(lines=["[]a]"], nested=[], files=[("", "x]"), ("", "a"), ("d", "b")])  # used to crash: re.error
 @example(lines=["d/a**b"], nested=[], files=[("d", "aXb"), ("d/a", "b"), ("", "b")])  # ** inside a name is *

@@ -23,7 +23,9 @@ from tui.node.files import Matcher, Root
 root = Root(sys.argv[1], Matcher([]))
 """
 
-PUT = ROOT_CODE + """
+PUT = (
+    ROOT_CODE
+    + """
 ops = json.loads(sys.argv[2])
 if sys.argv[3] == "cut":
     real = os.replace
@@ -35,11 +37,15 @@ if sys.argv[3] == "cut":
 with root.writing():
     print(json.dumps(root.apply(ops)))
 """
+)
 
-CHECK = ROOT_CODE + """
+CHECK = (
+    ROOT_CODE
+    + """
 with root.writing():
     print(json.dumps(root.prepare(["model.py"], [])))
 """
+)
 
 
 def agent(code: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -48,8 +54,9 @@ def agent(code: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]
 
 
 def put(text: str) -> str:
-    return json.dumps([{"k": "put", "p": "model.py", "d": base64.b64encode(text.encode()).decode(),
-                        "m": 0o644, "t": time.time_ns()}])
+    return json.dumps(
+        [{"k": "put", "p": "model.py", "d": base64.b64encode(text.encode()).decode(), "m": 0o644, "t": time.time_ns()}]
+    )
 
 
 def test_a_write_whose_journal_line_was_cut_off_is_still_tethers_own(tmp_path: Path) -> None:

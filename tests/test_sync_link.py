@@ -38,8 +38,10 @@ async def test_link_drop_shows_pending_changes_then_pushes_them(needs_netns, tet
             (ws / "b.py").write_text("b\n")
             (ws / "sub").mkdir()
             (ws / "sub" / "c.py").write_text("c\n")
-            await until(lambda: engine.status.state is SyncState.LINK_LOST and engine.status.pending == 4,
-                        what="4 pending changes")
+            await until(
+                lambda: engine.status.state is SyncState.LINK_LOST and engine.status.pending == 4,
+                what="4 pending changes",
+            )
             assert "link lost, 4 changes pending" in engine.status.message
         finally:
             testbed.node.start()
@@ -103,7 +105,12 @@ def apply_local(root: Path, op: tuple, counter: list[int]) -> None:
         remove(root / op[1])
     elif kind == "rename":
         src, dst = root / op[1], root / op[2]
-        if (src.exists() or src.is_symlink()) and src != dst and not op[2].startswith(op[1] + "/") and not op[1].startswith(op[2] + "/"):
+        if (
+            (src.exists() or src.is_symlink())
+            and src != dst
+            and not op[2].startswith(op[1] + "/")
+            and not op[1].startswith(op[2] + "/")
+        ):
             make_parents(root, op[2])
             remove(dst)
             src.rename(dst)
@@ -167,18 +174,31 @@ def test_random_edits_with_link_cuts_end_with_equal_trees(needs_netns, tether_ho
                 await asyncio.sleep(0)
         await engine.wait_synced(timeout=45)
         node, local = node_tree(testbed), local_tree(ws)
-        differences = {k: (node.get(k), local.get(k)) for k in node.keys() | local.keys() if node.get(k) != local.get(k)}
+        differences = {
+            k: (node.get(k), local.get(k)) for k in node.keys() | local.keys() if node.get(k) != local.get(k)
+        }
         notices = [e.message for e in events[seen:] if isinstance(e, Notice)]
         assert not differences, f"{differences}; notices {notices}; the last examples: {history[-3:]}"
         assert not [n for n in notices if n.startswith("sync:")], notices
 
-    @settings(max_examples=int(os.environ.get("SYNC_EXAMPLES", "30")), deadline=None, derandomize=False,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=int(os.environ.get("SYNC_EXAMPLES", "30")),
+        deadline=None,
+        derandomize=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     @given(st.lists(ops, min_size=1, max_size=14))
     # Always at least one cut of each kind in the middle of a large write (rsync) and small edits,
     # whatever the random examples hold.
-    @explicit_example([("write", "c.py", 1_200_000, False), ("cut", "master"), ("append", "a"), ("cut", "agent"),
-              ("write", "b", 7, True)])
+    @explicit_example(
+        [
+            ("write", "c.py", 1_200_000, False),
+            ("cut", "master"),
+            ("append", "a"),
+            ("cut", "agent"),
+            ("write", "b", 7, True),
+        ]
+    )
     def run(steps: list[tuple]) -> None:
         loop.run_until_complete(example(steps))
 

@@ -21,8 +21,10 @@ async def test_edits_made_while_paused_arrive_on_resume(needs_netns, tether_home
         engine.pause()
         (ws / "model.py").write_text("v2 while paused\n")
         (ws / "new.py").write_text("new\n")
-        await until(lambda: any(isinstance(e, SyncStatus) and e.state is SyncState.PAUSED and e.pending >= 2
-                                for e in events), what="the paused status counting both edits")
+        await until(
+            lambda: any(isinstance(e, SyncStatus) and e.state is SyncState.PAUSED and e.pending >= 2 for e in events),
+            what="the paused status counting both edits",
+        )
         assert node_cat(needs_netns, "model.py") == "v1\n"  # held on the laptop
         engine.resume()
         await engine.wait_synced(timeout=10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tui.remote.ssh import Destination, Hop, SshSettings
-from tui.sync.reconcile import RemoteIndex, deletes_exceed, plan_changes, reconcile
+from tui.sync.reconcile import RemoteIndex, deletes_exceed, plan_changes, reconcile, vanished_children
 from tui.sync.rsync import files_from, parse_progress, parse_stats, pull_argv, push_argv, remote_for
 from tui.sync.safety import RootEmptied, SyncRefused, refuse_root
 from tui.sync.status import SyncState, SyncStatus
@@ -19,8 +19,16 @@ nothing_excluded = lambda path, is_dir: False
 
 def test_reconcile_sends_what_differs_and_deletes_what_is_gone():
     local = {"a.py": F(1), "same.py": F(2), "dir": D, "dir/new.py": F(3), "link": L("a.py"), "x.sh": F(1, mode=0o755)}
-    remote = {"a.py": F(9), "same.py": F(2), "old": D, "old/f": F(), "old/g": F(), "link": L("other"),
-              "x.sh": F(1), "gone.py": F()}
+    remote = {
+        "a.py": F(9),
+        "same.py": F(2),
+        "old": D,
+        "old/f": F(),
+        "old/g": F(),
+        "link": L("other"),
+        "x.sh": F(1),
+        "gone.py": F(),
+    }
     plan = reconcile(local, remote, nothing_excluded)
     assert [p for p, _ in plan.files] == ["a.py", "dir/new.py", "x.sh"]  # x.sh: the executable bit
     assert plan.mkdirs == [("dir", 0o755)]
@@ -52,6 +60,25 @@ def test_plan_changes_uses_the_local_state_now_and_counts_deleted_files():
     assert [p for p, _ in plan.files] == ["top"] and plan.mkdirs == [("new", 0o755)]
     index.apply(plan)
     assert index.total == 1 and index.files_under("src") == 0
+
+
+def test_the_index_follows_folders_and_kinds_that_change():
+    index = RemoteIndex.of_tree({"b": D, "b/z": D, "b/old.py": F(), "top": F()})
+    assert index.children("b") == {"b/z", "b/old.py"} and index.children("") == {"b", "top"}
+    plan = plan_changes({"b/z": F(), "top": D, "top/new.py": F()}, nothing_excluded, index)
+    index.apply(plan)  # a folder became a file, a file a folder
+    assert index.children("b") == {"b/z", "b/old.py"} and index.files_under("b") == 2
+    assert index.children("top") == {"top/new.py"} and index.total == 3
+    index.remove("b")
+    assert index.children("") == {"top"} and index.total == 1 and index.children("b") == set()
+
+
+def test_a_folder_back_under_its_old_name_loses_what_the_laptop_no_longer_has():
+    index = RemoteIndex.of_tree({"b": D, "b/z": D, "b/old.py": F(), "b/kept.py": F(), "b/x": D})
+    # `mv b elsewhere; mkdir -p b/x` arrives as b and b/x only; kept.py is there again locally.
+    changed = {"b": D, "b/x": D}
+    assert vanished_children(changed, index, exists=lambda rel: rel == "b/kept.py") == ["b/old.py", "b/z"]
+    assert vanished_children({"b": None}, index, exists=lambda rel: False) == []  # a delete removes it all anyway
 
 
 def test_root_emptied_rule():
@@ -101,7 +128,12 @@ def test_progress_and_stats_parsing():
     line = "     32,768,000  42%   31.25MB/s    0:00:12 (xfr#120, to-chk=880/1000)"
     progress = parse_progress(line)
     assert progress is not None
-    assert (progress.bytes_done, progress.percent, progress.rate, progress.eta) == (32768000, 42, "31.25MB/s", "0:00:12")
+    assert (progress.bytes_done, progress.percent, progress.rate, progress.eta) == (
+        32768000,
+        42,
+        "31.25MB/s",
+        "0:00:12",
+    )
     assert (progress.files_done, progress.files_total) == (120, 1000)
     assert parse_progress("          1,024 100%    0.00kB/s    0:00:00  ").files_done is None
     assert parse_progress("sending incremental file list") is None

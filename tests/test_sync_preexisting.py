@@ -22,7 +22,7 @@ from tui.config import load_workspace
 from tui.session import Session
 from tui.sync import safety
 from tui.sync.engine import SyncEngine
-from tui.sync.headless import sync_target
+from tui.sync_cli import sync_target
 
 pytestmark = pytest.mark.needs_netns
 
@@ -92,14 +92,21 @@ def test_a_sync_into_a_root_with_files_of_its_own_keeps_them_or_asks(needs_netns
 
     async def example(first: dict[str, str] | None, theirs: dict[str, str], ours: dict[str, str], keep: bool) -> None:
         # The node: what an earlier sync of ``first`` wrote (Tether's), then files of its own.
-        testbed.node_run_as_user(f"{testbed.plain_python} -c '{SETUP}'", input=json.dumps({"root": f"~/{REMOTE}", "files": {}}), check=True)
+        testbed.node_run_as_user(
+            f"{testbed.plain_python} -c '{SETUP}'", input=json.dumps({"root": f"~/{REMOTE}", "files": {}}), check=True
+        )
         if first is not None:
             write_local(ws, first)
             await sync()
         tethers = {k for k, (kind, _, _) in node_tree(testbed).items() if kind == "f"}
-        foreign = {p: t for p, t in plain(theirs).items() if p not in tethers
-                   and not any(q.startswith(p + "/") or p.startswith(q + "/") for q in tethers)}
-        script = "; ".join(f"mkdir -p $(dirname ~/{REMOTE}/{p}) && printf %s '{t}' > ~/{REMOTE}/{p}" for p, t in foreign.items())
+        foreign = {
+            p: t
+            for p, t in plain(theirs).items()
+            if p not in tethers and not any(q.startswith(p + "/") or p.startswith(q + "/") for q in tethers)
+        }
+        script = "; ".join(
+            f"mkdir -p $(dirname ~/{REMOTE}/{p}) && printf %s '{t}' > ~/{REMOTE}/{p}" for p, t in foreign.items()
+        )
         if script:
             testbed.node_run_as_user(script, check=True)
         write_local(ws, plain(ours))
@@ -127,11 +134,20 @@ def test_a_sync_into_a_root_with_files_of_its_own_keeps_them_or_asks(needs_netns
         local_end = local_tree(ws, skip=("outputs",))
         assert node == local_end == without_outputs(local_now), f"trees differ: node {node}, local {local_end}"
         node_outputs = node_tree(testbed, f"{REMOTE}/outputs") if any(p.startswith("outputs/") for p in foreign) else {}
-        backup = {p.split("/", 1)[1]: h for p, (kind, h, _) in node_tree(testbed, f"{REMOTE}/.tether-backup").items()
-                  if kind == "f"} if halt is not None and keep else {}
+        backup = (
+            {
+                p.split("/", 1)[1]: h
+                for p, (kind, h, _) in node_tree(testbed, f"{REMOTE}/.tether-backup").items()
+                if kind == "f"
+            }
+            if halt is not None and keep
+            else {}
+        )
         for path, text in foreign.items():
             if path.startswith("outputs/"):
-                assert node_outputs.get(path.split("/", 1)[1], [None, None])[1] == sha(text), f"protected {path} touched"
+                assert node_outputs.get(path.split("/", 1)[1], [None, None])[1] == sha(text), (
+                    f"protected {path} touched"
+                )
                 continue
             if local_now.get(path, [None, None])[1] == sha(text):
                 seen["adopted"] += 1
@@ -141,8 +157,11 @@ def test_a_sync_into_a_root_with_files_of_its_own_keeps_them_or_asks(needs_netns
             if keep:
                 assert backup.get(path) == sha(text), f"{path} not kept in the backup: {backup}"
 
-    @settings(max_examples=int(os.environ.get("PREEXISTING_EXAMPLES", "200")), deadline=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=int(os.environ.get("PREEXISTING_EXAMPLES", "200")),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     @given(first=st.none() | files, theirs=files, ours=files, keep=st.booleans())
     def run(first, theirs, ours, keep) -> None:
         loop.run_until_complete(example(first, theirs, ours, keep))

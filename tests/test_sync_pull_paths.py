@@ -29,8 +29,15 @@ def workspace(folder: Path) -> Path:
 def test_pull_refuses_paths_outside_the_workspace_before_connecting(tmp_path, tether_home, path):
     ws = workspace(tmp_path / "ws")
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "tui", "pull", path], cwd=ws, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "tui", "pull", path],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+    )
     assert result.returncode == 2, result.stderr
     assert "outside the workspace" in result.stderr or "inside the workspace" in result.stderr, result.stderr
     assert "rsync" not in result.stderr and "ssh" not in result.stderr and "Traceback" not in result.stderr

@@ -11,8 +11,8 @@ import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 from testbed import Testbed
 from workspaces import write_workspace
@@ -20,9 +20,9 @@ from workspaces import write_workspace
 from tui.config import load_workspace
 from tui.session import Session
 from tui.sync.engine import SyncEngine
-from tui.sync.headless import sync_target
 from tui.sync.status import SyncStatus
 from tui.sync.target import NodeTarget
+from tui.sync_cli import sync_target
 
 REMOTE = "work/tbws"  # the test workspace's remote root, relative to the home
 
@@ -46,8 +46,9 @@ print(json.dumps(out))
 
 
 def local_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, list]:
-    result = subprocess.run([sys.executable, "-c", TREE_SCRIPT, str(root), ",".join(skip)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", TREE_SCRIPT, str(root), ",".join(skip)], capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout)
 
 

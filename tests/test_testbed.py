@@ -111,7 +111,11 @@ def _ssh_without_tty(testbed: Testbed, alias: str, env: dict[str, str]) -> subpr
     # setsid: no controlling terminal, so ssh can only ask through SSH_ASKPASS.
     return subprocess.run(
         ["setsid", "-w", "ssh", "-F", str(testbed.ssh_config), alias, "echo ok"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=30,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
     )
 
 
@@ -187,8 +191,16 @@ class Footprint:
 def footprint_of(bed: Testbed) -> Footprint:
     assert bed.network is not None
     res = bed.registry.resources
-    return Footprint(bed.user, bed.uid, bed.network.plan.netns, bed.network.plan.host_veth,
-                     str(bed.network.plan.subnet), bed.network.plan.table, bed.dir, tuple(res.processes))
+    return Footprint(
+        bed.user,
+        bed.uid,
+        bed.network.plan.netns,
+        bed.network.plan.host_veth,
+        str(bed.network.plan.subnet),
+        bed.network.plan.table,
+        bed.dir,
+        tuple(res.processes),
+    )
 
 
 def leftovers(fp: Footprint) -> list[str]:
@@ -223,10 +235,16 @@ def test_a_second_testbed_coexists_and_tears_down_completely(testbed: Testbed) -
         second.password_login()
         fp = footprint_of(second)
         # A live session on the node, as the test user: teardown must end it too.
-        session = subprocess.Popen(second.ssh_argv("compute01", "sleep 300"), stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: subprocess.run(["pgrep", "-U", str(second.uid), "sleep"],
-                                          capture_output=True).returncode == 0, timeout=10)
+        session = subprocess.Popen(
+            second.ssh_argv("compute01", "sleep 300"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(
+            lambda: subprocess.run(["pgrep", "-U", str(second.uid), "sleep"], capture_output=True).returncode == 0,
+            timeout=10,
+        )
         assert leftovers(fp) != []
     assert session.wait(timeout=10) == 255
     assert leftovers(fp) == []
@@ -238,9 +256,14 @@ def test_a_second_testbed_coexists_and_tears_down_completely(testbed: Testbed) -
 @pytest.mark.needs_netns
 def test_a_run_killed_with_sigkill_is_cleaned_up_by_the_next(testbed: Testbed) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", "import testbed, time; tb = testbed.build_testbed(); "
-         "print(tb.run_id, flush=True); time.sleep(120)"],
-        cwd=Path(__file__).parent, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import testbed, time; tb = testbed.build_testbed(); print(tb.run_id, flush=True); time.sleep(120)",
+        ],
+        cwd=Path(__file__).parent,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None
     run_id = child.stdout.readline().strip()
@@ -267,8 +290,9 @@ def test_loopback_testbed_plays_both_hosts(testbed: Testbed) -> None:
     try:
         assert bed.mode == "loopback" and not bed.has_netns
         for alias in (bed.login_alias, bed.node_alias):
-            result = subprocess.run(bed.ssh_argv(alias, "id -un"), stdin=subprocess.DEVNULL,
-                                    capture_output=True, text=True, timeout=30)
+            result = subprocess.run(
+                bed.ssh_argv(alias, "id -un"), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30
+            )
             assert (result.returncode, result.stdout) == (0, f"{pwd.getpwuid(os.getuid()).pw_name}\n"), result.stderr
         sshd = ProcessRef.of(bed.login.pid or -1)
     finally:

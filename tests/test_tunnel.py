@@ -10,13 +10,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from testbed import Testbed
 from testbed.procs import ProcessRef
+from workspaces import load_test_workspace
+
 from tui.events import LinkChanged, LinkState
 from tui.remote.tunnel import LOOPBACK, Tunnels
 from tui.session import Session
-from workspaces import load_test_workspace
 
 pytestmark = pytest.mark.needs_netns
 
@@ -34,15 +34,23 @@ def fetch(port: int) -> str:
         return response.read().decode()
 
 
-async def test_forward_reaches_the_node_and_comes_back_after_a_cut(needs_netns: Testbed, tether_home: Path, tmp_path: Path):
+async def test_forward_reaches_the_node_and_comes_back_after_a_cut(
+    needs_netns: Testbed, tether_home: Path, tmp_path: Path
+):
     testbed = needs_netns
     session = Session(load_test_workspace(tmp_path / "ws", testbed), ping_interval=0.5)
     events: list = []
     task = asyncio.create_task(session.run(events.append))
     try:
-        await until(lambda: asyncio.sleep(0, session.supervisor is not None and session.supervisor.state.state is LinkState.UP))
+        await until(
+            lambda: asyncio.sleep(0, session.supervisor is not None and session.supervisor.state.state is LinkState.UP)
+        )
         node = session.supervisor.node_master
-        port = (await node.run(f"{testbed.plain_python} -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")).stdout.strip()
+        port = (
+            await node.run(
+                f"{testbed.plain_python} -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'"
+            )
+        ).stdout.strip()
         # A server bound to the node's loopback only, as debugpy and tensorboard are.
         started = await node.run(
             f"mkdir -p ~/srv && echo on-the-node > ~/srv/marker.txt && cd ~/srv; "
@@ -56,7 +64,9 @@ async def test_forward_reaches_the_node_and_comes_back_after_a_cut(needs_netns: 
         assert await asyncio.to_thread(fetch, forward.local_port) == "on-the-node\n"
 
         ProcessRef.of(await session.supervisor.node.pid()).signal(signal.SIGTERM)  # cut
-        await until(lambda: asyncio.sleep(0, any(isinstance(e, LinkChanged) and e.state is LinkState.LOST for e in events)))
+        await until(
+            lambda: asyncio.sleep(0, any(isinstance(e, LinkChanged) and e.state is LinkState.LOST for e in events))
+        )
         await until(lambda: asyncio.to_thread(lambda: _serves(forward.local_port)))
         assert await asyncio.to_thread(fetch, forward.local_port) == "on-the-node\n"
         await tunnels.close()

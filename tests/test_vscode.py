@@ -128,7 +128,11 @@ def test_ours_are_replaced_in_place_and_extra_ranks_removed(folder: Path) -> Non
     again = launch.read_text()
     write_launch_json(folder, "ws", folder, REMOTE, [7001, 7002])  # grows back
     assert names(launch) == [
-        "Python: current file", "Tether: other", "Tether: ws (rank 0)", "Tether: ws (rank 1)", "Mine"
+        "Python: current file",
+        "Tether: other",
+        "Tether: ws (rank 0)",
+        "Tether: ws (rank 1)",
+        "Mine",
     ]
     write_launch_json(folder, "ws", folder, "/scratch/alice/other", [7001])
     assert launch.read_text() == again
@@ -148,9 +152,9 @@ def test_only_this_workspaces_names_are_ours(folder: Path) -> None:
         ('{\n  "configurations": [\n    {"name": "a"}\n    {"name": "b"}\n  ]\n}\n', 4, "expected ','"),
         ('{\n  /* never closed\n  "configurations": []\n}\n', 2, "comment is never closed"),
         ('{\n  "configurations": {"name": "a"}\n}\n', 2, '"configurations" must be a list'),
-        ('[\n]\n', 1, "must hold an object"),
+        ("[\n]\n", 1, "must hold an object"),
         ('{\n  "version": "0.2.0",\n  "configurations": [],\n}\n}\n', 5, "expected the end of the file"),
-        ('{\n  "name": \'single\'\n}\n', 2, "unexpected"),
+        ("{\n  \"name\": 'single'\n}\n", 2, "unexpected"),
     ],
 )
 def test_unparseable_file_is_left_alone(folder: Path, text: str, line: int, problem: str) -> None:

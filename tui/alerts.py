@@ -11,15 +11,41 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tui.events import RankState, RunState
+from tui.events import (
+    JOB_ENDING_S,
+    AllocationChanged,
+    JobState,
+    LinkChanged,
+    LinkState,
+    RankState,
+    RankStatus,
+    RunState,
+)
 
 # As PyTorch 2.x prints them (older releases say "RuntimeError: CUDA out of memory.").
 OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory")
-NCCL = re.compile(r"NCCL error|NCCL communicator was aborted|Watchdog caught collective operation timeout"
-                  r"|nccl(?:Internal|System|UnhandledCuda|InvalidUsage|Remote)Error")
+NCCL = re.compile(
+    r"NCCL error|NCCL communicator was aborted|Watchdog caught collective operation timeout"
+    r"|nccl(?:Internal|System|UnhandledCuda|InvalidUsage|Remote)Error"
+)
 # The line a Python traceback ends with: "ValueError: ...", "torch.OutOfMemoryError: ...".
 ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Exit)\b(?::.*)?$")
 SHOWN = 160  # characters of an output line in an alert
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (0x9d is OSC, 0x9c ST in 8-bit terminals)
+
+
+def terminal_sequence(mode: str, title: str, message: str) -> str:
+    """What to write to the terminal for an alert (``[ui] terminal_alert``): BEL, an OSC 9 desktop
+    notification (iTerm2, WezTerm, kitty, Windows Terminal; others ignore it), or nothing.
+
+    The text comes from the run's output: control characters are dropped, so a line the run printed
+    cannot end the sequence early and send the terminal escapes of its own."""
+    if mode == "bell":
+        return "\a"
+    if mode == "desktop":
+        text = CONTROL.sub(" ", f"{title}: {message}")
+        return f"\x1b]9;{_short(text)}\x07"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -67,7 +93,7 @@ class RunAlerts:
                 self._seen.clear()  # a new start: its own OOM is news again
                 self.last_error = ""
             self._starts[rank.rank] = rank.started_at
-            if rank.status == "crashed" and (rank.rank, rank.started_at) not in self._crashes:
+            if rank.status is RankStatus.CRASHED and (rank.rank, rank.started_at) not in self._crashes:
                 self._crashes.add((rank.rank, rank.started_at))
                 alerts.append(self._crashed(rank))
         return alerts
@@ -75,3 +101,66 @@ class RunAlerts:
     def _crashed(self, rank: RankState) -> Alert:
         why = _short(self.last_error) if self.last_error else rank.reason or "it ended with an error"
         return Alert("crashed", f"Rank {rank.rank} crashed", f"{why}  (l: the log, r: restart)")
+
+
+@dataclass
+class LinkAlerts:
+    """The link lost, and back: once per outage (a reconnect's many tries are one outage), and only
+    after it was up once (the first connection has its own progress lines)."""
+
+    _lost_at: float | None = None
+    _was_up: bool = False
+
+    def link(self, event: LinkChanged, now: float) -> list[Alert]:
+        if event.state is LinkState.UP:
+            lost_at, self._lost_at, self._was_up = self._lost_at, None, True
+            if lost_at is None:
+                return []
+            return [
+                Alert(
+                    "link_back",
+                    "Link back",
+                    f"after {_duration(now - lost_at)}; edits made meanwhile go now",
+                    "information",
+                )
+            ]
+        if event.state in (LinkState.LOST, LinkState.RECONNECTING) and self._was_up and self._lost_at is None:
+            self._lost_at = now
+            why = f" ({_short(event.detail)})" if event.detail else ""
+            return [
+                Alert(
+                    "link_lost",
+                    "Link lost",
+                    f"the node is out of reach{why}. The run goes on there; edits wait and go when the link is back",
+                    "warning",
+                )
+            ]
+        return []
+
+
+@dataclass
+class JobAlerts:
+    """The job's last minutes (``JOB_ENDING_S``): once per job, checked as the clock runs."""
+
+    _warned: set[str] = field(default_factory=set)
+
+    def check(self, allocation: AllocationChanged | None, now: float) -> list[Alert]:
+        if allocation is None or allocation.job_id is None or allocation.ends_at is None:
+            return []
+        left = allocation.ends_at - now
+        if allocation.state is not JobState.RUNNING or left > JOB_ENDING_S or allocation.job_id in self._warned:
+            return []
+        self._warned.add(allocation.job_id)
+        return [
+            Alert(
+                "job_ending",
+                "Job ending soon",
+                f"job {allocation.job_id} ends in {_duration(left)}: save checkpoints now (A: a new job once it ends)",
+                "warning",
+            )
+        ]
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} min"

@@ -10,8 +10,8 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tui import __version__
 from tui.config import ConfigError, Workspace, find_config, load_workspace
@@ -55,8 +55,13 @@ def _console(workspace: Workspace, *, theme: str | None, attach: bool, demo: boo
 
     session = Session(workspace, may_submit=not attach)
     asyncio.run(session.prepare())
-    app = TetherApp(session, theme_name=theme or workspace.ui.theme or None, prefs=UiPrefs(),
-                    keys=workspace.ui.keys)
+    app = TetherApp(
+        session,
+        theme_name=theme or workspace.ui.theme or None,
+        prefs=UiPrefs(),
+        keys=workspace.ui.keys,
+        terminal_alert=workspace.ui.terminal_alert,
+    )
     result = app.run()
     if result == "detached" and demo:
         print("The demo is over: its run, its cluster and every file it made are being removed.")
@@ -108,7 +113,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = {
         "workspace": workspace.name,
         "config": str(workspace.config_path),
-        "session": None if record is None else {"login": record.login, "node": record.node, "scheduler": record.scheduler, "job_id": record.job_id},
+        "session": None
+        if record is None
+        else {"login": record.login, "node": record.node, "scheduler": record.scheduler, "job_id": record.job_id},
         "sync": sync,
     }
     if args.json:
@@ -124,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from tui.sync.headless import ProgressPrinter, run_sync
+    from tui.sync_cli import ProgressPrinter, run_sync
 
     workspace = _load(args)
     printer = ProgressPrinter(sys.stderr)
@@ -135,12 +142,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
         else:
             print(f"{workspace.name}: the node is up to date", file=sys.stderr, flush=True)
 
-    return asyncio.run(run_sync(workspace, watch=args.watch, allow_deletes=args.allow_deletes, sink=printer, on_ready=ready,
-                                keep_theirs=args.keep_theirs))
+    return asyncio.run(
+        run_sync(
+            workspace,
+            watch=args.watch,
+            allow_deletes=args.allow_deletes,
+            sink=printer,
+            on_ready=ready,
+            keep_theirs=args.keep_theirs,
+        )
+    )
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from tui.sync.headless import ProgressPrinter, pull
+    from tui.sync_cli import ProgressPrinter, pull
 
     workspace = _load(args)
     asyncio.run(pull(workspace, args.path, ProgressPrinter(sys.stderr)))
@@ -194,12 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "show the workspace's session and sync state").add_argument("--json", action="store_true")
     sync = add("sync", cmd_sync, "copy the workspace to the node now (--watch: and keep it in sync)")
     sync.add_argument("--watch", action="store_true", help="keep watching and pushing changes until ctrl-c")
-    sync.add_argument("--allow-deletes", dest="allow_deletes", action="store_true",
-                      help="go on even when the push would delete more than delete_threshold of the node's files, "
-                      "or delete or replace files on the node that Tether did not write")
-    sync.add_argument("--keep-theirs", dest="keep_theirs", action="store_true",
-                      help="move files on the node that Tether did not write, and that the sync would delete or "
-                      "replace, to .tether-backup/<date>/ in the remote root first")
+    sync.add_argument(
+        "--allow-deletes",
+        dest="allow_deletes",
+        action="store_true",
+        help="go on even when the push would delete more than delete_threshold of the node's files, "
+        "or delete or replace files on the node that Tether did not write",
+    )
+    sync.add_argument(
+        "--keep-theirs",
+        dest="keep_theirs",
+        action="store_true",
+        help="move files on the node that Tether did not write, and that the sync would delete or "
+        "replace, to .tether-backup/<date>/ in the remote root first",
+    )
     pull = add("pull", cmd_pull, "bring a file or folder the run wrote on the node back to the laptop")
     pull.add_argument("path", help="relative to the workspace, e.g. outputs/ or outputs/model.pt")
     return parser
@@ -208,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        code: int = args.handler(args)
+        return code
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return ConfigError.exit_code

@@ -17,9 +17,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from tui.errors import TetherError
 
@@ -43,13 +43,17 @@ def find_sshd() -> str:
     for candidate in (shutil.which("sshd"), "/usr/sbin/sshd", "/usr/local/sbin/sshd"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    raise DemoError("the demo needs an OpenSSH server (sshd) on this machine", fix="apt-get install openssh-server (or run `bash .ci/setup`)")
+    raise DemoError(
+        "the demo needs an OpenSSH server (sshd) on this machine",
+        fix="apt-get install openssh-server (or run `bash .ci/setup`)",
+    )
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _keygen(path: Path) -> None:
@@ -63,8 +67,12 @@ class DemoCluster:
     sshd_pid: int
 
 
-LAPTOP_DIRS = (("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_HOME", "config"),
-               ("XDG_RUNTIME_DIR", "run"))
+LAPTOP_DIRS = (
+    ("XDG_STATE_HOME", "state"),
+    ("XDG_CACHE_HOME", "cache"),
+    ("XDG_CONFIG_HOME", "config"),
+    ("XDG_RUNTIME_DIR", "run"),
+)
 
 
 def _write_sshd_config(root: Path, port: int) -> Path:
@@ -148,7 +156,9 @@ def _wait_for_port(port: int, pid: int, timeout: float = 10.0) -> None:
             return
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                raise DemoError("the demo sshd exited at start", fix="run `sshd -t` to check the OpenSSH server install")
+                raise DemoError(
+                    "the demo sshd exited at start", fix="run `sshd -t` to check the OpenSSH server install"
+                )
         time.sleep(0.05)
     raise DemoError(f"the demo sshd did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 

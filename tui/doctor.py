@@ -13,9 +13,8 @@ import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
-from typing import Callable
 
+from tui.checks import Check, Report
 from tui.config import Workspace
 from tui.errors import TetherError
 from tui.node.pyenv import PYTHON_ENV_PROBE, debugpy_install_fix
@@ -29,34 +28,31 @@ from tui.session import Session
 MIN_FREE_BYTES = 1 << 30
 
 
-@dataclass(frozen=True)
-class Check:
-    """One line of the doctor's report."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-    def render(self) -> str:
-        mark = "ok  " if self.ok else "FAIL"
-        line = f"[{mark}] {self.name}: {self.detail}"
-        return f"{line}\n       fix: {self.fix}" if self.fix and not self.ok else line
-
-
-Report = Callable[[Check], None]
-
-
 def local_rsync_check(version_output: str | None) -> Check:
     """rsync 3 is needed on the laptop; macOS ships rsync 2.6.9 or openrsync."""
     if version_output is None:
-        return Check("rsync (laptop)", False, "not found", "install rsync 3 (macOS: `brew install rsync`; Debian: `apt install rsync`)")
+        return Check(
+            "rsync (laptop)",
+            False,
+            "not found",
+            "install rsync 3 (macOS: `brew install rsync`; Debian: `apt install rsync`)",
+        )
     first = version_output.splitlines()[0] if version_output else ""
     if "openrsync" in version_output:
-        return Check("rsync (laptop)", False, f"openrsync found ({first.strip()})", "install rsync 3: `brew install rsync`, and put it first on PATH")
+        return Check(
+            "rsync (laptop)",
+            False,
+            f"openrsync found ({first.strip()})",
+            "install rsync 3: `brew install rsync`, and put it first on PATH",
+        )
     match = re.search(r"version\s+(\d+)\.(\d+)", first)
     if not match or int(match.group(1)) < 3:
-        return Check("rsync (laptop)", False, f"too old ({first.strip()})", "install rsync 3: `brew install rsync` (macOS ships 2.6.9)")
+        return Check(
+            "rsync (laptop)",
+            False,
+            f"too old ({first.strip()})",
+            "install rsync 3: `brew install rsync` (macOS ships 2.6.9)",
+        )
     return Check("rsync (laptop)", True, first.strip())
 
 
@@ -79,7 +75,7 @@ def node_report_script(workspace: Workspace) -> str:
             f"echo run_python=$(command -v {interpreter} || true)",
             f"echo debugpy=$({interpreter} -c 'import debugpy; print(debugpy.__version__)' 2>/dev/null || true)",
             f"echo run_python_env=$({interpreter} -c {shlex.quote(PYTHON_ENV_PROBE)} 2>/dev/null || true)",
-            f"p={root_expr}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done",
+            f'p={root_expr}; while [ ! -e "$p" ]; do p=$(dirname "$p"); done',
             "echo disk_path=$p",
             "echo disk_free_kb=$(df -Pk \"$p\" | awk 'NR==2 {print $4}')",
         ]
@@ -94,8 +90,9 @@ def _own_debugpy_needs() -> tuple[str, tuple[int, int] | None]:
         meta = metadata("debugpy")
     except (ImportError, PackageNotFoundError):
         return "", None
-    match = re.search(r">=\s*(\d+)\.(\d+)", meta.get("Requires-Python") or "")
-    return meta.get("Version") or "", (int(match.group(1)), int(match.group(2))) if match else None
+    fields = meta.json  # (a missing key reads as None here, where meta[key] will raise in later Pythons)
+    match = re.search(r">=\s*(\d+)\.(\d+)", str(fields.get("requires_python") or ""))
+    return str(fields.get("version") or ""), (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def debugpy_check(workspace: Workspace, values: dict[str, str]) -> Check:
@@ -108,19 +105,30 @@ def debugpy_check(workspace: Workspace, values: dict[str, str]) -> Check:
     choice = workspace.debug.provide_debugpy
     missing = f"{run_python} cannot import debugpy"
     if choice == "never":
-        return Check("debugpy", False, f'{missing}, and [debug] provide_debugpy = "never"',
-                     f'set [debug] provide_debugpy = "auto" in tether.toml (Tether copies its own debugpy to the '
-                     f"node; no internet needed there), or {install}")
+        return Check(
+            "debugpy",
+            False,
+            f'{missing}, and [debug] provide_debugpy = "never"',
+            f'set [debug] provide_debugpy = "auto" in tether.toml (Tether copies its own debugpy to the '
+            f"node; no internet needed there), or {install}",
+        )
     version, oldest = _own_debugpy_needs()
     found = re.match(r"(\d+)\.(\d+)", python_env)
     if oldest is not None and found is not None and (int(found.group(1)), int(found.group(2))) < oldest:
-        return Check("debugpy", False,
-                     f"{missing}, and Tether's own copy (debugpy {version}) needs Python >= {oldest[0]}.{oldest[1]}: "
-                     f"{run_python} is {found.group(0)}",
-                     f"set [run] interpreter to a newer python there, or {install}")
+        return Check(
+            "debugpy",
+            False,
+            f"{missing}, and Tether's own copy (debugpy {version}) needs Python >= {oldest[0]}.{oldest[1]}: "
+            f"{run_python} is {found.group(0)}",
+            f"set [run] interpreter to a newer python there, or {install}",
+        )
     how = "copies" if choice == "auto" else "offers (in the console) to copy"
-    return Check("debugpy", True, f"{missing}: Tether {how} its own debugpy to the node when the run starts "
-                                  f'([debug] provide_debugpy = "{choice}")')
+    return Check(
+        "debugpy",
+        True,
+        f"{missing}: Tether {how} its own debugpy to the node when the run starts "
+        f'([debug] provide_debugpy = "{choice}")',
+    )
 
 
 def parse_node_report(output: str) -> dict[str, str]:
@@ -138,7 +146,13 @@ def node_checks(workspace: Workspace, values: dict[str, str]) -> list[Check]:
     run = workspace.run
     checks: list[Check] = []
     if values.get("agent_python"):
-        checks.append(Check("python (agent)", True, f"{values['agent_python']} {values.get('agent_python_version', '')} on {host}".strip()))
+        checks.append(
+            Check(
+                "python (agent)",
+                True,
+                f"{values['agent_python']} {values.get('agent_python_version', '')} on {host}".strip(),
+            )
+        )
     else:
         checks.append(
             Check(
@@ -149,22 +163,46 @@ def node_checks(workspace: Workspace, values: dict[str, str]) -> list[Check]:
             )
         )
     for tool, fix in (
-        ("tmux", "install tmux on the node or load it in [run] env (e.g. `module load tmux`, or `conda install -c conda-forge tmux`)"),
+        (
+            "tmux",
+            "install tmux on the node or load it in [run] env (e.g. `module load tmux`, or `conda install -c conda-forge tmux`)",
+        ),
         ("rsync", "install rsync on the node, or ask the site's admins (sync needs it)"),
     ):
         found = values.get(tool, "")
         checks.append(Check(f"{tool} (node)", bool(found), found or f"not on PATH on {host}", "" if found else fix))
     if not values.get("run_python"):
-        checks.append(Check("run interpreter", False, f"{run.interpreter!r} not found on {host}", "fix [run] interpreter or the [run] env lines that provide it"))
+        checks.append(
+            Check(
+                "run interpreter",
+                False,
+                f"{run.interpreter!r} not found on {host}",
+                "fix [run] interpreter or the [run] env lines that provide it",
+            )
+        )
     else:
         checks.append(debugpy_check(workspace, values))
     free_kb = values.get("disk_free_kb", "")
     if free_kb.isdigit():
         free = int(free_kb) * 1024
         detail = f"{free / (1 << 30):.1f} GiB free at {values.get('disk_path', workspace.remote_root)}"
-        checks.append(Check("disk", free >= MIN_FREE_BYTES, detail, "" if free >= MIN_FREE_BYTES else "free some space or pick another remote_root (scratch)"))
+        checks.append(
+            Check(
+                "disk",
+                free >= MIN_FREE_BYTES,
+                detail,
+                "" if free >= MIN_FREE_BYTES else "free some space or pick another remote_root (scratch)",
+            )
+        )
     else:
-        checks.append(Check("disk", False, "could not measure free space", f"check that {workspace.remote_root} is on a mounted filesystem"))
+        checks.append(
+            Check(
+                "disk",
+                False,
+                "could not measure free space",
+                f"check that {workspace.remote_root} is on a mounted filesystem",
+            )
+        )
     return checks
 
 
@@ -216,8 +254,14 @@ async def _node_checks(session: Session, target: ControlMaster | None, emit: Rep
         return
     result = await target.run(node_report_script(session.workspace), timeout=60)
     if not result.ok and not result.stdout:
-        emit(Check("node tools", False, f"the checks could not run on {target.name}: {result.stderr.strip()}",
-                   "run a command there by hand (ssh, srun or kubectl exec) to see why"))
+        emit(
+            Check(
+                "node tools",
+                False,
+                f"the checks could not run on {target.name}: {result.stderr.strip()}",
+                "run a command there by hand (ssh, srun or kubectl exec) to see why",
+            )
+        )
         return
     for check in node_checks(session.workspace, parse_node_report(result.stdout)):
         emit(check)
@@ -226,11 +270,13 @@ async def _node_checks(session: Session, target: ControlMaster | None, emit: Rep
 async def _reach_pod(session: Session, emit: Report) -> ControlMaster | None:
     """The pod the workspace would use (kube_checks found it running), reached with kubectl exec."""
     try:
-        allocation = await asyncio.wait_for(session.scheduler.acquire(session.recorded_allocation(), lambda e: None), 60)
+        allocation = await asyncio.wait_for(
+            session.scheduler.acquire(session.recorded_allocation(), lambda e: None), 60
+        )
     except (TetherError, asyncio.TimeoutError) as exc:
         emit(Check("pod", False, str(exc) or "no running pod within 60 s", getattr(exc, "fix", "")))
         return None
-    return PodRoute(session.scheduler, allocation.node)
+    return PodRoute(session.kube_scheduler, allocation.node)
 
 
 def _elapsed_ms(started: float) -> str:
@@ -265,15 +311,30 @@ async def _reach_node(session: Session, emit: Report, opened: list[ControlMaster
         opened.append(node)
     started = time.perf_counter()
     try:
-        route = await reach_node(node, login, job_id=allocation.job_id, node=allocation.node,
-                                 access=session.node_access, sink=lambda event: None)
+        route = (
+            await reach_node(
+                node,
+                login,
+                job_id=allocation.job_id,
+                node=allocation.node,
+                access=session.node_access,
+                sink=lambda event: None,
+            )
+            or node
+        )
         await route.start()
     except TetherError as exc:
         emit(Check("node", False, exc.message, exc.fix))
         return None
     if isinstance(route, SrunRoute):
-        emit(Check("node", True, f"{route.name} takes no ssh: reached as steps of job {route.job_id} "
-                                 f"(srun --overlap) through {login.name} ({_elapsed_ms(started)})"))
+        emit(
+            Check(
+                "node",
+                True,
+                f"{route.name} takes no ssh: reached as steps of job {route.job_id} "
+                f"(srun --overlap) through {login.name} ({_elapsed_ms(started)})",
+            )
+        )
     else:
         emit(Check("node", True, f"{node.name} reachable through {login.name} ({_elapsed_ms(started)})"))
     return route
@@ -294,10 +355,10 @@ async def _held_allocation(session: Session) -> Allocation | None:
     it submits a holder job and waits for it, and a doctor must not take a node."""
     recorded = session.recorded_allocation()
     if session.workspace.scheduler.gives_node:
-        probe = getattr(session.scheduler, "state", None)
-        if probe is not None and recorded is not None and recorded.job_id:
+        if recorded is not None and recorded.job_id:
             # Look first: PBS's find() gives back a held or requeued job, and a doctor changes nothing.
-            if not (await probe(recorded.job_id)).running:
+            status = await session.scheduler.state(recorded.job_id)
+            if status is not None and not status.running:
                 return None
         return await session.scheduler.find(recorded)
     return await session.scheduler.acquire(recorded, lambda event: None)

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tui.checks import Check
 from tui.config import Workspace
 from tui.config.scheduler import KubeOptions, PbsOptions, SlurmOptions
-from tui.doctor import Check
 from tui.errors import TetherError
 from tui.remote.scheduler.base import LoginShell, Scheduler
 from tui.remote.scheduler.kube import KubectlFailed, KubeScheduler, assess_pod
@@ -163,18 +163,29 @@ ASSOCIATIONS = "`sacctmgr show assoc user=$USER format=account,partition,qos` li
 SBATCH_REFUSALS = (
     _refusal(r"Invalid account", ("account",), ("partition",), ASSOCIATIONS),
     _refusal(r"Invalid qos|QOS not permitted", ("qos",), (), ASSOCIATIONS),
-    _refusal(r"accounting/QOS policy", (), ("time", "qos", "account", "gpus", "mem", "cpus_per_task"),
-             "`sacctmgr show qos` shows the limits"),
-    _refusal(r"invalid partition|partition name|to use this partition|not in this partition", ("partition",), (),
-             "`sinfo -s` on the login host lists the partitions"),
+    _refusal(
+        r"accounting/QOS policy",
+        (),
+        ("time", "qos", "account", "gpus", "mem", "cpus_per_task"),
+        "`sacctmgr show qos` shows the limits",
+    ),
+    _refusal(
+        r"invalid partition|partition name|to use this partition|not in this partition",
+        ("partition",),
+        (),
+        "`sinfo -s` on the login host lists the partitions",
+    ),
     _refusal(r"time limit|--time", ("time",), (), "`sinfo -o '%P %l'` shows each partition's time limit"),
     _refusal(r"generic resource|gres", (), ("gpus", "gres"), "`sinfo -o '%P %G'` shows each partition's GPUs (gres)"),
     _refusal(r"feature specification", ("constraint",), (), "`sinfo -o '%P %f'` lists the features"),
     _refusal(r"Memory required", ("mem",), (), "`sinfo -o '%P %m'` shows the memory per node"),
     _refusal(r"node count", ("nodes",), (), "`sinfo -s` shows the nodes per partition"),
-    _refusal(r"node configuration is not available", (),
-             ("cpus_per_task", "mem", "gpus", "gres", "constraint", "nodes", "partition"),
-             "no node of the partition has that much: `sinfo -o '%P %c %m %G %f'` shows what they have"),
+    _refusal(
+        r"node configuration is not available",
+        (),
+        ("cpus_per_task", "mem", "gpus", "gres", "constraint", "nodes", "partition"),
+        "no node of the partition has that much: `sinfo -o '%P %c %m %G %f'` shows what they have",
+    ),
 )
 SLURM_KEYS = ("partition", "account", "qos", "time", "gpus", "gres", "cpus_per_task", "mem", "constraint", "nodes")
 # "Job 12 to start at 2024-03-04T09:13:00 using 1 processors on nodes gpu01 in partition gpu"; with

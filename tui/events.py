@@ -50,8 +50,13 @@ class Notice:
     level: str = "info"
 
 
-JOB_ENDED = "ended"
-"""``AllocationChanged.state`` of a job that will not run again (completed, failed, cancelled...)."""
+class JobState(enum.Enum):
+    """What the console knows of the scheduler's job behind the node."""
+
+    UNWATCHED = "unwatched"  # acquired, but this kind of scheduler cannot tell its state later
+    RUNNING = "running"
+    WAITING = "waiting"  # pending, held, suspended, requeued: the scheduler's own word in ``detail``
+    ENDED = "ended"  # it will not run again (completed, failed, cancelled...)
 
 
 @dataclass(frozen=True)
@@ -60,15 +65,18 @@ class AllocationChanged:
 
     ``job_id`` None means no job (a direct host, or none yet). ``ends_at`` is epoch seconds on the
     laptop's clock (None: no time limit), so the console counts down without asking again.
-    ``state`` is the scheduler's state in lower case ("running", "pending"), ``JOB_ENDED``, or ""
-    where nothing watches the job after it was acquired.
+    ``detail`` is the scheduler's own word for a waiting job, in lower case ("pending", "held").
     """
 
     job_id: str | None
     node: str
     ends_at: float | None
-    state: str = ""
+    state: JobState = JobState.UNWATCHED
+    detail: str = ""
 
+
+# A job's last ten minutes: the watch and the console warn, the header's clock turns.
+JOB_ENDING_S = 600.0
 
 EventSink = Callable[[object], None]
 
@@ -171,17 +179,39 @@ class GpuStats:
 
 
 # -- the debug loop (tui.node.loop on the node, tui.debug.runs on the laptop) --------------------
+class RankStatus(enum.Enum):
+    """What one rank's debug loop is doing (the loop's own words are the values)."""
+
+    STARTING = "starting"
+    WAITING_FOR_DEBUGGER = "waiting_for_debugger"  # breakpoint() or mode "wait": until one attaches
+    RUNNING = "running"
+    ATTACHED = "attached"
+    EXITED = "exited"
+    CRASHED = "crashed"
+    STOPPED = "stopped"
+
+    @classmethod
+    def of(cls, word: object) -> RankStatus:
+        """The status a loop reported; a word this console does not know reads as starting."""
+        try:
+            return cls(word)
+        except ValueError:
+            return cls.STARTING
+
+    @property
+    def ended(self) -> bool:
+        return self in (RankStatus.EXITED, RankStatus.CRASHED, RankStatus.STOPPED)
+
+
 @dataclass(frozen=True)
 class RankState:
     """One rank's debug loop: what the run is doing and where a debugger attaches to it.
 
-    ``status``: starting, waiting_for_debugger, running, attached, exited, crashed, stopped, or
-    "no loop" (none runs there). ``local_port``: the laptop's 127.0.0.1 port forwarded to ``port``
-    on the node (0 until forwarded).
+    ``local_port``: the laptop's 127.0.0.1 port forwarded to ``port`` on the node (0 until forwarded).
     """
 
     rank: int
-    status: str
+    status: RankStatus
     port: int
     local_port: int = 0
     pid: int | None = None
@@ -213,6 +243,7 @@ class DebuggerWaiting:
 
 
 # -- sync (tui/sync emits these; the console shows them) -----------------------------------------
+
 
 class SyncState(enum.Enum):
     SCANNING = "scanning"

@@ -267,9 +267,7 @@ def _scheduler_options(answers: InitAnswers) -> str:
 """
     if answers.scheduler == "kube":
         pod_lines = (
-            [_setting("pod", answers.pod)]
-            if answers.pod
-            else [_setting("selector", answers.selector or "app=train")]
+            [_setting("pod", answers.pod)] if answers.pod else [_setting("selector", answers.selector or "app=train")]
         )
         return f"""# kubectl (or cli = "oc") runs on this laptop with your kube config. Name the pod, or give
 # a label selector that finds it; context and container are optional.

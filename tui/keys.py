@@ -27,18 +27,58 @@ BINDING_PREFIX = "tether."
 
 # Textual's names for the keys that are not one printable character (textual.keys.Keys).
 NAMED_KEYS = frozenset(
-    ["escape", "enter", "tab", "space", "backspace", "delete", "insert", "home", "end", "pageup",
-     "pagedown", "up", "down", "left", "right"] + [f"f{n}" for n in range(1, 25)]
+    [
+        "escape",
+        "enter",
+        "tab",
+        "space",
+        "backspace",
+        "delete",
+        "insert",
+        "home",
+        "end",
+        "pageup",
+        "pagedown",
+        "up",
+        "down",
+        "left",
+        "right",
+    ]
+    + [f"f{n}" for n in range(1, 25)]
 )
 # One printable character is written as itself in tether.toml, and Textual names some of them.
 CHARACTER_NAMES: dict[str, str] = {
-    "?": "question_mark", "!": "exclamation_mark", "@": "at", "#": "number_sign", "$": "dollar_sign",
-    "%": "percent_sign", "^": "circumflex_accent", "&": "ampersand", "*": "asterisk",
-    "(": "left_parenthesis", ")": "right_parenthesis", "-": "minus", "_": "underscore", "+": "plus",
-    "=": "equals_sign", "[": "left_square_bracket", "]": "right_square_bracket",
-    "{": "left_curly_bracket", "}": "right_curly_bracket", "|": "vertical_line", "\\": "backslash",
-    ";": "semicolon", ":": "colon", "'": "apostrophe", '"': "quotation_mark", ",": "comma",
-    ".": "full_stop", "/": "slash", "<": "less_than_sign", ">": "greater_than_sign", "`": "grave_accent",
+    "?": "question_mark",
+    "!": "exclamation_mark",
+    "@": "at",
+    "#": "number_sign",
+    "$": "dollar_sign",
+    "%": "percent_sign",
+    "^": "circumflex_accent",
+    "&": "ampersand",
+    "*": "asterisk",
+    "(": "left_parenthesis",
+    ")": "right_parenthesis",
+    "-": "minus",
+    "_": "underscore",
+    "+": "plus",
+    "=": "equals_sign",
+    "[": "left_square_bracket",
+    "]": "right_square_bracket",
+    "{": "left_curly_bracket",
+    "}": "right_curly_bracket",
+    "|": "vertical_line",
+    "\\": "backslash",
+    ";": "semicolon",
+    ":": "colon",
+    "'": "apostrophe",
+    '"': "quotation_mark",
+    ",": "comma",
+    ".": "full_stop",
+    "/": "slash",
+    "<": "less_than_sign",
+    ">": "greater_than_sign",
+    "`": "grave_accent",
     "~": "tilde",
 }
 MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")

@@ -13,12 +13,22 @@ import dataclasses
 import hashlib
 import os
 import shlex
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tui.config import HostSpec, Workspace
 from tui.debug.runs import DebugRuns, debugpy_bundle, pass_env_values
 from tui.errors import TetherError
-from tui.events import AllocationChanged, EventSink, LinkChanged, LinkState, Notice, OutputPage, PasswordPrompt
+from tui.events import (
+    AllocationChanged,
+    EventSink,
+    JobState,
+    LinkChanged,
+    LinkState,
+    Notice,
+    OutputPage,
+    PasswordPrompt,
+)
 from tui.node.panes import DEBUGPY_HOME
 from tui.remote.agent_channel import AgentChannel, AgentError, launch_agent
 from tui.remote.askpass import AskpassBridge, user_chose_askpass
@@ -28,7 +38,7 @@ from tui.remote.panels import HOLDER_JOB_KINDS, NodePanels, agent_environment, a
 from tui.remote.pod import PodRoute
 from tui.remote.scheduler import scheduler_for
 from tui.remote.scheduler.base import Allocation
-from tui.remote.scheduler.kube import bare_name
+from tui.remote.scheduler.kube import KubeScheduler, bare_name
 from tui.remote.srun import AUTO, SRUN, SSH, access_of, reach_node, route_for_record
 from tui.remote.ssh import ControlMaster, Destination, Hop, SshSettings
 from tui.remote.tunnel import Tunnels
@@ -45,7 +55,12 @@ class Session:
     """Connects a workspace's chain and keeps it supervised."""
 
     def __init__(
-        self, workspace: Workspace, *, store: StateStore | None = None, ping_interval: float = 2.0, may_submit: bool = True
+        self,
+        workspace: Workspace,
+        *,
+        store: StateStore | None = None,
+        ping_interval: float = 2.0,
+        may_submit: bool = True,
     ) -> None:
         """``may_submit=False`` (`tether attach`): reuse the recorded job, never submit one unasked."""
         self.workspace = workspace
@@ -82,8 +97,13 @@ class Session:
         self.sync: SyncEngine | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self._first_sync = asyncio.Event()  # the run starts on a node that has the code
-        self.tunnels = Tunnels(lambda: self._node_master(), self._emit, agent=self._current_agent,
-                               remembered=self._remembered_ports(), on_ports=self._remember_ports)
+        self.tunnels = Tunnels(
+            lambda: self._node_master(),
+            self._emit,
+            agent=self._current_agent,
+            remembered=self._remembered_ports(),
+            on_ports=self._remember_ports,
+        )
         self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit, provide_debugpy=self._provide_debugpy_once)
         self._debugpy_copy: asyncio.Task[None] | None = None  # provide_debugpy = "auto": once a session
         self.panels.pass_env, self._pass_env_missing = pass_env_values(workspace, dict(os.environ))
@@ -211,16 +231,24 @@ class Session:
         when the run's python has none. Restarts the run; returns where it went."""
         master = self._node_master()
         folder = DEBUGPY_HOME.replace("~", "$HOME", 1)
-        script = (f'd="{folder}"; mkdir -p "$d.new.$$" && tar xzf - -C "$d.new.$$" && rm -rf "$d" '
-                  f'&& mv "$d.new.$$" "$d" && echo "$d"')
+        script = (
+            f'd="{folder}"; mkdir -p "$d.new.$$" && tar xzf - -C "$d.new.$$" && rm -rf "$d" '
+            f'&& mv "$d.new.$$" "$d" && echo "$d"'
+        )
         result = await master.run(script, input_bytes=await asyncio.to_thread(debugpy_bundle), timeout=120)
         if not result.ok:
-            raise TetherError(f"could not copy debugpy to {master.name}: {result.stderr.strip()}",
-                              fix=f"install debugpy for {shlex.quote(self.workspace.run.interpreter)} there: "
-                                  "`tether doctor` gives the command that works for that python")
+            raise TetherError(
+                f"could not copy debugpy to {master.name}: {result.stderr.strip()}",
+                fix=f"install debugpy for {shlex.quote(self.workspace.run.interpreter)} there: "
+                "`tether doctor` gives the command that works for that python",
+            )
         where = result.stdout.strip()
-        self._sink(Notice(f"{why[:1].upper() + why[1:] + ': ' if why else ''}Tether copied its own debugpy to "
-                          f"{where} on {master.name}; the run starts with it"))
+        self._sink(
+            Notice(
+                f"{why[:1].upper() + why[1:] + ': ' if why else ''}Tether copied its own debugpy to "
+                f"{where} on {master.name}; the run starts with it"
+            )
+        )
         if self.debug_runs.ranks:
             await self.restart_run()
         return where
@@ -314,8 +342,13 @@ class Session:
         self._sync_task = asyncio.create_task(self._start_sync())
         self.supervisor.add_listener(self.tunnels.on_link)
         if self._pass_env_missing:
-            sink(Notice("[run] pass_env: not set on this laptop, so not given to the run: "
-                        + ", ".join(self._pass_env_missing), "warning"))
+            sink(
+                Notice(
+                    "[run] pass_env: not set on this laptop, so not given to the run: "
+                    + ", ".join(self._pass_env_missing),
+                    "warning",
+                )
+            )
         try:
             await self.supervisor.run()
         finally:
@@ -372,17 +405,20 @@ class Session:
         job_id = allocation.job_id if allocation else None
         if allocation is None or job_id is None:
             return
-        probe = getattr(self.scheduler, "state", None)
-        # "" where nothing polls the job: the console cannot know it is still running later.
-        self._emit(AllocationChanged(job_id, allocation.node, allocation.ends_at, "running" if probe else ""))
-        if probe is None:
+        watched = self.scheduler.watches_jobs  # else the console cannot know it is still running later
+        self._emit(
+            AllocationChanged(
+                job_id, allocation.node, allocation.ends_at, JobState.RUNNING if watched else JobState.UNWATCHED
+            )
+        )
+        if not watched:
             return
         name = f"job watch {job_id}"
         if self._job_watch is not None and not self._job_watch.done():
             if self._job_watch.get_name() == name:
                 return  # a reconnect to the same job: its watch goes on
             self._job_watch.cancel()  # an older job's, not yet seen to end
-        watch = JobWatch(probe, job_id, self._emit, node=allocation.node)
+        watch = JobWatch(self.scheduler.state, job_id, self._emit, node=allocation.node)
         self._job_watch = asyncio.create_task(watch.run(), name=name)
 
     def _job_queued(self, job_id: str) -> None:
@@ -392,7 +428,7 @@ class Session:
         recorded = self.recorded_allocation()
         if recorded is None or recorded.job_id != job_id:
             self._record(Allocation(node="", job_id=job_id))
-        self._emit(AllocationChanged(job_id, "", None, "pending"))
+        self._emit(AllocationChanged(job_id, "", None, JobState.WAITING, "pending"))
 
     @property
     def detach_message(self) -> str:
@@ -421,11 +457,15 @@ class Session:
         self._record(self.allocation, known)  # at once: a job must never be lost, whatever happens next
         self._watch_job()
         if self.uses_pod:
-            return PodRoute(self.scheduler, self.allocation.node)
+            return PodRoute(self.kube_scheduler, self.allocation.node)
         access = SRUN if self.node_access == AUTO and known == SRUN else self.node_access
         route = await reach_node(
-            self.node_master(self.allocation.node, settings), self.login_master(settings),
-            job_id=self.allocation.job_id, node=self.allocation.node, access=access, sink=self._sink,
+            self.node_master(self.allocation.node, settings),
+            self.login_master(settings),
+            job_id=self.allocation.job_id,
+            node=self.allocation.node,
+            access=access,
+            sink=self._sink,
         )
         self._srun_job = self.allocation.job_id if access_of(route) == SRUN else None
         if access_of(route) != known:
@@ -442,8 +482,11 @@ class Session:
         """name -> (laptop port, node port) of the forwards an earlier console of this session had."""
         record = self.store.load(self.ws_id)
         ports = record.extra.get("ports", {}) if record is not None else {}
-        return {str(name): (int(pair[0]), int(pair[1])) for name, pair in ports.items()
-                if isinstance(pair, (list, tuple)) and len(pair) == 2}
+        return {
+            str(name): (int(pair[0]), int(pair[1]))
+            for name, pair in ports.items()
+            if isinstance(pair, (list, tuple)) and len(pair) == 2
+        }
 
     def _remember_ports(self, ports: dict[str, tuple[int, int]]) -> None:
         """Keep the forwards' laptop ports in the session record: `tether attach` takes them again."""
@@ -467,16 +510,26 @@ class Session:
             )
         )
 
+    @property
+    def kube_scheduler(self) -> KubeScheduler:
+        """The scheduler, for a pod session (``uses_pod``): a pod is reached through it."""
+        if not isinstance(self.scheduler, KubeScheduler):
+            raise TypeError(f"a {self.scheduler.kind} session has no pod")
+        return self.scheduler
+
     def recorded_route(self) -> ControlMaster | None:
         """The way to the recorded node, as the session reached it (ssh, srun steps or kubectl
         exec), without probing: `tether down` and `tether sync` must not wait on a refused ssh."""
         record = self._session_record()
         if self.uses_pod:
-            return PodRoute(self.scheduler, record.node) if record is not None and record.node else None
+            return PodRoute(self.kube_scheduler, record.node) if record is not None and record.node else None
         node = record.node if record is not None else self.workspace.connection.node
         return route_for_record(
-            self.node_master(node), self.login_master(), job_id=record.job_id if record is not None else None,
-            node=node, access=record.node_access if record is not None else SSH,
+            self.node_master(node),
+            self.login_master(),
+            job_id=record.job_id if record is not None else None,
+            node=node,
+            access=record.node_access if record is not None else SSH,
         )
 
     async def down(self, sink: EventSink = lambda event: None) -> list[str]:
@@ -510,7 +563,9 @@ class Session:
             if node is not None:
                 await node.start()
             launch = await launch_agent(
-                master, interpreter=self.workspace.run.interpreter, env_lines=tuple(self.workspace.run.env),
+                master,
+                interpreter=self.workspace.run.interpreter,
+                env_lines=tuple(self.workspace.run.env),
                 environment=agent_environment(self.workspace),
             )
             try:
@@ -541,8 +596,7 @@ class Session:
         current = self.allocation or self.recorded_allocation()
         job_id = current.job_id if current is not None else None
         if job_id:
-            probe = getattr(self.scheduler, "state", None)
-            status = await probe(job_id) if probe is not None else None
+            status = await self.scheduler.state(job_id)
             live = status is not None and not status.ended  # suspended, requeued, held: still ours
             words = status.describe() if status is not None else ""
             if live:

@@ -169,8 +169,10 @@ def run_benchmark(
     testbed = build_testbed()
     try:
         if not testbed.has_netns:
-            print(f"{who or benchmark} needs the network-namespace testbed (root): {testbed.unavailable_reason}",
-                  file=sys.stderr)
+            print(
+                f"{who or benchmark} needs the network-namespace testbed (root): {testbed.unavailable_reason}",
+                file=sys.stderr,
+            )
             return 2
         result = asyncio.run(measure(testbed, scratch))
     finally:

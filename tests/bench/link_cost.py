@@ -101,15 +101,29 @@ while True:
 def write_workspace(folder: Path, testbed: Testbed, ssh_config: Path, env_line: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "tether.toml"
-    path.write_text("\n".join([
-        "[workspace]", 'name = "bench"', 'remote_root = "~/work/bench"',
-        "[connection]", f'login = "{testbed.login_alias}"', f'node = "{testbed.node_alias}"',
-        f'ssh_config = "{ssh_config}"', "connect_timeout = 10",
-        "[run]", f'interpreter = "{testbed.node_python}"', 'command = "python3 run.py"',
-        f"env = [{env_line}, \"export NVIDIA_SMI_STANDIN_VARY=1\"]",
-        "[layout]", 'panes = ["run", "htop", "gpu"]',
-        "[ui]", "stats_interval = 2.0",
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                "[workspace]",
+                'name = "bench"',
+                'remote_root = "~/work/bench"',
+                "[connection]",
+                f'login = "{testbed.login_alias}"',
+                f'node = "{testbed.node_alias}"',
+                f'ssh_config = "{ssh_config}"',
+                "connect_timeout = 10",
+                "[run]",
+                f'interpreter = "{testbed.node_python}"',
+                'command = "python3 run.py"',
+                f'env = [{env_line}, "export NVIDIA_SMI_STANDIN_VARY=1"]',
+                "[layout]",
+                'panes = ["run", "htop", "gpu"]',
+                "[ui]",
+                "stats_interval = 2.0",
+            ]
+        )
+        + "\n"
+    )
     return path
 
 
@@ -147,7 +161,11 @@ def attach_in_pty(config: Path, testbed: Testbed) -> tuple[subprocess.Popen, thr
     env = {**os.environ, "TERM": "xterm-256color", "LANG": "C.UTF-8"}
     proc = subprocess.Popen(
         ["ssh", "-F", str(config), "-tt", testbed.node_alias, "tmux -u attach-session -t =tether-bench"],
-        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
     )
     os.close(slave)
 
@@ -162,10 +180,14 @@ def attach_in_pty(config: Path, testbed: Testbed) -> tuple[subprocess.Popen, thr
     return proc, reader
 
 
-async def measure_bytes(testbed: Testbed, folder: Path, env_line: str, seconds: float, compression: bool) -> dict[str, float]:
+async def measure_bytes(
+    testbed: Testbed, folder: Path, env_line: str, seconds: float, compression: bool
+) -> dict[str, float]:
     relays = {name: DelayRelay(testbed.login_port) for name in ("dashboard", "attach", "info")}
     configs = {name: relay_ssh_config(testbed, relay, folder, compression) for name, relay in relays.items()}
-    workspace = load_workspace(write_workspace(folder / f"ws-{int(compression)}", testbed, configs["dashboard"], env_line))
+    workspace = load_workspace(
+        write_workspace(folder / f"ws-{int(compression)}", testbed, configs["dashboard"], env_line)
+    )
     session, events = Session(workspace), []
     task = asyncio.create_task(session.run(events.append))
     attach = info = None
@@ -175,9 +197,16 @@ async def measure_bytes(testbed: Testbed, folder: Path, env_line: str, seconds: 
             task.result()
         attach, _ = attach_in_pty(configs["attach"], testbed)
         info = subprocess.Popen(
-            ["ssh", "-F", str(configs["info"]), testbed.node_alias,
-             f"{env_line.strip(chr(34))}; export NVIDIA_SMI_STANDIN_VARY=1; {testbed.plain_python} - ~/.cache/tether/runs/bench/run.log tether-bench"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(folder / "info.stderr", "wb"),
+            [
+                "ssh",
+                "-F",
+                str(configs["info"]),
+                testbed.node_alias,
+                f"{env_line.strip(chr(34))}; export NVIDIA_SMI_STANDIN_VARY=1; {testbed.plain_python} - ~/.cache/tether/runs/bench/run.log tether-bench",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(folder / "info.stderr", "wb"),
         )
         info.stdin.write(INFO.encode())
         info.stdin.close()
@@ -191,8 +220,10 @@ async def measure_bytes(testbed: Testbed, folder: Path, env_line: str, seconds: 
         elapsed = time.monotonic() - started
         rates = {window.name: window.rate(elapsed) for window in windows}
         if attach.poll() is not None or info.poll() is not None:
-            raise RuntimeError(f"benchmark: the attach ({attach.poll()}) or info ({info.poll()}) client ended early: "
-                               f"{(folder / 'info.stderr').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"benchmark: the attach ({attach.poll()}) or info ({info.poll()}) client ended early: "
+                f"{(folder / 'info.stderr').read_text()[-2000:]}"
+            )
         return rates
     finally:
         for proc in (attach, info):
@@ -242,23 +273,33 @@ async def bench(testbed: Testbed, seconds: float, samples: int, compression_vari
             result["compression" if compression else "plain"] = rates
         plain = await reattach_seconds(testbed, folder, env_line, 0.0, samples)
         delayed = await reattach_seconds(testbed, folder, env_line, 0.05, samples)
-        result["reattach"] = {"no_delay_s": plain, "delay_50ms_s": delayed, "extra_round_trips": (delayed - plain) / 0.1}
+        result["reattach"] = {
+            "no_delay_s": plain,
+            "delay_50ms_s": delayed,
+            "extra_round_trips": (delayed - plain) / 0.1,
+        }
     finally:
         clean_node(testbed)
     return result
 
 
 def table(result: dict) -> str:
-    rows = [f"link cost over {result['seconds']:.0f} s (KB/s through the login relay, both directions)",
-            f"{'variant':<12}{'(a) dashboard':>15}{'(b) attach':>12}{'(c) info':>10}{'a/c':>7}{'b/c':>7}"]
+    rows = [
+        f"link cost over {result['seconds']:.0f} s (KB/s through the login relay, both directions)",
+        f"{'variant':<12}{'(a) dashboard':>15}{'(b) attach':>12}{'(c) info':>10}{'a/c':>7}{'b/c':>7}",
+    ]
     for key in ("plain", "compression"):
         if key in result:
             r = result[key]
-            rows.append(f"{key:<12}{r['dashboard']:>15.2f}{r['attach']:>12.2f}{r['info']:>10.2f}"
-                        f"{r['dashboard'] / r['info']:>7.2f}{r['attach'] / r['info']:>7.2f}")
+            rows.append(
+                f"{key:<12}{r['dashboard']:>15.2f}{r['attach']:>12.2f}{r['info']:>10.2f}"
+                f"{r['dashboard'] / r['info']:>7.2f}{r['attach'] / r['info']:>7.2f}"
+            )
     re_ = result["reattach"]
-    rows.append(f"reattach to live dashboard: {re_['no_delay_s'] * 1000:.0f} ms direct, {re_['delay_50ms_s'] * 1000:.0f} ms "
-                f"with 50 ms each way: {re_['extra_round_trips']:.1f} extra round trips (goal <= 3)")
+    rows.append(
+        f"reattach to live dashboard: {re_['no_delay_s'] * 1000:.0f} ms direct, {re_['delay_50ms_s'] * 1000:.0f} ms "
+        f"with 50 ms each way: {re_['extra_round_trips']:.1f} extra round trips (goal <= 3)"
+    )
     return "\n".join(rows)
 
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from common import bench_parser, ratio, run_benchmark
-from debug_helpers import debug_console, rank, script_workspace
+from debug_helpers import debug_console, rank, script_workspace, status
 from node_helpers import Events, clean_node
 from testbed import Testbed
 
@@ -52,8 +52,9 @@ async def new_process(port: int, old_pid: int | None, deadline: float) -> int:
     while loop.time() < deadline:
         try:
             queue: asyncio.Queue = asyncio.Queue()
-            client = await DapClient.connect_initialized("127.0.0.1", port, timeout=max(0.1, deadline - loop.time()),
-                                                         queue=queue)
+            client = await DapClient.connect_initialized(
+                "127.0.0.1", port, timeout=max(0.1, deadline - loop.time()), queue=queue
+            )
         except DapError:
             continue
         try:
@@ -80,13 +81,20 @@ async def bench(testbed: Testbed, count: int) -> dict:
     session, events = Session(load_workspace(config), ping_interval=1.0), Events()
     py = str(testbed.node_python)
     result: dict = {}
-    async with debug_console(session, events, lambda: rank(events) is not None and rank(events).status == "running"
-                             and rank(events).local_port > 0, 60):
+    async with debug_console(
+        session,
+        events,
+        lambda: status(events) == "running" and rank(events).local_port > 0,
+        60,
+    ):
         master = session.supervisor.node_master
-        floor = (await master.run(
-            f"{shlex.quote(py)} -c 'import subprocess, time, sys\nt = time.perf_counter()\n"
-            f"for _ in range(10): subprocess.run([sys.argv[1], \"-c\", \"pass\"])\n"
-            f"print((time.perf_counter() - t) / 10)' {shlex.quote(py)}")).stdout
+        floor = (
+            await master.run(
+                f"{shlex.quote(py)} -c 'import subprocess, time, sys\nt = time.perf_counter()\n"
+                f'for _ in range(10): subprocess.run([sys.argv[1], "-c", "pass"])\n'
+                f"print((time.perf_counter() - t) / 10)' {shlex.quote(py)}"
+            )
+        ).stdout
         result["floor_s"] = float(floor)
 
         local = rank(events).local_port
@@ -101,12 +109,21 @@ async def bench(testbed: Testbed, count: int) -> dict:
             tether.append(time.perf_counter() - start)
 
         # The bash loop, in its own tmux session on the node, on a port forwarded the same way.
-        port = int((await master.run(
-            f"{testbed.plain_python} -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")).stdout)
-        bash_loop = (f"while true; do {shlex.quote(py)} -X frozen_modules=off -m debugpy --listen 127.0.0.1:{port} "
-                     f"bench_run.py; sleep 1; done")
-        await master.run(f"cd ~/work/tbws && tmux new-session -d -s bench-bash -x 120 -y 30 bash --norc --noprofile "
-                         f"&& tmux send-keys -t bench-bash -l {shlex.quote(bash_loop)} && tmux send-keys -t bench-bash Enter")
+        port = int(
+            (
+                await master.run(
+                    f"{testbed.plain_python} -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'"
+                )
+            ).stdout
+        )
+        bash_loop = (
+            f"while true; do {shlex.quote(py)} -X frozen_modules=off -m debugpy --listen 127.0.0.1:{port} "
+            f"bench_run.py; sleep 1; done"
+        )
+        await master.run(
+            f"cd ~/work/tbws && tmux new-session -d -s bench-bash -x 120 -y 30 bash --norc --noprofile "
+            f"&& tmux send-keys -t bench-bash -l {shlex.quote(bash_loop)} && tmux send-keys -t bench-bash Enter"
+        )
         forward = await session.tunnels.add("bench-bash", port)
         pid = await new_process(forward.local_port, None, loop.time() + 30)
         bash, timeouts = [], 0
@@ -146,12 +163,20 @@ def table(result: dict) -> str:
         ("goal: start-up + 150 ms", result["goal_s"]),
     ]
     lines = [f"{name:<52} {value * 1000:8.0f} ms" for name, value in rows]
-    lines.append(f"{'tether / bash':<52} {result['ratio_to_bash']:8.2f} x  (must be <= 0.5: "
-                 f"{'yes' if result['meets_must'] else 'NO'}; goal met: {'yes' if result['meets_goal'] else 'no'})")
+    lines.append(
+        f"{'tether / bash':<52} {result['ratio_to_bash']:8.2f} x  (must be <= 0.5: "
+        f"{'yes' if result['meets_must'] else 'NO'}; goal met: {'yes' if result['meets_goal'] else 'no'})"
+    )
     lines.append("tether samples (ms): " + " ".join(f"{s * 1000:.0f}" for s in result["tether_s"]))
-    lines.append("bash samples (ms):   " + " ".join(f"{s * 1000:.0f}" for s in result["bash_s"])
-                 + (f"  ({result['bash_timeouts']} stuck past {BASH_DEADLINE_S:g} s: the old adapter held the port)"
-                    if result["bash_timeouts"] else ""))
+    lines.append(
+        "bash samples (ms):   "
+        + " ".join(f"{s * 1000:.0f}" for s in result["bash_s"])
+        + (
+            f"  ({result['bash_timeouts']} stuck past {BASH_DEADLINE_S:g} s: the old adapter held the port)"
+            if result["bash_timeouts"]
+            else ""
+        )
+    )
     return "\n".join(lines)
 
 

@@ -39,24 +39,55 @@ from tui.config import load_workspace
 from tui.events import Notice
 from tui.session import Session
 from tui.sync.engine import SyncEngine
-from tui.sync.headless import sync_target
 from tui.sync.rsync import files_from, remote_of
+from tui.sync_cli import sync_target
 
-FULL = {"w1_files": 2000, "w1_reps": 25, "w2_files": 1000, "w2_reps": 4, "w3_files": 10000, "w3_size": 15000,
-        "w4_mb": 50, "w5_files": 50000, "w5_idle": 60.0, "w3_reps": 3}
-SMOKE = {"w1_files": 50, "w1_reps": 2, "w2_files": 20, "w2_reps": 2, "w3_files": 200, "w3_size": 5000,
-         "w4_mb": 2, "w5_files": 300, "w5_idle": 2.0, "w3_reps": 1}
+FULL = {
+    "w1_files": 2000,
+    "w1_reps": 25,
+    "w2_files": 1000,
+    "w2_reps": 4,
+    "w3_files": 10000,
+    "w3_size": 15000,
+    "w4_mb": 50,
+    "w5_files": 50000,
+    "w5_idle": 60.0,
+    "w3_reps": 3,
+}
+SMOKE = {
+    "w1_files": 50,
+    "w1_reps": 2,
+    "w2_files": 20,
+    "w2_reps": 2,
+    "w3_files": 200,
+    "w3_size": 5000,
+    "w4_mb": 2,
+    "w5_files": 300,
+    "w5_idle": 2.0,
+    "w3_reps": 1,
+}
 
 
 def write_config(folder: Path, testbed: Testbed, remote: str, ssh_config: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "tether.toml"
-    path.write_text("\n".join([
-        "[workspace]", f'name = "{folder.name}"', f'remote_root = "~/{remote}"',
-        "[connection]", f'login = "{testbed.login_alias}"', f'node = "{testbed.node_alias}"',
-        f'ssh_config = "{ssh_config}"', "connect_timeout = 10",
-        "[run]", f'interpreter = "{testbed.node_python}"',
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                "[workspace]",
+                f'name = "{folder.name}"',
+                f'remote_root = "~/{remote}"',
+                "[connection]",
+                f'login = "{testbed.login_alias}"',
+                f'node = "{testbed.node_alias}"',
+                f'ssh_config = "{ssh_config}"',
+                "connect_timeout = 10",
+                "[run]",
+                f'interpreter = "{testbed.node_python}"',
+            ]
+        )
+        + "\n"
+    )
     return path
 
 
@@ -86,6 +117,7 @@ def same_size(local: Path, node: Path):  # noqa: ANN201
         with contextlib.suppress(OSError):
             return node.stat().st_size == local.stat().st_size
         return False
+
     return check
 
 
@@ -103,6 +135,7 @@ def same_bytes(pairs: list[tuple[Path, Path]]):  # noqa: ANN201
                 still.append((local, node))
         remaining = still
         return not remaining
+
     return check
 
 
@@ -174,7 +207,10 @@ async def engine_for(testbed: Testbed, folder: Path, remote: str, ssh_config: Pa
 async def w1(testbed: Testbed, base: Path, ssh_config: Path, cfg: dict, tag: str) -> dict:
     """Append a line to a 10 KB file; until the node has the new bytes."""
     home = testbed.node.home_backing_dir
-    tether, floor = Side("tether", base / f"w1{tag}-t", f"work/w1{tag}-t", home), Side("floor", base / f"w1{tag}-f", f"work/w1{tag}-f", home)
+    tether, floor = (
+        Side("tether", base / f"w1{tag}-t", f"work/w1{tag}-t", home),
+        Side("floor", base / f"w1{tag}-f", f"work/w1{tag}-f", home),
+    )
     for side in (tether, floor):
         make_tree(side.local, cfg["w1_files"], 1000)
         (side.local / "target.py").write_bytes(b"# x\n" * 2500)
@@ -200,7 +236,8 @@ async def w1(testbed: Testbed, base: Path, ssh_config: Path, cfg: dict, tag: str
                     await engine.wait_synced(timeout=30)
                 await asyncio.sleep(0.05)
     return {f"{n}_p50_ms": round(statistics.median(v), 1) for n, v in times.items()} | {
-        f"{n}_p95_ms": round(percentile(v, 0.95), 1) for n, v in times.items()}
+        f"{n}_p95_ms": round(percentile(v, 0.95), 1) for n, v in times.items()
+    }
 
 
 async def w2_w4(testbed: Testbed, base: Path, ssh_config: Path, cfg: dict) -> dict:
@@ -217,7 +254,10 @@ async def w2_w4(testbed: Testbed, base: Path, ssh_config: Path, cfg: dict) -> di
     async with engine_for(testbed, tether.local, tether.remote, ssh_config) as engine:
         await engine.start()
         master = engine.target.master
-        assert await in_thread(lambda: floor_rsync(master, floor.local, f"{testbed.home}/{floor.remote}", None).wait()) == 0
+        assert (
+            await in_thread(lambda: floor_rsync(master, floor.local, f"{testbed.home}/{floor.remote}", None).wait())
+            == 0
+        )
         w2: dict[str, list[float]] = {"tether": [], "floor": []}
         for rep in range(cfg["w2_reps"]):  # W2: a branch switch rewrites every file
             for side in (tether, floor) if rep % 2 == 0 else (floor, tether):
@@ -271,12 +311,18 @@ async def w3(testbed: Testbed, base: Path, ssh_config: Path, cfg: dict) -> dict:
                 await quiet_disk()
                 started = time.perf_counter()
                 if name == "floor":
-                    assert await in_thread(lambda: floor_rsync(master, local, f"{testbed.home}/work/w3-f", None).wait()) == 0
+                    assert (
+                        await in_thread(lambda: floor_rsync(master, local, f"{testbed.home}/work/w3-f", None).wait())
+                        == 0
+                    )
                 else:
                     await engine.sync_once()
                 runs[name].append(time.perf_counter() - started)
-    return {"w3_tether_s": round(statistics.median(runs["tether"]), 2), "w3_floor_s": round(statistics.median(runs["floor"]), 2),
-            "w3_mb": round(sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) / 1e6, 1)}
+    return {
+        "w3_tether_s": round(statistics.median(runs["tether"]), 2),
+        "w3_floor_s": round(statistics.median(runs["floor"]), 2),
+        "w3_mb": round(sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) / 1e6, 1),
+    }
 
 
 def w5(testbed: Testbed, base: Path, cfg: dict) -> dict:
@@ -284,9 +330,15 @@ def w5(testbed: Testbed, base: Path, cfg: dict) -> dict:
     local = base / "w5"
     make_tree(local, cfg["w5_files"], 200)
     write_config(local, testbed, "work/w5", testbed.ssh_config)
-    proc = subprocess.Popen([sys.executable, "-m", "tui", "sync", "--watch"], cwd=local, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "sync", "--watch"],
+        cwd=local,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
@@ -311,8 +363,12 @@ def w5(testbed: Testbed, base: Path, cfg: dict) -> dict:
             proc.wait(20)
         if proc.poll() is None:
             proc.kill()
-    return {"w5_files": cfg["w5_files"], "w5_idle_s": cfg["w5_idle"], "w5_cpu_s": round(used, 3),
-            "w5_peak_mb": round(peak_kb / 1024, 1)}
+    return {
+        "w5_files": cfg["w5_files"],
+        "w5_idle_s": cfg["w5_idle"],
+        "w5_cpu_s": round(used, 3),
+        "w5_peak_mb": round(peak_kb / 1024, 1),
+    }
 
 
 async def bench(testbed: Testbed, base: Path, cfg: dict) -> dict:
@@ -338,12 +394,27 @@ async def bench(testbed: Testbed, base: Path, cfg: dict) -> dict:
 def table(r: dict) -> str:
     l1, l2 = r["w1_loopback"], r["w1_100ms"]
     rows = [
-        ("W1 loopback p50 / p95 (ms)", f"{l1['tether_p50_ms']} / {l1['tether_p95_ms']}", f"{l1['floor_p50_ms']} / {l1['floor_p95_ms']}", r["ratios"]["w1_loopback_p50"]),
-        ("W1 100 ms RTT p50 / p95 (ms)", f"{l2['tether_p50_ms']} / {l2['tether_p95_ms']}", f"{l2['floor_p50_ms']} / {l2['floor_p95_ms']}", r["ratios"]["w1_100ms_p50"]),
+        (
+            "W1 loopback p50 / p95 (ms)",
+            f"{l1['tether_p50_ms']} / {l1['tether_p95_ms']}",
+            f"{l1['floor_p50_ms']} / {l1['floor_p95_ms']}",
+            r["ratios"]["w1_loopback_p50"],
+        ),
+        (
+            "W1 100 ms RTT p50 / p95 (ms)",
+            f"{l2['tether_p50_ms']} / {l2['tether_p95_ms']}",
+            f"{l2['floor_p50_ms']} / {l2['floor_p95_ms']}",
+            r["ratios"]["w1_100ms_p50"],
+        ),
         ("W2 rewrite files (ms)", r["w2_tether_ms"], r["w2_floor_ms"], r["ratios"]["w2"]),
         (f"W3 first sync {r['w3_mb']} MB (s)", r["w3_tether_s"], r["w3_floor_s"], r["ratios"]["w3"]),
         ("W4 one line in a big file (KB on the link)", r["w4_tether_kb"], r["w4_floor_kb"], r["ratios"]["w4"]),
-        (f"W5 idle {r['w5_idle_s']:.0f} s, {r['w5_files']} files", f"{r['w5_cpu_s']} CPU-s, {r['w5_peak_mb']} MB peak", "-", "-"),
+        (
+            f"W5 idle {r['w5_idle_s']:.0f} s, {r['w5_files']} files",
+            f"{r['w5_cpu_s']} CPU-s, {r['w5_peak_mb']} MB peak",
+            "-",
+            "-",
+        ),
     ]
     width = max(len(str(row[0])) for row in rows)
     lines = [f"{'workload'.ljust(width)}  {'tether':>28}  {'floor':>16}  tether/floor"]
@@ -354,8 +425,14 @@ def table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = bench_parser(__doc__, "tiny sizes and 2 repetitions (a few seconds)").parse_args(argv)
     cfg = SMOKE if args.smoke else FULL
-    return run_benchmark("sync", lambda testbed, base: bench(testbed, base, cfg), table, who="the sync benchmark",
-                         head={"smoke": args.smoke}, remove_scratch=True)
+    return run_benchmark(
+        "sync",
+        lambda testbed, base: bench(testbed, base, cfg),
+        table,
+        who="the sync benchmark",
+        head={"smoke": args.smoke},
+        remove_scratch=True,
+    )
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .commands import run
 from .hosts import (
@@ -175,11 +175,13 @@ def _build_netns(ctx: RunContext, started: float) -> Testbed:
     tmux_tmpdir = _mkdir(ctx.dir / "nodetmp", 0o1777)
     plan = network.plan
 
-    login = Sshd("login", ctx.dir / "login", _settings(keys, "login", free_tcp_port(), "127.0.0.1"),
-                 ctx.record_process)
-    pw_sshd = Sshd("pwlogin", ctx.dir / "pwlogin",
-                   _settings(keys, "pwlogin", free_tcp_port(), "127.0.0.1", password_only=True),
-                   ctx.record_process)
+    login = Sshd("login", ctx.dir / "login", _settings(keys, "login", free_tcp_port(), "127.0.0.1"), ctx.record_process)
+    pw_sshd = Sshd(
+        "pwlogin",
+        ctx.dir / "pwlogin",
+        _settings(keys, "pwlogin", free_tcp_port(), "127.0.0.1", password_only=True),
+        ctx.record_process,
+    )
     config = SshClientConfig(ctx.dir / "ssh_config", keys.client)
 
     def write_client_config() -> None:
@@ -199,11 +201,24 @@ def _build_netns(ctx: RunContext, started: float) -> Testbed:
         return PasswordLogin(alias="pwlogin", port=pw_sshd.port, node_alias="compute01-pw", sshd=pw_sshd)
 
     return Testbed(
-        run_id=ctx.run_id, mode="netns", unavailable_reason=None, dir=ctx.dir, test_user=user,
-        own_user=False, password=password, ssh_config=config.path,
-        identity_file=keys.client.identity_file, known_hosts=keys.client.known_hosts, login=login,
-        node=node, node_ip=plan.node_ip, node_port=NODE_SSH_PORT, node_tmux_tmpdir=tmux_tmpdir,
-        node_python=node_python, registry=ctx.registry, start_password_login=start_password_login,
+        run_id=ctx.run_id,
+        mode="netns",
+        unavailable_reason=None,
+        dir=ctx.dir,
+        test_user=user,
+        own_user=False,
+        password=password,
+        ssh_config=config.path,
+        identity_file=keys.client.identity_file,
+        known_hosts=keys.client.known_hosts,
+        login=login,
+        node=node,
+        node_ip=plan.node_ip,
+        node_port=NODE_SSH_PORT,
+        node_tmux_tmpdir=tmux_tmpdir,
+        node_python=node_python,
+        registry=ctx.registry,
+        start_password_login=start_password_login,
         setup_seconds=time.monotonic() - started,
     )
 
@@ -233,14 +248,27 @@ def _create_user_and_network(ctx: RunContext) -> tuple[TestUser, NodeNetwork]:
     return user, network
 
 
-def _settings(keys: Keys, host: str, port: int, listen: str, password_only: bool = False,
-              set_env: tuple[tuple[str, str], ...] = (), user_env: bool = False,
-              root_login: bool = False) -> SshdSettings:
+def _settings(
+    keys: Keys,
+    host: str,
+    port: int,
+    listen: str,
+    password_only: bool = False,
+    set_env: tuple[tuple[str, str], ...] = (),
+    user_env: bool = False,
+    root_login: bool = False,
+) -> SshdSettings:
     host_dir = keys.host_keys[host][0].parent
     return SshdSettings(
-        port=port, listen=listen, host_key=keys.host_keys[host][0], pid_file=host_dir / "sshd.pid",
-        authorized_keys=None if password_only else keys.authorized_keys, password_auth=password_only,
-        set_env=set_env, permit_user_environment=user_env, permit_root_login=root_login,
+        port=port,
+        listen=listen,
+        host_key=keys.host_keys[host][0],
+        pid_file=host_dir / "sshd.pid",
+        authorized_keys=None if password_only else keys.authorized_keys,
+        password_auth=password_only,
+        set_env=set_env,
+        permit_user_environment=user_env,
+        permit_root_login=root_login,
     )
 
 
@@ -254,17 +282,31 @@ def _netns_hosts(user: TestUser, plan: NetworkPlan, login_port: int, pw_port: in
     ]
 
 
-def _start_node(ctx: RunContext, network: NodeNetwork, user: TestUser, keys: Keys,
-                tmux_tmpdir: Path) -> ComputeNode:
+def _start_node(ctx: RunContext, network: NodeNetwork, user: TestUser, keys: Keys, tmux_tmpdir: Path) -> ComputeNode:
     backing = _mkdir(ctx.dir / "nodehome", 0o755)
     # The node's home starts like a fresh account's, but is a different directory from the login's.
     shutil.copytree("/etc/skel", backing, dirs_exist_ok=True)
     run(["chown", "-R", f"{user.uid}:{user.gid}", str(backing)])
     anchor = _start_anchor(ctx, network.plan)
-    run(["nsenter", "--target", str(anchor.pid), "--uts", "--mount", "sh", "-c",
-         'hostname "$1" && mount --bind "$2" "$3"', "sh", NODE_HOSTNAME, str(backing), user.home])
-    settings = _settings(keys, "node", NODE_SSH_PORT, network.plan.node_ip,
-                         set_env=(("TMUX_TMPDIR", str(tmux_tmpdir)),), user_env=True)
+    run(
+        [
+            "nsenter",
+            "--target",
+            str(anchor.pid),
+            "--uts",
+            "--mount",
+            "sh",
+            "-c",
+            'hostname "$1" && mount --bind "$2" "$3"',
+            "sh",
+            NODE_HOSTNAME,
+            str(backing),
+            user.home,
+        ]
+    )
+    settings = _settings(
+        keys, "node", NODE_SSH_PORT, network.plan.node_ip, set_env=(("TMUX_TMPDIR", str(tmux_tmpdir)),), user_env=True
+    )
     sshd = Sshd("node", ctx.dir / "node", settings, ctx.record_process, nsenter_argv(anchor))
     node = ComputeNode(sshd=sshd, anchor=anchor, network=network, home_backing_dir=backing)
     node.start()
@@ -277,10 +319,22 @@ def _start_anchor(ctx: RunContext, plan: NetworkPlan) -> ProcessRef:
     nsenter --net rather than `ip netns exec`, which remounts /sys and breaks slurmd later.
     """
     popen = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{plan.netns}", "unshare", "--uts", "--mount",
-         "--propagation", "private", "sleep", "infinity"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        cwd="/", start_new_session=True,
+        [
+            "nsenter",
+            f"--net=/run/netns/{plan.netns}",
+            "unshare",
+            "--uts",
+            "--mount",
+            "--propagation",
+            "private",
+            "sleep",
+            "infinity",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd="/",
+        start_new_session=True,
     )
     ref = ProcessRef.of(popen.pid)
     ctx.record_process(ref)
@@ -318,9 +372,15 @@ def _build_loopback(ctx: RunContext, reason: str, started: float) -> Testbed:
     keys = _make_keys(ctx.dir, ["login"])
     tmux_tmpdir = _mkdir(ctx.dir / "nodetmp", 0o1777)
     _write_askpass(ctx.dir)
-    settings = _settings(keys, "login", free_tcp_port(), "127.0.0.1",
-                         set_env=(("TMUX_TMPDIR", str(tmux_tmpdir)),), user_env=True,
-                         root_login=user.uid == 0)
+    settings = _settings(
+        keys,
+        "login",
+        free_tcp_port(),
+        "127.0.0.1",
+        set_env=(("TMUX_TMPDIR", str(tmux_tmpdir)),),
+        user_env=True,
+        root_login=user.uid == 0,
+    )
     login = Sshd("login", ctx.dir / "login", settings, ctx.record_process)
     config = SshClientConfig(ctx.dir / "ssh_config", keys.client)
 
@@ -340,12 +400,23 @@ def _build_loopback(ctx: RunContext, reason: str, started: float) -> Testbed:
         raise TestbedUnavailable(f"password login needs the full testbed ({reason})")
 
     return Testbed(
-        run_id=ctx.run_id, mode="loopback", unavailable_reason=reason, dir=ctx.dir, test_user=user,
-        own_user=True, password=None, ssh_config=config.path, identity_file=keys.client.identity_file,
-        known_hosts=keys.client.known_hosts, login=login,
+        run_id=ctx.run_id,
+        mode="loopback",
+        unavailable_reason=reason,
+        dir=ctx.dir,
+        test_user=user,
+        own_user=True,
+        password=None,
+        ssh_config=config.path,
+        identity_file=keys.client.identity_file,
+        known_hosts=keys.client.known_hosts,
+        login=login,
         node=ComputeNode(sshd=login, anchor=None, network=None, home_backing_dir=None),
-        node_ip="127.0.0.1", node_port=login.port, node_tmux_tmpdir=tmux_tmpdir,
+        node_ip="127.0.0.1",
+        node_port=login.port,
+        node_tmux_tmpdir=tmux_tmpdir,
         node_python=Path(sys.executable) if debugpy_source() is not None else None,
-        registry=ctx.registry, start_password_login=no_password_login,
+        registry=ctx.registry,
+        start_password_login=no_password_login,
         setup_seconds=time.monotonic() - started,
     )

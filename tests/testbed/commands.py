@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 
 class CommandError(RuntimeError):
@@ -29,9 +29,7 @@ def run(
         cwd="/",
     )
     if check and proc.returncode != 0:
-        raise CommandError(
-            f"{' '.join(argv)!s} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()}"
-        )
+        raise CommandError(f"{' '.join(argv)!s} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()}")
     return proc
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import atexit
 import os
 import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Mapping
+from typing import Literal
 
 from .netns import NodeNetwork
 from .nodepython import SYSTEM_PYTHON
@@ -25,18 +26,32 @@ class TestbedUnavailable(RuntimeError):
     __test__ = False
 
 
-def _run_as(argv_prefix: list[str], user: TestUser, own_user: bool, tmux_tmpdir: Path | None,
-            cmd: str, check: bool, timeout: float, input: str | None) -> subprocess.CompletedProcess[str]:
+def _run_as(
+    argv_prefix: list[str],
+    user: TestUser,
+    own_user: bool,
+    tmux_tmpdir: Path | None,
+    cmd: str,
+    check: bool,
+    timeout: float,
+    input: str | None,
+) -> subprocess.CompletedProcess[str]:
     # A clean, predictable environment: root's pyenv PATH and variables must not leak in.
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": user.home,
-           "USER": user.name, "LOGNAME": user.name}
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": user.home,
+        "USER": user.name,
+        "LOGNAME": user.name,
+    }
     if tmux_tmpdir is not None:
         # The same tmux server that ssh sessions on the node see (sshd's SetEnv).
         env["TMUX_TMPDIR"] = str(tmux_tmpdir)
     as_user = [] if own_user else ["/usr/sbin/runuser", "-u", user.name, "--"]
     argv = [*argv_prefix, *as_user, "sh", "-c", 'cd "$HOME" && eval "$1"', "sh", cmd]
-    return subprocess.run(argv, input=input, capture_output=True, text=True, env=env,
-                          timeout=timeout, check=check, cwd="/")
+    return subprocess.run(
+        argv, input=input, capture_output=True, text=True, env=env, timeout=timeout, check=check, cwd="/"
+    )
 
 
 def nsenter_argv(anchor: ProcessRef) -> list[str]:
@@ -193,20 +208,28 @@ class Testbed:
                 raise TestbedUnavailable("password login needs root (a throwaway user with a password)")
             password = self.password
         env = dict(os.environ if base is None else base)
-        env.update({"SSH_ASKPASS": str(self.dir / "askpass.sh"), "SSH_ASKPASS_REQUIRE": "force",
-                    ASKPASS_PASSWORD_VAR: password})
+        env.update(
+            {
+                "SSH_ASKPASS": str(self.dir / "askpass.sh"),
+                "SSH_ASKPASS_REQUIRE": "force",
+                ASKPASS_PASSWORD_VAR: password,
+            }
+        )
         env.pop("DISPLAY", None)
         return env
 
-    def node_run_as_user(self, cmd: str, *, check: bool = False, timeout: float = 30.0,
-                         input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def node_run_as_user(
+        self, cmd: str, *, check: bool = False, timeout: float = 30.0, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run `cmd` (sh) as the test user on the node, in its namespaces: its private home, its
         tmux socket dir. Works while the node's sshd is stopped."""
-        return _run_as(self.node.nsenter_argv(), self.test_user, self.own_user,
-                       self.node_tmux_tmpdir, cmd, check, timeout, input)
+        return _run_as(
+            self.node.nsenter_argv(), self.test_user, self.own_user, self.node_tmux_tmpdir, cmd, check, timeout, input
+        )
 
-    def login_run_as_user(self, cmd: str, *, check: bool = False, timeout: float = 30.0,
-                          input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def login_run_as_user(
+        self, cmd: str, *, check: bool = False, timeout: float = 30.0, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run `cmd` as the test user on the login host (the root namespaces)."""
         return _run_as([], self.test_user, self.own_user, None, cmd, check, timeout, input)
 
@@ -228,7 +251,7 @@ class Testbed:
         release(self.registry.resources)
         self.registry.forget()
 
-    def __enter__(self) -> "Testbed":
+    def __enter__(self) -> Testbed:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .commands import run
 

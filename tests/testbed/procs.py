@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .wait import wait_until
 
@@ -27,7 +27,7 @@ class ProcessRef:
     start_ticks: int
 
     @classmethod
-    def of(cls, pid: int) -> "ProcessRef":
+    def of(cls, pid: int) -> ProcessRef:
         fields = _stat_fields(pid)
         if fields is None:
             raise ProcessLookupError(pid)

@@ -13,10 +13,10 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from .commands import run, run_quietly
 from .procs import ProcessRef, refs_of, terminate, terminate_tree
@@ -43,7 +43,7 @@ class Resources:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "Resources":
+    def from_json(cls, text: str) -> Resources:
         data = json.loads(text)
         data["owner"] = ProcessRef(**data["owner"])
         data["processes"] = [ProcessRef(**p) for p in data["processes"]]

@@ -41,8 +41,22 @@ def free_uid(rng: random.Random) -> int:
 
 
 def create_user(name: str, uid: int) -> TestUser:
-    run(["useradd", "--create-home", "--home-dir", f"/home/{name}", "--uid", str(uid),
-         "--user-group", "--shell", "/bin/bash", "--comment", "tether testbed", name])
+    run(
+        [
+            "useradd",
+            "--create-home",
+            "--home-dir",
+            f"/home/{name}",
+            "--uid",
+            str(uid),
+            "--user-group",
+            "--shell",
+            "/bin/bash",
+            "--comment",
+            "tether testbed",
+            name,
+        ]
+    )
     # useradd leaves the account locked ("!"), and sshd refuses locked accounts even for keys.
     run(["usermod", "-p", "*", name])
     entry = pwd.getpwnam(name)

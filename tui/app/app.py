@@ -13,8 +13,10 @@ widget's methods (method calls down).
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
-from functools import partial
+from functools import partial, wraps
+from typing import ClassVar, TypeVar
 
 from textual import events, work
 from textual.app import App, ComposeResult, SuspendNotSupported
@@ -24,6 +26,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
+from tui.alerts import Alert, JobAlerts, LinkAlerts, RunAlerts, terminal_sequence
 from tui.app.messages import (
     AllocationUpdated,
     EventForwarder,
@@ -42,16 +45,13 @@ from tui.app.screens.sync_halt import CHOICE_DELETE, CHOICE_KEEP, CHOICE_RESCAN
 from tui.app.themes import load_themes
 from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable, RunPanel
 from tui.app.widgets.sync_panel import SyncPanel
-from tui.alerts import Alert, RunAlerts
 from tui.console_api import ConsoleSession
-from tui.keys import binding_keymap
-from tui.state import UiPrefs
 from tui.events import (
     HALT_FOREIGN,
-    JOB_ENDED,
     AllocationChanged,
     DebuggerWaiting,
     GpuStats,
+    JobState,
     LayoutChanged,
     LinkChanged,
     LinkState,
@@ -63,11 +63,13 @@ from tui.events import (
     SyncState,
     SyncStatus,
 )
+from tui.keys import binding_keymap
+from tui.state import UiPrefs
 
 DETACHED = "detached"
+"""``TetherApp.run()`` returns this after ``q``: the session detached and the run keeps going."""
 DOWN = "down"  # the console ended with `down`: everything stopped (the CLI prints what)
 DOWN_WORKER = "down"
-"""``TetherApp.run()`` returns this after ``q``: the session detached and the run keeps going."""
 
 DEFAULT_THEME = "dark"
 NARROW_BELOW = 100  # columns: below this the console is laid out for a small terminal
@@ -95,44 +97,78 @@ class TetherCommands(Provider):
             ("Down", "Stop the run, the tmux session and the job, and leave (asks first)", app.action_down),
             ("Attach tmux", "Suspend the console and attach the tmux session on the node", app.action_attach),
             ("Logs", "Page through the run's whole output, kept on the node", app.action_logs),
-            ("Rebuild the tmux layout", "Kill the tmux session and the run, and lay it out again (asks first)",
-             app.action_rebuild),
+            (
+                "Rebuild the tmux layout",
+                "Kill the tmux session and the run, and lay it out again (asks first)",
+                app.action_rebuild,
+            ),
             ("Sync now", "Compare both trees and send what differs", app.action_rescan_sync),
-            ("Restart the run", "Restart the debuggee on the node (like Ctrl-C in the run pane)", app.action_restart_run),
+            (
+                "Restart the run",
+                "Restart the debuggee on the node (like Ctrl-C in the run pane)",
+                app.action_restart_run,
+            ),
             ("Stop the run", "Stop the debuggee; r starts it again", app.action_stop_run),
-            ("Make debugpy available", "Copy Tether's own debugpy to the node (works offline) and restart the run",
-             app.action_provide_debugpy),
+            (
+                "Make debugpy available",
+                "Copy Tether's own debugpy to the node (works offline) and restart the run",
+                app.action_provide_debugpy,
+            ),
             ("Help: keys", "Show every key and what it does", app.action_help),
         ]
         for rank in app.run_state.ranks if app.run_state else ():
             if rank.local_port:
                 address = f"127.0.0.1:{rank.local_port}"
-                commands.append((f"Copy debug address: {address} (rank {rank.rank})",
-                                 "For a debugger on this machine (VS Code's launch.json has it too)",
-                                 partial(app.copy_debug_address, address)))
+                commands.append(
+                    (
+                        f"Copy debug address: {address} (rank {rank.rank})",
+                        "For a debugger on this machine (VS Code's launch.json has it too)",
+                        partial(app.copy_debug_address, address),
+                    )
+                )
         if app.sync_state is SyncState.PAUSED:
-            commands.append(("Sync: resume", "Send the edits made while sync was paused, and go on", app.action_resume_sync))
+            commands.append(
+                ("Sync: resume", "Send the edits made while sync was paused, and go on", app.action_resume_sync)
+            )
         elif app.sync_state is not None:
-            commands.append(("Sync: pause", "Keep edits on the laptop until you resume (they are not lost)",
-                             app.action_pause_sync))
+            commands.append(
+                ("Sync: pause", "Keep edits on the laptop until you resume (they are not lost)", app.action_pause_sync)
+            )
         if app.check_action(RECONNECT_ACTION, ()):
-            commands.append(("Reconnect now", "The link waits before its next try: try again at once",
-                             app.action_reconnect_now))
+            commands.append(
+                ("Reconnect now", "The link waits before its next try: try again at once", app.action_reconnect_now)
+            )
         if app.sync_halt is not None:
             commands += [
-                ("Sync: allow the deletes", "Release the sync halt: do what it held back", app.action_allow_sync_deletes),
-                ("Sync: rescan and resume", "Compare both trees again; go on if the cause is gone", app.action_rescan_sync),
+                (
+                    "Sync: allow the deletes",
+                    "Release the sync halt: do what it held back",
+                    app.action_allow_sync_deletes,
+                ),
+                (
+                    "Sync: rescan and resume",
+                    "Compare both trees again; go on if the cause is gone",
+                    app.action_rescan_sync,
+                ),
             ]
             if app.sync_halt.reason == HALT_FOREIGN:
-                commands.append(("Sync: keep theirs", "Move the node's own files to .tether-backup/<date>/, then go on",
-                                 app.action_keep_sync_theirs))
+                commands.append(
+                    (
+                        "Sync: keep theirs",
+                        "Move the node's own files to .tether-backup/<date>/, then go on",
+                        app.action_keep_sync_theirs,
+                    )
+                )
         if app.check_action(NEW_JOB_ACTION, ()):
-            commands.append(("New job", "The job has ended: ask the scheduler for a new one and reconnect",
-                             app.action_allocate_again))
-        for name in app.tether_themes:
             commands.append(
-                (f"Switch theme: {name}", f"Use Tether's {name} theme", partial(app.switch_theme, name))
+                (
+                    "New job",
+                    "The job has ended: ask the scheduler for a new one and reconnect",
+                    app.action_allocate_again,
+                )
             )
+        for name in app.tether_themes:
+            commands.append((f"Switch theme: {name}", f"Use Tether's {name} theme", partial(app.switch_theme, name)))
         return commands
 
     async def discover(self) -> Hits:
@@ -147,6 +183,24 @@ class TetherCommands(Provider):
                 yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)
 
 
+M = TypeVar("M")
+
+
+def while_open(handler: Callable[[TetherApp, M], None]) -> Callable[[TetherApp, M], None]:
+    """Run a core-event handler only while the console is open.
+
+    The core posts from its own threads, so events can still be queued when the console closes;
+    by then the dashboard's widgets are being removed and there is nothing left to show them on.
+    """
+
+    @wraps(handler)
+    def handle(app: TetherApp, message: M) -> None:
+        if app.is_running:
+            handler(app, message)
+
+    return handle
+
+
 class TetherApp(App[str]):
     """The full-screen console for one workspace session."""
 
@@ -159,7 +213,7 @@ class TetherApp(App[str]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW, "-tall")]
 
     # Every binding has an id so users can remap keys from config (``App.set_keymap``).
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "question_mark",
             "help",
@@ -183,22 +237,47 @@ class TetherApp(App[str]):
             id="tether.attach",
         ),
         Binding("l", "logs", "Logs", tooltip="Page through the run's whole output, kept on the node", id="tether.logs"),
-        Binding("r", "restart_run", "Restart run", tooltip="Restart the debuggee on the node (like Ctrl-C in the run pane)",
-                id="tether.restart"),
-        Binding("x", "stop_run", "Stop run", tooltip="Stop the debuggee; the loop waits, r starts it again",
-                id="tether.stop"),
+        Binding(
+            "r",
+            "restart_run",
+            "Restart run",
+            tooltip="Restart the debuggee on the node (like Ctrl-C in the run pane)",
+            id="tether.restart",
+        ),
+        Binding(
+            "x",
+            "stop_run",
+            "Stop run",
+            tooltip="Stop the debuggee; the loop waits, r starts it again",
+            id="tether.stop",
+        ),
         Binding("t", "cycle_theme", "Theme", tooltip="Switch to the next Tether theme", id="tether.theme"),
         # Shown only where the scheduler gives jobs; dimmed while the job runs (see check_action).
-        Binding("A", NEW_JOB_ACTION, "New job", key_display="A",
-                tooltip="The job has ended: forget it, ask the scheduler for a new one and reconnect",
-                id="tether.new_job"),
+        Binding(
+            "A",
+            NEW_JOB_ACTION,
+            "New job",
+            key_display="A",
+            tooltip="The job has ended: forget it, ask the scheduler for a new one and reconnect",
+            id="tether.new_job",
+        ),
         # Shown only while the link waits between reconnect attempts (see check_action).
-        Binding("R", RECONNECT_ACTION, "Reconnect now", key_display="R",
-                tooltip="The link waits before its next try (the wait grows to 30 s): try again at once",
-                id="tether.reconnect"),
+        Binding(
+            "R",
+            RECONNECT_ACTION,
+            "Reconnect now",
+            key_display="R",
+            tooltip="The link waits before its next try (the wait grows to 30 s): try again at once",
+            id="tether.reconnect",
+        ),
         # Shown only while sync is halted on a safety rule (see check_action).
-        Binding("s", SYNC_HALT_ACTION, "Sync halt", tooltip="Sync is halted: see what would go and allow it, "
-                "keep the node's files, or rescan", id="tether.sync_halt"),
+        Binding(
+            "s",
+            SYNC_HALT_ACTION,
+            "Sync halt",
+            tooltip="Sync is halted: see what would go and allow it, keep the node's files, or rescan",
+            id="tether.sync_halt",
+        ),
         # Declared here (Textual adds an id-less one otherwise) so the palette key is remappable too.
         Binding(
             "ctrl+p",
@@ -211,19 +290,30 @@ class TetherApp(App[str]):
         ),
     ]
 
-    def __init__(self, session: ConsoleSession, theme_name: str | None = None, prefs: UiPrefs | None = None,
-                 keys: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(
+        self,
+        session: ConsoleSession,
+        theme_name: str | None = None,
+        prefs: UiPrefs | None = None,
+        keys: tuple[tuple[str, str], ...] = (),
+        terminal_alert: str = "off",
+    ) -> None:
         """``theme_name``: the one asked for (``--theme``, ``[ui] theme``); None: the one the user
         last picked (``prefs``), else the default. A theme picked with ``t`` or the palette is
-        remembered in ``prefs``."""
+        remembered in ``prefs``. ``terminal_alert``: ``[ui] terminal_alert``, how an alert is also
+        told to the terminal (bell, desktop notification) or not at all."""
         super().__init__()
         self.session = session
         self.prefs = prefs
         self.keys = keys  # [ui.keys], checked by the config: (action, Textual key names)
+        self.terminal_alert = terminal_alert
+        self.terminal_writes: list[str] = []  # what alerts wrote to the terminal, oldest first
         self.sync_state: SyncState | None = None  # as the sync last reported it
         self.stopped: list[str] = []  # what `down` stopped, for the CLI to print
         self.run_state: RunState | None = None  # the ranks, as last reported
         self.alerts = RunAlerts()  # OOM, NCCL errors and crashes, each told once
+        self.link_alerts = LinkAlerts()  # the link lost and back, once per outage
+        self.job_alerts = JobAlerts()  # the job's last minutes, once per job
         # Loaded here, before the terminal is taken over, so a broken theme file is a plain
         # error message (ThemeFileError names the file) rather than a crash inside the UI.
         self.tether_themes = load_themes()
@@ -262,6 +352,10 @@ class TetherApp(App[str]):
             self.set_keymap(binding_keymap(self.keys))
         self._apply_requested_theme()
         self._run_session()
+        self.set_interval(5.0, self._check_job_end)  # the job's end comes without a new event
+
+    def _check_job_end(self) -> None:
+        self._alert(self.job_alerts.check(self._allocation, time.time()))
 
     @property
     def detach_message(self) -> str:
@@ -270,10 +364,7 @@ class TetherApp(App[str]):
         if isinstance(said, str):
             return said
         node = self.session.chain[-1] if self.session.chain else "the node"
-        return (
-            f"Detached: the run keeps going on {node}. "
-            "`tether attach` to come back, `tether down` to stop it."
-        )
+        return f"Detached: the run keeps going on {node}. `tether attach` to come back, `tether down` to stop it."
 
     # -- the session --------------------------------------------------------------------------
 
@@ -282,7 +373,7 @@ class TetherApp(App[str]):
         await self.session.run(EventForwarder(self))
 
     @work(name=DETACH_WORKER, group=DETACH_WORKER, exit_on_error=False)
-    async def _detach(self) -> None:
+    async def _detach_session(self) -> None:  # not _detach: Textual's MessagePump has one
         await self.session.detach()
         self.exit(DETACHED)
 
@@ -291,6 +382,7 @@ class TetherApp(App[str]):
         self.stopped = await self.session.down(EventForwarder(self))
         self.exit(DOWN)
 
+    @while_open
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
         if event.state is WorkerState.ERROR:
@@ -325,6 +417,7 @@ class TetherApp(App[str]):
 
     # -- core events (messages up) ------------------------------------------------------------
 
+    @while_open
     def on_link_updated(self, message: LinkUpdated) -> None:
         header = self.query_one(LinkHeader)
         header.show_link(message.link)
@@ -332,14 +425,18 @@ class TetherApp(App[str]):
         if message.link.state is not self._link_state:
             self._link_state = message.link.state
             self.refresh_bindings()  # the reconnect key follows the link's state
+            self._alert(self.link_alerts.link(message.link, time.monotonic()))
 
+    @while_open
     def on_allocation_updated(self, message: AllocationUpdated) -> None:
         self._allocation = message.allocation
+        self._check_job_end()
         header = self.query_one(LinkHeader)
         header.show_allocation(message.allocation)
         header.show_chain(tuple(self.session.chain))
         self.refresh_bindings()  # the new-job key follows the job's state
 
+    @while_open
     def on_sync_reported(self, message: SyncReported) -> None:
         event = message.event
         if isinstance(event, SyncHaltReport):
@@ -348,8 +445,13 @@ class TetherApp(App[str]):
             if event.reason == HALT_FOREIGN:  # a first sync into a folder with files of its own asks at once
                 self.action_sync_halt()
             else:
-                self.notify(f"{event.message}. Press s to allow the deletes or rescan.", title="Sync halted",
-                            severity="error", timeout=15)
+                self.notify(
+                    f"{event.message}. Press s to allow the deletes or rescan.",
+                    title="Sync halted",
+                    severity="error",
+                    timeout=15,
+                )
+                self._tell_terminal("Sync halted", event.message)
             return
         self.query_one(SyncPanel).show(event)
         if isinstance(event, SyncStatus):
@@ -362,18 +464,22 @@ class TetherApp(App[str]):
         if isinstance(event, SyncConflict):
             self.notify(event.message, title="Sync: both versions kept", severity="warning")
 
+    @while_open
     def on_notice_posted(self, message: NoticePosted) -> None:
         self.query_one(EventLog).add_notice(message.notice)
 
+    @while_open
     def on_progress_reported(self, message: ProgressReported) -> None:
         self.query_one(EventLog).add_progress(message.progress)
 
+    @while_open
     def on_password_requested(self, message: PasswordRequested) -> None:
         self.push_screen(PasswordScreen(message.prompt), callback=self._answer_prompt)
 
     def _answer_prompt(self, answer: str | None) -> None:
         self.session.answer_prompt(answer)
 
+    @while_open
     def on_output_received(self, message: OutputReceived) -> None:
         self.query_one(OutputPanel).show(message.output)
         if not message.output.history:  # a replayed log is old news
@@ -382,7 +488,18 @@ class TetherApp(App[str]):
     def _alert(self, alerts: list[Alert]) -> None:
         for alert in alerts:
             self.notify(alert.message, title=alert.title, severity=alert.severity, timeout=30)  # type: ignore[arg-type]
+            self._tell_terminal(alert.title, alert.message)
 
+    def _tell_terminal(self, title: str, message: str) -> None:
+        """A bell or a desktop notification for what needs the user, who may be in another window."""
+        sequence = terminal_sequence(self.terminal_alert, title, message)
+        if not sequence:
+            return
+        self.terminal_writes.append(sequence)
+        if not self.is_headless and self._driver is not None:  # as App.bell writes its BEL
+            self._driver.write(sequence)
+
+    @while_open
     def on_node_updated(self, message: NodeUpdated) -> None:
         snapshot = message.snapshot
         if isinstance(snapshot, NodeStats):
@@ -394,6 +511,7 @@ class TetherApp(App[str]):
         elif isinstance(snapshot, LayoutChanged):
             self.query_one(NodePanel).show_layout(snapshot)
 
+    @while_open
     def on_run_updated(self, message: RunUpdated) -> None:
         event = message.event
         if isinstance(event, RunState):
@@ -402,9 +520,15 @@ class TetherApp(App[str]):
             self._alert(self.alerts.run_state(event))
         elif isinstance(event, DebuggerWaiting):
             where = f"127.0.0.1:{event.local_port}" if event.local_port else "the rank's debug port"
-            self.notify(f"waiting for debugger at {event.where} (rank {event.rank}; attach to {where})",
-                        title="breakpoint()", severity="warning", timeout=30)
+            self.notify(
+                f"waiting for debugger at {event.where} (rank {event.rank}; attach to {where})",
+                title="breakpoint()",
+                severity="warning",
+                timeout=30,
+            )
+            self._tell_terminal("breakpoint()", f"waiting for debugger at {event.where} (rank {event.rank})")
 
+    @while_open
     def on_unhandled_event(self, message: UnhandledEvent) -> None:
         # Newer core events (sync, run state) get their widgets later; keep a trace for debugging.
         self.log.debug("event not shown yet", message.event)
@@ -419,7 +543,7 @@ class TetherApp(App[str]):
         if self._detach_worker is not None and self._detach_worker.is_running:
             return
         self.query_one(EventLog).add_line(LogLine("Detaching…"))
-        self._detach_worker = self._detach()
+        self._detach_worker = self._detach_session()
 
     def action_attach(self) -> None:
         """Hand the terminal to `ssh -t NODE tmux attach`; the console comes back when it ends."""
@@ -450,9 +574,15 @@ class TetherApp(App[str]):
                 self._rebuild()
 
         # It ends the run (days of training, maybe): never on one stray key.
-        self.push_screen(ConfirmScreen("Rebuild the layout", "This kills the tmux session on the node and the run in "
-                                       "it, then lays the session out again and starts the run anew.", "Kill and rebuild"),
-                         answered)
+        self.push_screen(
+            ConfirmScreen(
+                "Rebuild the layout",
+                "This kills the tmux session on the node and the run in "
+                "it, then lays the session out again and starts the run anew.",
+                "Kill and rebuild",
+            ),
+            answered,
+        )
 
     def action_down(self) -> None:
         def answered(down: bool | None) -> None:
@@ -462,8 +592,15 @@ class TetherApp(App[str]):
 
         allocation = self._allocation
         job = f" and job {allocation.job_id}" if allocation and allocation.job_id else ""
-        self.push_screen(ConfirmScreen("Down", f"This ends the run, the tmux session on the node{job}, and closes "
-                                       "the connections. Your files on the node stay.", "Stop everything"), answered)
+        self.push_screen(
+            ConfirmScreen(
+                "Down",
+                f"This ends the run, the tmux session on the node{job}, and closes "
+                "the connections. Your files on the node stay.",
+                "Stop everything",
+            ),
+            answered,
+        )
 
     def copy_debug_address(self, address: str) -> None:
         self.copy_to_clipboard(address)  # OSC 52: the terminal's clipboard, also over ssh
@@ -542,7 +679,7 @@ class TetherApp(App[str]):
         allocation = self._allocation
         if allocation is None or allocation.job_id is None:
             return False
-        return True if allocation.state in (JOB_ENDED, "") else None
+        return True if allocation.state in (JobState.ENDED, JobState.UNWATCHED) else None
 
     def action_allocate_again(self) -> None:
         if self._new_job_worker is not None and self._new_job_worker.is_running:
@@ -560,7 +697,7 @@ class TetherApp(App[str]):
 
     @work(name=RECONNECT_WORKER, group=RECONNECT_WORKER, exclusive=True, exit_on_error=False)
     async def _reconnect_now(self) -> None:
-        await self.session.reconnect_now()  # type: ignore[attr-defined]  # checked in check_action
+        await self.session.reconnect_now()
 
     def action_cycle_theme(self) -> None:
         names = list(self.tether_themes)
@@ -574,8 +711,11 @@ class TetherApp(App[str]):
             try:
                 self.prefs.remember_theme(name)
             except OSError as exc:  # the switch itself worked; only the memory of it did not
-                self.notify(f"Could not remember the theme in {self.prefs.path}: {exc.strerror or exc}",
-                            title="Tether", severity="warning")
+                self.notify(
+                    f"Could not remember the theme in {self.prefs.path}: {exc.strerror or exc}",
+                    title="Tether",
+                    severity="warning",
+                )
 
     def _apply_requested_theme(self) -> None:
         name = self._requested_theme

@@ -134,9 +134,7 @@ def validate_theme_data(data: dict[str, Any]) -> list[str]:
 
     name = data.get("name")
     if name is not None and not (isinstance(name, str) and _NAME_PATTERN.match(name)):
-        problems.append(
-            f"'name' must be lower-case letters, digits and dashes (like \"dark\"), not {name!r}"
-        )
+        problems.append(f"'name' must be lower-case letters, digits and dashes (like \"dark\"), not {name!r}")
     dark = data.get("dark")
     if dark is not None and not isinstance(dark, bool):
         problems.append(f"'dark' must be true or false, not {dark!r}")
@@ -156,8 +154,9 @@ def validate_theme_data(data: dict[str, Any]) -> list[str]:
             if not isinstance(value, str):
                 problems.append(f"variables.{key} must be a string, not {value!r}")
             elif ansi and _looks_like_colour(value) and Color.parse(value).ansi is None:
-                problems.append(f"variables.{key} must be an ANSI colour in an ansi theme, not {value!r}"
-                                f" (like \"ansi_bright_blue\")")
+                problems.append(
+                    f'variables.{key} must be an ANSI colour in an ansi theme, not {value!r} (like "ansi_bright_blue")'
+                )
     return problems
 
 
@@ -170,7 +169,7 @@ def _looks_like_colour(value: str) -> bool:
 
 
 def _colour_problems(key: str, value: object, *, ansi: bool = False) -> list[str]:
-    example = "\"ansi_blue\"" if ansi else "\"#4C9BE8\""
+    example = '"ansi_blue"' if ansi else '"#4C9BE8"'
     if not isinstance(value, str):
         return [f"{key!r} must be a colour string like {example}, not {value!r}"]
     try:

@@ -80,7 +80,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "layout": ("panes",),
     "debug": ("mode", "wait_timeout", "ranks", "provide_debugpy", "vscode_port"),
     "scheduler": SCHEDULER_KEYS,
-    "ui": ("theme", "stats_interval", "keys"),
+    "ui": ("theme", "stats_interval", "keys", "terminal_alert"),
 }
 _HOME_SECTION = {key: section for section, keys in SECTION_KEYS.items() for key in keys}
 
@@ -108,9 +108,7 @@ def load_workspace(path: Path) -> Workspace:
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         hint = "check the path, or run `tether init` to create it"
-        raise ConfigError(
-            [Problem(display_path(path), None, "", f"cannot read the file: {reason}", hint)]
-        ) from None
+        raise ConfigError([Problem(display_path(path), None, "", f"cannot read the file: {reason}", hint)]) from None
     return parse_workspace(text, path)
 
 
@@ -153,9 +151,7 @@ def _syntax_problem(shown: Path, text: str, message: str) -> Problem:
 def _build(log: ProblemLog, data: Mapping[str, object], config_path: Path) -> Workspace:
     root = TableReader(log, (), data, tuple(SECTION_KEYS))
     _report_top_level(root)
-    sections = {
-        name: root.reader(name, keys, example=f"a [{name}] section") for name, keys in SECTION_KEYS.items()
-    }
+    sections = {name: root.reader(name, keys, example=f"a [{name}] section") for name, keys in SECTION_KEYS.items()}
     for name, section in sections.items():
         if name not in ("ports", "scheduler"):  # those check their own keys
             section.report_unknown_keys(_HOME_SECTION)

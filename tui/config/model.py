@@ -94,11 +94,15 @@ class DebugConfig:
     vscode_port: bool = True
 
 
+TERMINAL_ALERTS = ("off", "bell", "desktop")
+
+
 @dataclass(frozen=True)
 class UiConfig:
     theme: str = ""  # checked by the app, which knows the themes; "": the one the user last picked
     stats_interval: float = 2.0
     keys: tuple[tuple[str, str], ...] = ()  # [ui.keys]: (action, Textual key names, comma-separated)
+    terminal_alert: str = "off"  # also tell the terminal of an alert: "bell", "desktop" (OSC 9), "off"
 
 
 @dataclass(frozen=True)

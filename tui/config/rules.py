@@ -35,9 +35,7 @@ def default_workspace_name(folder_name: str) -> str:
 def check_workspace_name(text: str) -> str:
     """Letters, digits, "_" and "-" only: the name goes into tmux session names and remote paths."""
     if not _WORKSPACE_NAME.fullmatch(text):
-        raise RuleError(
-            f"{text!r} is not a usable name", 'use letters, digits, "_" and "-", e.g. name = "mnist"'
-        )
+        raise RuleError(f"{text!r} is not a usable name", 'use letters, digits, "_" and "-", e.g. name = "mnist"')
     return text
 
 
@@ -99,9 +97,7 @@ def parse_port_text(text: str, where: str = "") -> int:
     """A port written inside a string (``host:PORT``): an integer 1..65535."""
     suffix = f" {where}" if where else ""
     if not text.isdigit():
-        raise RuleError(
-            f"port {text!r}{suffix} is not a number", "use a port between 1 and 65535, e.g. host:2222"
-        )
+        raise RuleError(f"port {text!r}{suffix} is not a number", "use a port between 1 and 65535, e.g. host:2222")
     return check_port(int(text), suffix)
 
 

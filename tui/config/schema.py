@@ -168,9 +168,7 @@ class TableReader:
     """Typed access to one TOML table. Each getter returns the value, or records a problem and
     returns the default, so reading goes on and every problem is found in one pass."""
 
-    def __init__(
-        self, log: ProblemLog, path: KeyPath, table: Mapping[str, object], known: Collection[str]
-    ) -> None:
+    def __init__(self, log: ProblemLog, path: KeyPath, table: Mapping[str, object], known: Collection[str]) -> None:
         self.log = log
         self.path = path
         self.table = table
@@ -183,9 +181,7 @@ class TableReader:
         self.log.add(self.path + (key,), message, hint)
 
     def type_problem(self, key: str, expected: str, value: object, example: object) -> None:
-        self.problem(
-            key, f"expected {expected}, got {describe_value(value)}", self._type_hint(key, value, example)
-        )
+        self.problem(key, f"expected {expected}, got {describe_value(value)}", self._type_hint(key, value, example))
 
     def _type_hint(self, key: str, value: object, example: object) -> str:
         quoted_number = isinstance(value, str) and value.strip().lstrip("-").isdigit()
@@ -242,9 +238,7 @@ class TableReader:
             return None
         return value
 
-    def integer(
-        self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
+    def integer(self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self.get(key)
         if value is MISSING:
             return default
@@ -264,9 +258,7 @@ class TableReader:
             return None
         return value if self._in_range(key, value, minimum, None, example) else None
 
-    def number(
-        self, key: str, default: float, *, above: float | None = None, at_most: float | None = None
-    ) -> float:
+    def number(self, key: str, default: float, *, above: float | None = None, at_most: float | None = None) -> float:
         """A float; integers are accepted too (``1`` for ``1.0``)."""
         value = self.get(key)
         if value is MISSING:
@@ -278,9 +270,7 @@ class TableReader:
         too_high = at_most is not None and value > at_most
         if too_low or too_high:
             bounds = f"greater than {above}" + (f" and at most {at_most}" if at_most is not None else "")
-            self.problem(
-                key, f"must be {bounds}, got {value}", f"write it like {key} = {toml_value(default)}"
-            )
+            self.problem(key, f"must be {bounds}, got {value}", f"write it like {key} = {toml_value(default)}")
             return default
         return float(value)
 

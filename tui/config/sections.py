@@ -13,6 +13,7 @@ from tui.config.model import (
     BUILTIN_PANES,
     DEFAULT_PROTECT,
     NODE_FROM_SCHEDULER,
+    TERMINAL_ALERTS,
     ConnectionConfig,
     DebugConfig,
     LayoutConfig,
@@ -100,7 +101,7 @@ def read_connection(
 def _read_sync_via(section: TableReader, scheduler: SchedulerConfig) -> str:
     sync_via = section.choice("sync_via", "node", ("node", "login"))
     if sync_via == "login" and scheduler.kind == "kube":
-        section.problem("sync_via", 'a pod has no login host to sync through', 'remove sync_via (or set it to "node")')
+        section.problem("sync_via", "a pod has no login host to sync through", 'remove sync_via (or set it to "node")')
         return "node"
     return sync_via
 
@@ -175,9 +176,7 @@ def _read_control_persist(section: TableReader) -> int:
 def _non_empty_string(section: TableReader, key: str, default: str) -> str:
     value = section.string(key, default)
     if not value.strip():
-        section.problem(
-            key, "is empty", f"write it like {key} = {toml_value(default)}, or remove it for the default"
-        )
+        section.problem(key, "is empty", f"write it like {key} = {toml_value(default)}, or remove it for the default")
         return default
     return value
 
@@ -224,6 +223,7 @@ def read_ui(section: TableReader) -> UiConfig:
         theme=section.string("theme", ""),
         stats_interval=section.number("stats_interval", 2.0, above=0),
         keys=read_keys(section.reader("keys", DEFAULT_KEYS, example='{ restart = "f5" }')),
+        terminal_alert=section.choice("terminal_alert", "off", TERMINAL_ALERTS),
     )
 
 
@@ -234,8 +234,11 @@ def read_keys(table: TableReader) -> tuple[tuple[str, str], ...]:
     for action in table.table:
         if action not in DEFAULT_KEYS:
             close = suggest(action, DEFAULT_KEYS)
-            table.problem(action, f"unknown action '{action}' in [ui.keys]",
-                          f"did you mean '{close}'?" if close else "actions: " + ", ".join(DEFAULT_KEYS))
+            table.problem(
+                action,
+                f"unknown action '{action}' in [ui.keys]",
+                f"did you mean '{close}'?" if close else "actions: " + ", ".join(DEFAULT_KEYS),
+            )
             continue
         value = table.get(action)
         texts = [value] if isinstance(value, str) else value if isinstance(value, list) else None
@@ -245,9 +248,11 @@ def read_keys(table: TableReader) -> tuple[tuple[str, str], ...]:
         names = tuple(key_name(text) for text in texts)
         bad = [text for text, name in zip(texts, names) if name is None]
         if bad:
-            table.problem(action, f"{', '.join(map(repr, bad))} is not a key",
-                          'write a character ("r", "?"), a name ("f5", "enter", "pageup") or '
-                          'modifiers and a key ("ctrl+r")')
+            table.problem(
+                action,
+                f"{', '.join(map(repr, bad))} is not a key",
+                'write a character ("r", "?"), a name ("f5", "enter", "pageup") or modifiers and a key ("ctrl+r")',
+            )
             continue
         chosen[action] = tuple(name for name in names if name is not None)
     in_force = {action: chosen.get(action, (default,)) for action, default in DEFAULT_KEYS.items()}
@@ -256,8 +261,7 @@ def read_keys(table: TableReader) -> tuple[tuple[str, str], ...]:
         for key in keys:
             if key in owner and (action in chosen or owner[key] in chosen):
                 mine, theirs = (action, owner[key]) if action in chosen else (owner[key], action)
-                hint = (f"give '{theirs}' another key too" if theirs not in chosen
-                        else "use another key for one of them")
+                hint = f"give '{theirs}' another key too" if theirs not in chosen else "use another key for one of them"
                 table.problem(mine, f"'{key}' is also the key of '{theirs}'", hint)
             owner.setdefault(key, action)
     return tuple((action, ",".join(keys)) for action, keys in chosen.items())

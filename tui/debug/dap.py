@@ -23,8 +23,9 @@ import collections
 import contextlib
 import json
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from tui.errors import TetherError
 
@@ -337,9 +338,7 @@ class DapClient:
         try:
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
-            raise DapError(
-                f"the debug adapter at {self.address} sent no '{name}' event within {timeout:g}s"
-            ) from None
+            raise DapError(f"the debug adapter at {self.address} sent no '{name}' event within {timeout:g}s") from None
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
@@ -417,9 +416,9 @@ class DapClient:
             if not future.done():
                 future.set_exception(DapError(f"no answer to '{command}': {reason} ({self.address})"))
         self._pending.clear()
-        for name, _, future in self._waiters:
-            if not future.done():
-                future.set_exception(DapError(f"no '{name}' event: {reason} ({self.address})"))
+        for name, _, waiting in self._waiters:
+            if not waiting.done():
+                waiting.set_exception(DapError(f"no '{name}' event: {reason} ({self.address})"))
         self._waiters.clear()
 
     # ---- the requests the console uses ------------------------------------------------------
@@ -461,7 +460,8 @@ class DapClient:
         attached = await self.send_request("attach", arguments)
         initialized = asyncio.ensure_future(self.wait_for_event("initialized", timeout=timeout))
         try:
-            await asyncio.wait({initialized, attached}, return_when=asyncio.FIRST_COMPLETED)
+            either: set[asyncio.Future[Any]] = {initialized, attached}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if attached.done() and not initialized.done():
                 # debugpy answers early only to refuse (no initialized event will come): raise
                 # that error now. Adapters that accept early still send initialized next.

@@ -16,11 +16,12 @@ import contextlib
 import importlib.util
 import io
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tui.config import Workspace
-from tui.events import DebuggerWaiting, EventSink, Notice, RankState, RunState
+from tui.events import DebuggerWaiting, EventSink, Notice, RankState, RankStatus, RunState
 from tui.remote.agent_channel import AgentChannel
 from tui.remote.tunnel import Tunnels
 
@@ -73,7 +74,11 @@ def debugpy_bundle() -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(root.rglob("*")):
-            if path.is_dir() or "__pycache__" in path.parts or path.suffix in (".pyc", ".dll", ".exe", ".dylib", ".pdb"):
+            if (
+                path.is_dir()
+                or "__pycache__" in path.parts
+                or path.suffix in (".pyc", ".dll", ".exe", ".dylib", ".pdb")
+            ):
                 continue
             tar.add(path, arcname=f"debugpy/{path.relative_to(root)}", recursive=False)
     return buffer.getvalue()
@@ -82,8 +87,13 @@ def debugpy_bundle() -> bytes:
 class DebugRuns:
     """The run's ranks as the console shows them, and the forwards that reach their debuggers."""
 
-    def __init__(self, workspace: Workspace, tunnels: Tunnels, sink: EventSink,
-                 provide_debugpy: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        tunnels: Tunnels,
+        sink: EventSink,
+        provide_debugpy: Callable[[], bool] = lambda: False,
+    ) -> None:
         """``provide_debugpy`` is called when a rank waits for Tether's copy of debugpy and
         [debug] provide_debugpy is "auto": it starts copying it (and then restarts the loops), or
         returns False when it will not (it did already, and the run's python still finds none)."""
@@ -110,8 +120,9 @@ class DebugRuns:
         if vscode_port:
             self._warn_shared_laptop()
         for entry in self.ranks if vscode_port else ():
-            forward = await self.tunnels.add(rank_forward_name(int(entry["rank"])), int(entry["port"]),
-                                             self.local_ports.get(int(entry["rank"]), 0))
+            forward = await self.tunnels.add(
+                rank_forward_name(int(entry["rank"])), int(entry["port"]), self.local_ports.get(int(entry["rank"]), 0)
+            )
             self.local_ports[int(entry["rank"])] = forward.local_port
         for port in self.workspace.ports:
             try:
@@ -127,10 +138,12 @@ class DebugRuns:
         """Once: other people use this machine, and the laptop's 127.0.0.1 port is theirs to reach too."""
         others = other_local_users()
         if others:
-            self._tell(f"other users are logged in to this machine ({', '.join(others[:5])}): the debug port "
-                       "forwarded to 127.0.0.1 here for VS Code is open to them too, and gives code execution "
-                       "on the node as you; set [debug] vscode_port = false in tether.toml to turn it off",
-                       "warning")
+            self._tell(
+                f"other users are logged in to this machine ({', '.join(others[:5])}): the debug port "
+                "forwarded to 127.0.0.1 here for VS Code is open to them too, and gives code execution "
+                "on the node as you; set [debug] vscode_port = false in tether.toml to turn it off",
+                "warning",
+            )
 
     def write_launch_json(self) -> Path | None:
         if not self.ranks or not self.remote_root or self.mode == "off" or not self.workspace.debug.vscode_port:
@@ -139,8 +152,13 @@ class DebugRuns:
 
         root = self.workspace.local_root
         try:
-            return write_launch_json(root, self.workspace.name, root, self.remote_root,
-                                     [self.local_ports[int(e["rank"])] for e in self.ranks])
+            return write_launch_json(
+                root,
+                self.workspace.name,
+                root,
+                self.remote_root,
+                [self.local_ports[int(e["rank"])] for e in self.ranks],
+            )
         except Exception as exc:  # noqa: BLE001 - a broken launch.json is the user's to fix; say so
             self._tell(f"could not update .vscode/launch.json: {exc}", "warning")
             return None
@@ -161,21 +179,36 @@ class DebugRuns:
             rank, state = int(entry["rank"]), self.states.get(entry["state"])
             local = self.local_ports.get(rank, 0)
             if not state:
-                found.append(RankState(rank, "starting", int(entry["port"]), local))
+                found.append(RankState(rank, RankStatus.STARTING, int(entry["port"]), local))
                 continue
-            status = str(state.get("status", "starting"))
+            status = RankStatus.of(state.get("status", "starting"))
             if not state.get("loop_alive", True) and state.get("loop_running"):
-                status, reason = "crashed", "the debug loop was killed"
+                status, reason = RankStatus.CRASHED, "the debug loop was killed"
             else:
                 reason = str(state.get("exit_reason") or "")
-            if not state.get("loop_alive", True) and not state.get("loop_running") and status not in ("exited", "crashed"):
-                status = "stopped"
-            found.append(RankState(
-                rank, status, int(state.get("port") or entry["port"]), local, state.get("pid"),
-                int(state.get("restarts") or 0), state.get("started_at"), state.get("exit_code"), reason,
-                str(state.get("waiting_at") or ""), float(state.get("backoff_s") or 0.0),
-                bool(state.get("debugpy_missing")), str(state.get("fix") or ""),
-            ))
+            if (
+                not state.get("loop_alive", True)
+                and not state.get("loop_running")
+                and status not in (RankStatus.EXITED, RankStatus.CRASHED)
+            ):
+                status = RankStatus.STOPPED
+            found.append(
+                RankState(
+                    rank,
+                    status,
+                    int(state.get("port") or entry["port"]),
+                    local,
+                    state.get("pid"),
+                    int(state.get("restarts") or 0),
+                    state.get("started_at"),
+                    state.get("exit_code"),
+                    reason,
+                    str(state.get("waiting_at") or ""),
+                    float(state.get("backoff_s") or 0.0),
+                    bool(state.get("debugpy_missing")),
+                    str(state.get("fix") or ""),
+                )
+            )
         return tuple(found)
 
     def emit(self) -> None:
@@ -183,8 +216,13 @@ class DebugRuns:
         for rank in ranks:
             if rank.waiting_at and self._waiting.get(rank.rank) != rank.waiting_at:
                 self.sink(DebuggerWaiting(rank.rank, rank.waiting_at, rank.local_port))
-                self.sink(Notice(f"rank {rank.rank}: waiting for debugger at {rank.waiting_at} "
-                                 f"(attach to 127.0.0.1:{rank.local_port})", "warning"))
+                self.sink(
+                    Notice(
+                        f"rank {rank.rank}: waiting for debugger at {rank.waiting_at} "
+                        f"(attach to 127.0.0.1:{rank.local_port})",
+                        "warning",
+                    )
+                )
             self._waiting[rank.rank] = rank.waiting_at
         if any(rank.debugpy_missing for rank in ranks):
             self._debugpy_missing(next(rank for rank in ranks if rank.debugpy_missing))
@@ -197,11 +235,17 @@ class DebugRuns:
         choice = self.workspace.debug.provide_debugpy
         if choice == "auto":
             if not self._provide_debugpy():
-                self._tell(f"Tether's copy of debugpy did not help the run's python ({rank.reason or 'no debugpy'}): "
-                           f"install debugpy there: {rank.fix}", "error")
+                self._tell(
+                    f"Tether's copy of debugpy did not help the run's python ({rank.reason or 'no debugpy'}): "
+                    f"install debugpy there: {rank.fix}",
+                    "error",
+                )
         elif choice == "ask":
-            self._tell("The run's python has no debugpy: copy Tether's own to the node with the command "
-                       "'Make debugpy available' (ctrl+p; works offline), or install it there: " + rank.fix, "warning")
+            self._tell(
+                "The run's python has no debugpy: copy Tether's own to the node with the command "
+                "'Make debugpy available' (ctrl+p; works offline), or install it there: " + rank.fix,
+                "warning",
+            )
         else:
             self._tell(rank.reason or f"debugpy is not installed for the run's python: {rank.fix}", "error")
 
@@ -215,6 +259,7 @@ class DebugRuns:
         """Send ``command`` (restart, stop, quit, status) to every rank's loop; their replies."""
         if not self.ranks:
             raise RuntimeError("the run has no debug loop (a [layout] run pane with its own command?)")
-        replies = await asyncio.gather(*(agent.request("loop.control", state=e["state"], command=command)
-                                         for e in self.ranks))
+        replies = await asyncio.gather(
+            *(agent.request("loop.control", state=e["state"], command=command) for e in self.ranks)
+        )
         return [reply.get("reply", {}) for reply in replies]

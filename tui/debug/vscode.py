@@ -173,8 +173,9 @@ class _Parser:
     def decode(self, token: _Token) -> Any:
         try:
             return json.loads(self.text[token.start : token.end])
-        except ValueError as exc:
-            raise self.error(token.start, f"bad string or number ({exc.msg})") from None
+        except ValueError as exc:  # JSONDecodeError names the problem; int() past its digit limit does not
+            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise self.error(token.start, f"bad string or number ({detail})") from None
 
     def container(self, opening: str) -> _Node:
         closing = "}" if opening == "{" else "]"
@@ -315,9 +316,7 @@ def new_launch_json(configurations: list[dict[str, Any]]) -> str:
     return json.dumps({"version": "0.2.0", "configurations": configurations}, indent=4) + "\n"
 
 
-def write_launch_json(
-    folder: Path, workspace_name: str, local_root: Path, remote_root: str, ports: list[int]
-) -> Path:
+def write_launch_json(folder: Path, workspace_name: str, local_root: Path, remote_root: str, ports: list[int]) -> Path:
     """Create or update ``folder/.vscode/launch.json`` with one attach configuration per port.
 
     ``folder`` is the folder VS Code opens; when ``local_root`` is that folder, the mapping says

@@ -20,8 +20,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import MutableMapping
-from typing import Any, BinaryIO, Callable
+from collections.abc import Callable, MutableMapping
+from typing import Any, BinaryIO
 
 from tui.node import protocol
 
@@ -29,7 +29,11 @@ Handler = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 # Modules with a ``register(agent)`` function, loaded at start. Each capability adds its own here.
 CAPABILITIES: tuple[str, ...] = (
-    "tui.node.files", "tui.node.layout", "tui.node.stats", "tui.node.loopstate", "tui.node.relay"
+    "tui.node.files",
+    "tui.node.layout",
+    "tui.node.stats",
+    "tui.node.loopstate",
+    "tui.node.relay",
 )
 
 

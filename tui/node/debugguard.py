@@ -30,6 +30,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Callable
+from typing import Any
 
 GUARD_MODULE = "tether_debugguard"  # this file's name where the loop copies it
 ADAPTER_DIR = "tether_adapter"  # next to this file: its __main__.py runs the guarded adapter
@@ -53,10 +55,10 @@ def _note(text: str) -> None:
         pass  # the adapter closes its stdio
 
 
-def _address(hex_address: str) -> tuple:
+def _address(hex_address: str) -> tuple[str, int]:
     host, port = hex_address.split(":")
     raw = bytes.fromhex(host)
-    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # /proc prints 32-bit words host-endian
+    raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # /proc prints 32-bit words host-endian
     text = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
     return _plain(text), int(port, 16)
 
@@ -105,7 +107,7 @@ def peer_allowed(conn: socket.socket) -> bool:
 class GuardedSocket(socket.socket):
     """A listening socket whose accept() hands out only connections of this uid (or root)."""
 
-    def accept(self):  # type: ignore[override]
+    def accept(self) -> tuple[socket.socket, Any]:
         while True:
             conn, address = super().accept()
             if peer_allowed(conn):
@@ -116,8 +118,10 @@ class GuardedSocket(socket.socket):
                 _note("refused a debugger connection: /proc/net/tcp is missing, so who connects cannot be checked")
             else:
                 who = "a closed socket" if owner is None else "uid %d" % owner
-                _note("refused a debugger connection from %s on port %s: only uid %d may attach"
-                      % (who, self.getsockname()[1], os.getuid()))
+                _note(
+                    "refused a debugger connection from %s on port %s: only uid %d may attach"
+                    % (who, self.getsockname()[1], os.getuid())
+                )
 
 
 class WaitsForReader(socket.socket):
@@ -161,17 +165,20 @@ def install(spawns_adapter: bool = True) -> None:
         return
     create_server = getattr(sockets, "create_server", None)
     if create_server is None:
-        raise RuntimeError("this debugpy (%s) has no debugpy.common.sockets.create_server: Tether cannot keep "
-                           "other users out of it; use debugpy >= 1.0" % getattr(debugpy, "__version__", "?"))
+        raise RuntimeError(
+            "this debugpy (%s) has no debugpy.common.sockets.create_server: Tether cannot keep "
+            "other users out of it; use debugpy >= 1.0" % getattr(debugpy, "__version__", "?")
+        )
 
-    def guarded_create_server(*args, **kwargs):
+    def guarded_create_server(*args: Any, **kwargs: Any) -> Any:
         return guard(create_server(*args, **kwargs))
 
     sockets.create_server = guarded_create_server
-    sockets._tether_guarded = True
+    setattr(sockets, "_tether_guarded", True)  # noqa: B010 - a mark on debugpy's module, not ours
     if not spawns_adapter:
         return
     from debugpy import adapter
+
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), ADAPTER_DIR)
     if not os.path.isfile(os.path.join(folder, "__main__.py")):
         raise RuntimeError("%s is missing: the loop writes it next to tether_debugguard.py" % folder)
@@ -206,7 +213,7 @@ def adapter_main() -> None:
 
     create_client = sockets.create_client  # the adapter's one client socket: the endpoints for the debuggee
 
-    def waiting_client(*args, **kwargs):
+    def waiting_client(*args: Any, **kwargs: Any) -> socket.socket:
         client = create_client(*args, **kwargs)
         return WaitsForReader(client.family, client.type, client.proto, fileno=client.detach())
 
@@ -223,7 +230,7 @@ def adapter_main() -> None:
     debugpy_adapter()
 
 
-def survive_quick_reattach(sockets) -> None:
+def survive_quick_reattach(sockets: Any) -> None:
     """Keep debugpy's adapter answering when a client attaches right after another detached.
 
     debugpy (seen in 1.8) tells the oldest session still registered which ports it listens on
@@ -241,7 +248,8 @@ def survive_quick_reattach(sockets) -> None:
     registered = getattr(sessions, "_sessions", None)
     lock = getattr(sessions, "_lock", None)
     if registered is not None and lock is not None and hasattr(sessions, "report_sockets"):
-        def report_sockets():
+
+        def report_sockets() -> None:
             with lock:
                 live = sorted(registered, key=lambda session: session.id)
             for session in live:
@@ -260,8 +268,8 @@ def survive_quick_reattach(sockets) -> None:
     if serve is None:
         return
 
-    def serve_surviving(name, handler, *args, **kwargs):
-        def handle(sock):
+    def serve_surviving(name: str, handler: Callable[[Any], None], *args: Any, **kwargs: Any) -> Any:
+        def handle(sock: Any) -> None:
             try:
                 handler(sock)
             except Exception as exc:  # noqa: BLE001 - one bad connection must not end the accept loop

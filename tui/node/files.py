@@ -4,8 +4,10 @@ Stdlib only (it runs on the node). Ops, all scoped to a remote root opened first
   files.open     {root, protect}            -> {root (real path), home, created}; refuses /, $HOME
                                                and its parents (checked against the node's real $HOME)
   files.manifest {root, exclude}            -> {entries: [[path, kind, size, mtime_ns, mode, target]]}
-  files.apply    {root, ops}                -> {done, conflicts, skipped, errors}
-  files.prepare  {root, paths, expect}      -> {conflicts}: node-edited files moved aside before rsync;
+  files.apply    {root, ops, delete_theirs} -> {done, conflicts, skipped, errors, kept}: ``kept``, the
+                                               node's own files a delete left (unless delete_theirs)
+  files.prepare  {root, paths, expect, theirs_aside} -> {conflicts}: node-edited files (and with
+                                               theirs_aside the node's own) moved aside before rsync;
                                                ``expect`` [[path, size, mtime_ns]]: what rsync will write
   files.record   {root, paths}              -> {}: remember what Tether just wrote (after rsync)
   files.read     {root, path}               -> {data (base64), mode, mtime_ns}
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -39,7 +42,8 @@ import os
 import re
 import stat
 import time
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 STATE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "tether", "sync")
 TMP_PREFIX = ".tether-tmp-"
@@ -47,16 +51,72 @@ BACKUP_DIR = ".tether-backup"  # in the remote root; "keep theirs" moves the nod
 
 
 # System folders: never a remote root themselves (a project below most of them is fine: /tmp/me/p).
-SYSTEM_FOLDERS = frozenset((
-    "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt",
-    "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr", "/var", "/Users", "/Volumes",
-    "/Applications", "/Library", "/System", "/private", "/private/tmp", "/private/var", "/private/etc",
-    "/usr/local", "/var/tmp", "/var/lib", "/var/log", "/var/cache", "/var/spool", "/var/mail", "/var/opt",
-    "/var/run", "/run/user", "/dev/shm", "/nix", "/nix/store",
-))
+SYSTEM_FOLDERS = frozenset(
+    (
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/snap",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/var",
+        "/Users",
+        "/Volumes",
+        "/Applications",
+        "/Library",
+        "/System",
+        "/private",
+        "/private/tmp",
+        "/private/var",
+        "/private/etc",
+        "/usr/local",
+        "/var/tmp",
+        "/var/lib",
+        "/var/log",
+        "/var/cache",
+        "/var/spool",
+        "/var/mail",
+        "/var/opt",
+        "/var/run",
+        "/run/user",
+        "/dev/shm",
+        "/nix",
+        "/nix/store",
+    )
+)
 # System trees: nothing inside them either.
-SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys",
-                "/usr", "/System", "/private/etc", "/nix/store")
+SYSTEM_TREES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/System",
+    "/private/etc",
+    "/nix/store",
+)
 # Dot-folders of the home whose insides are never a project either (keys, Tether's own journal).
 HOME_TREES = (".ssh", ".gnupg", ".cache/tether")
 
@@ -141,6 +201,10 @@ class Root:
         # (size, mtime) rsync is about to write, so a cut between rsync and files.record does not
         # make Tether's own write look like a node-side edit.
         self.expected: dict[str, list[int]] = {}
+        # Per request: the node's own files (no record that Tether wrote them) a delete left in
+        # place, and whether the user allowed them to go.
+        self.kept: list[str] = []
+        self.delete_theirs = False
         with self._locked() as owner:  # this agent owns the root now; an older one is fenced off
             owner.seek(0)
             owner.truncate()
@@ -344,12 +408,18 @@ class Root:
             return True  # below a symlink: no such path in the tree
         try:
             st = os.lstat(target)
-        except (FileNotFoundError, NotADirectoryError):  # gone, or its folder is a file now
-            return True
+        except OSError as exc:
+            # Gone, its folder a file now, or below a symlink loop (realpath above cannot tell).
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return True
+            raise
         if not stat.S_ISDIR(st.st_mode):
             if self.modified_on_node(rel, st):
                 self.conflict_copy(rel, conflicts)
                 return True
+            if stat.S_ISREG(st.st_mode) and not self.delete_theirs and not self.written_by_tether(rel, st):
+                self.kept.append(rel)  # the run's output, say: the laptop asks before it goes
+                return False
             os.unlink(target)
             self.forget([rel])
             return True
@@ -371,8 +441,12 @@ class Root:
             st = None
         if st is not None and stat.S_ISDIR(st.st_mode):
             if not self.delete(rel, conflicts):
-                raise ValueError(f"{rel!r}: a folder with protected files is in the way")
-        elif st is not None and self.modified_on_node(rel, st):
+                raise ValueError(f"{rel!r}: a folder with protected files or the node's own files is in the way")
+        elif (
+            st is not None
+            and stat.S_ISREG(st.st_mode)
+            and (self.modified_on_node(rel, st) or not (self.delete_theirs or self.written_by_tether(rel, st)))
+        ):
             with open(target, "rb") as current:
                 same = st.st_size == len(data) and current.read() == data
             if not same:
@@ -414,15 +488,16 @@ class Root:
         self._verified.clear()
         if os.path.lexists(target):
             if not self.delete(rel, conflicts):
-                raise ValueError(f"{rel!r}: a folder with protected files is in the way")
+                raise ValueError(f"{rel!r}: a folder with protected files or the node's own files is in the way")
         tmp = os.path.join(os.path.dirname(target), f"{TMP_PREFIX}{os.getpid()}-link")
         if os.path.lexists(tmp):
             os.unlink(tmp)
         os.symlink(op["l"], tmp)
         os.replace(tmp, target)
 
-    def apply(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    def apply(self, ops: list[dict[str, Any]], delete_theirs: bool = False) -> dict[str, Any]:
         conflicts: list[dict[str, str]] = []
+        self.kept, self.delete_theirs = [], delete_theirs
         skipped: list[str] = []
         errors: list[dict[str, str]] = []
         done = 0
@@ -446,7 +521,8 @@ class Root:
                 done += 1
             except (OSError, ValueError) as exc:
                 errors.append({"path": str(rel), "error": str(exc)})
-        return {"done": done, "conflicts": conflicts, "skipped": skipped, "errors": errors}
+        kept, self.kept, self.delete_theirs = self.kept, [], False
+        return {"done": done, "conflicts": conflicts, "skipped": skipped, "errors": errors, "kept": kept}
 
     def manifest(self, exclude: Matcher, unknown: list[str] | None = None) -> list[list[Any]]:
         entries: list[list[Any]] = []
@@ -481,8 +557,9 @@ class Root:
                         unknown.append(rel)
         return entries
 
-    def prepare(self, paths: list[str], expected: list[list[Any]]) -> list[dict[str, str]]:
-        """Move node-edited files aside before rsync overwrites them; note what rsync will write."""
+    def prepare(self, paths: list[str], expected: list[list[Any]], theirs_aside: bool = False) -> list[dict[str, str]]:
+        """Move node-edited files aside before rsync overwrites them (and, with ``theirs_aside``, the
+        node's own files too); note what rsync will write."""
         conflicts: list[dict[str, str]] = []
         for rel in paths:
             rel = clean_relpath(rel)
@@ -490,7 +567,8 @@ class Root:
                 st = os.lstat(self.abs(rel))
             except OSError:
                 continue
-            if self.modified_on_node(rel, st):
+            theirs = theirs_aside and stat.S_ISREG(st.st_mode) and not self.written_by_tether(rel, st)
+            if theirs or self.modified_on_node(rel, st):
                 self.conflict_copy(rel, conflicts)
         self.expect(expected)
         return conflicts
@@ -518,7 +596,13 @@ class Files:
         if not message.get("claim", True):
             # A reader (`tether pull`) needs the real path only: taking the root over would fence
             # off the sync that runs beside it (its next push "dropped"), and reading creates nothing.
-            return {"op": "files.open", "root": real, "home": home, "created": False, "missing": not os.path.isdir(real)}
+            return {
+                "op": "files.open",
+                "root": real,
+                "home": home,
+                "created": False,
+                "missing": not os.path.isdir(real),
+            }
         created = not os.path.isdir(real)
         if created and not message.get("create", True):
             return {"op": "files.open", "root": real, "home": home, "created": False, "missing": True}
@@ -535,12 +619,17 @@ class Files:
     def apply(self, message: dict[str, Any]) -> dict[str, Any]:
         root = self.root(message)
         with root.writing():
-            return {"op": "files.apply", **root.apply(message.get("ops", []))}
+            return {"op": "files.apply", **root.apply(message.get("ops", []), bool(message.get("delete_theirs")))}
 
     def prepare(self, message: dict[str, Any]) -> dict[str, Any]:
         root = self.root(message)
         with root.writing():
-            return {"op": "files.prepare", "conflicts": root.prepare(message.get("paths", []), message.get("expect", []))}
+            return {
+                "op": "files.prepare",
+                "conflicts": root.prepare(
+                    message.get("paths", []), message.get("expect", []), bool(message.get("theirs_aside"))
+                ),
+            }
 
     def record(self, message: dict[str, Any]) -> dict[str, Any]:
         root = self.root(message)
@@ -554,9 +643,12 @@ class Files:
         st = os.lstat(target)
         with open(target, "rb") as source:
             data = source.read()
-        return {"op": "files.read", "data": base64.b64encode(data).decode(), "mode": st.st_mode & 0o7777,
-                "mtime_ns": st.st_mtime_ns}
-
+        return {
+            "op": "files.read",
+            "data": base64.b64encode(data).decode(),
+            "mode": st.st_mode & 0o7777,
+            "mtime_ns": st.st_mtime_ns,
+        }
 
     def hash(self, message: dict[str, Any]) -> dict[str, Any]:
         return {"op": "files.hash", "hashes": self.root(message).hashes(message.get("paths", []))}

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 HOST = "127.0.0.1"  # never 0.0.0.0
 
@@ -26,7 +27,7 @@ def _note(text: str) -> None:
     sys.stderr.flush()
 
 
-def _record(folder: str, info: dict) -> str:
+def _record(folder: str, info: dict[str, Any]) -> str:
     path = os.path.join(folder, "breakpoint.json")
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as handle:
@@ -72,9 +73,18 @@ def breakpointhook(*args: object, **kwargs: object) -> None:
             pass
         breakpointhook._listening = True  # type: ignore[attr-defined]
     where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
-    path = _record(folder, {"token": os.environ.get("TETHER_LOOP_RUN"), "file": os.path.basename(frame.f_code.co_filename),
-                            "path": frame.f_code.co_filename, "line": frame.f_lineno, "pid": os.getpid(),
-                            "port": int(port), "at": time.time()})
+    path = _record(
+        folder,
+        {
+            "token": os.environ.get("TETHER_LOOP_RUN"),
+            "file": os.path.basename(frame.f_code.co_filename),
+            "path": frame.f_code.co_filename,
+            "line": frame.f_lineno,
+            "pid": os.getpid(),
+            "port": int(port),
+            "at": time.time(),
+        },
+    )
     try:
         if not debugpy.is_client_connected():
             _note(f"waiting for debugger at {where} (port {port} on {HOST}; attach from Tether or VS Code)")

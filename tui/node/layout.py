@@ -75,7 +75,8 @@ def log_path(workspace: str) -> Path:
 
 def read_state(workspace: str) -> dict[str, Any]:
     try:
-        return json.loads((state_dir(workspace) / "layout.json").read_text())
+        state: dict[str, Any] = json.loads((state_dir(workspace) / "layout.json").read_text())
+        return state
     except (OSError, ValueError):
         return {}
 
@@ -110,7 +111,7 @@ def free_ports(count: int, host: str = "127.0.0.1", tries: int = 64) -> int:
     for _ in range(tries):
         with socket.socket() as probe:
             probe.bind((host, 0))
-            base = probe.getsockname()[1]
+            base: int = probe.getsockname()[1]
         if base + count > 65535:
             continue
         held = []
@@ -170,10 +171,10 @@ class Layout:
         result = self.server.cmd(*args)
         if result.stderr and result.returncode:
             raise RuntimeError(f"tmux {args[0]}: {' '.join(result.stderr)}")
-        return result.stdout
+        return list(result.stdout)
 
     def exists(self, workspace: str) -> bool:
-        return self.server.cmd("has-session", "-t", f"={session_name(workspace)}").returncode == 0
+        return bool(self.server.cmd("has-session", "-t", f"={session_name(workspace)}").returncode == 0)
 
     def panes(self, workspace: str) -> list[dict[str, Any]] | None:
         fmt = f"#{{pane_id}}\t#{{{PANE_OPTION}}}\t#{{pane_pid}}"
@@ -198,9 +199,11 @@ class Layout:
         if self.server.is_alive():
             return None
         self.agent.log("the holder job started no tmux server: starting one here")
-        return ("the job's batch script started no tmux server (is tmux on PATH in batch jobs? [run] env "
-                "lines run there too), so the run is outside the job: where the node is reached through "
-                "srun it ends when the console detaches")
+        return (
+            "the job's batch script started no tmux server (is tmux on PATH in batch jobs? [run] env "
+            "lines run there too), so the run is outside the job: where the node is reached through "
+            "srun it ends when the console detaches"
+        )
 
     def build(self, spec: dict[str, Any]) -> dict[str, Any]:
         workspace = spec["workspace"]
@@ -213,7 +216,7 @@ class Layout:
         # [run] pass_env values: handed to each run script through a FIFO (tui.node.passenv), never
         # on a command line (`ps`) or in a file.
         self._secrets = {str(k): str(v) for k, v in (spec.get("pass_env") or {}).items()}
-        self._offers: list[Path] = []
+        self._offers = []
         run = spec.get("run", {})
         debug = self._plan_debug(workspace, spec) if run.get("loop") else None
         built: list[tuple[str, Any]] = []
@@ -226,14 +229,22 @@ class Layout:
                     command = self._loop_script_file(workspace, run, debug, 0)
                 elif command:
                     script = state_dir(workspace) / "run.sh"  # a file: `ps` shows a path, not a script
-                    script.write_text("".join(f"{line}\n" for line in self._secret_lines(workspace, 0)) + command + "\n")
+                    script.write_text(
+                        "".join(f"{line}\n" for line in self._secret_lines(workspace, 0)) + command + "\n"
+                    )
                     command = script_command(script)
             if note:
                 notes.append(note)
             if index == 0:
                 session = self.server.new_session(
-                    session_name=name, attach=False, start_directory=root, window_name="tether",
-                    window_command=command, x=width, y=height, environment=pane_env,
+                    session_name=name,
+                    attach=False,
+                    start_directory=root,
+                    window_name="tether",
+                    window_command=command,
+                    x=width,
+                    y=height,
+                    environment=pane_env,
                 )
                 handle = session.active_window.active_pane
             else:
@@ -294,23 +305,33 @@ class Layout:
 
     def _loop_script_file(self, workspace: str, run: dict[str, Any], debug: dict[str, Any], rank: int) -> str:
         entry = debug["ranks"][rank]
-        text = loop_script(run, rank=rank, port=entry["port"], state=Path(entry["state"]), agent_python=sys.executable,
-                           agent_root=_agent_root(), master_port=debug["master_port"], wait_for_pipe=rank == 0,
-                           first=self._secret_lines(workspace, rank))
+        text = loop_script(
+            run,
+            rank=rank,
+            port=entry["port"],
+            state=Path(entry["state"]),
+            agent_python=sys.executable,
+            agent_root=_agent_root(),
+            master_port=debug["master_port"],
+            wait_for_pipe=rank == 0,
+            first=self._secret_lines(workspace, rank),
+        )
         script = state_dir(workspace) / ("run.sh" if rank == 0 else f"run{rank}.sh")
         script.write_text(text + "\n")
         return script_command(script)
 
-    def _rank_panes(self, workspace: str, root: str, run: dict[str, Any], debug: dict[str, Any],
-                    env: dict[str, str]) -> list[tuple[str, Any]]:
+    def _rank_panes(
+        self, workspace: str, root: str, run: dict[str, Any], debug: dict[str, Any], env: dict[str, str]
+    ) -> list[tuple[str, Any]]:
         """Ranks 1..N-1: one loop each, in the panes of a second window ("ranks")."""
         session = self.server.sessions.get(session_name=session_name(workspace))
         built: list[tuple[str, Any]] = []
         for rank in range(1, len(debug["ranks"])):
             command = self._loop_script_file(workspace, run, debug, rank)
             if not built:
-                window = session.new_window(window_name="ranks", start_directory=root, attach=False,
-                                            window_shell=command, environment=env)
+                window = session.new_window(
+                    window_name="ranks", start_directory=root, attach=False, window_shell=command, environment=env
+                )
                 handle = window.active_pane
             else:
                 handle = built[-1][1].split(start_directory=root, shell=command, environment=env)
@@ -356,8 +377,12 @@ class Layout:
         run = next((p for p in panes or [] if p["name"] == "run"), None)
         self.run_pid = run["pid"] if run else None
         return {
-            "session": session_name(workspace), "host": self.host, "exists": panes is not None,
-            "panes": panes or [], "generation": int(state.get("generation", 0)), "notes": state.get("notes", []),
+            "session": session_name(workspace),
+            "host": self.host,
+            "exists": panes is not None,
+            "panes": panes or [],
+            "generation": int(state.get("generation", 0)),
+            "notes": state.get("notes", []),
         }
 
     def down_session(self, workspace: str) -> list[int]:

@@ -64,9 +64,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tui.node import debugguard
 from tui.node import loopstate as ls
@@ -77,8 +78,6 @@ RUN_PYTHONPATH = "TETHER_RUN_PYTHONPATH"  # the user's PYTHONPATH, kept aside wh
 HOOK = "tether_breakpoint.breakpointhook"  # PYTHONBREAKPOINT for the run (tui/node/hook.py, copied next to the state)
 BREAKPOINT_NAME = "breakpoint.json"
 HOOK_DIR = "pyhook"
-
-
 
 
 def install_hook(directory: Path) -> Path | None:
@@ -100,6 +99,7 @@ def install_hook(directory: Path) -> Path | None:
     except OSError:
         return None
     return target
+
 
 MODES = ("attach", "wait", "off")
 QUICK_EXIT_S = 2.0  # a run that ends sooner than this counts towards the backoff
@@ -207,8 +207,16 @@ class Supervisor:
         self.status = "starting"
         self.restarts = -1  # the first start makes it 0
         self.quick_exits = 0
-        self.last: dict[str, Any] = {"pid": None, "pgid": None, "token": None, "exit_code": None, "exit_signal": None,
-                                     "exit_reason": None, "started_at": None, "ended_at": None}
+        self.last: dict[str, Any] = {
+            "pid": None,
+            "pgid": None,
+            "token": None,
+            "exit_code": None,
+            "exit_signal": None,
+            "exit_reason": None,
+            "started_at": None,
+            "ended_at": None,
+        }
         self.start_at: float | None = None  # monotonic time of the next start; None: wait for a command
         self.backoff_s = 0.0
         self.last_start = -1e9
@@ -316,8 +324,15 @@ class Supervisor:
             common["fix"] = self.debugpy_fix()
         if run is not None:
             common.update(
-                pid=run.popen.pid, pgid=run.popen.pid, token=run.token, started_at=run.started_at,
-                ended_at=None, exit_code=None, exit_signal=None, exit_reason=None, debugger_clients=run.clients,
+                pid=run.popen.pid,
+                pgid=run.popen.pid,
+                token=run.token,
+                started_at=run.started_at,
+                ended_at=None,
+                exit_code=None,
+                exit_signal=None,
+                exit_reason=None,
+                debugger_clients=run.clients,
             )
         else:
             common.update(self.last, debugger_clients=0)
@@ -359,8 +374,12 @@ class Supervisor:
         read_fd, write_fd = os.pipe()
         try:
             popen = subprocess.Popen(
-                self.launch.argv, stdout=write_fd, stderr=write_fd, env=env,
-                start_new_session=True, preexec_fn=self.preexec,
+                self.launch.argv,
+                stdout=write_fd,
+                stderr=write_fd,
+                env=env,
+                start_new_session=True,
+                preexec_fn=self.preexec,
             )
         except OSError as exc:
             os.close(read_fd)
@@ -369,8 +388,17 @@ class Supervisor:
             self.backoff_s = 0.0
             self.status = "crashed"
             reason = f"could not start {self.launch.argv[0]}: {exc.strerror}"
-            self.last = dict(self.last, pid=None, pgid=None, token=None, exit_code=127, exit_signal=None,
-                             started_at=time.time(), ended_at=time.time(), exit_reason=reason)
+            self.last = dict(
+                self.last,
+                pid=None,
+                pgid=None,
+                token=None,
+                exit_code=127,
+                exit_signal=None,
+                started_at=time.time(),
+                ended_at=time.time(),
+                exit_reason=reason,
+            )
             self.say(f"{reason} — fix the command, then {_EXIT_HINT}")
             return
         os.close(write_fd)
@@ -385,8 +413,13 @@ class Supervisor:
 
     def _run_env(self, token: str) -> dict[str, Any]:
         """The debuggee's environment: the pane's, the user's PYTHONPATH back, the hook, the port."""
-        env = dict(os.environ, TETHER_LOOP_RUN=token, TETHER_DEBUG_PORT=str(self.options.port),
-                   TETHER_DEBUG_MODE=self.options.mode, TETHER_LOOP_DIR=str(self.dir))
+        env = dict(
+            os.environ,
+            TETHER_LOOP_RUN=token,
+            TETHER_DEBUG_PORT=str(self.options.port),
+            TETHER_DEBUG_MODE=self.options.mode,
+            TETHER_LOOP_DIR=str(self.dir),
+        )
         env.setdefault("PYTHONUNBUFFERED", "1")
         if RUN_PYTHONPATH in env:  # the loop ran with the agent's path; the run gets the user's again
             user_path = env.pop(RUN_PYTHONPATH)
@@ -413,8 +446,17 @@ class Supervisor:
             return False
         probe = [*self.options.prefix, self.python, "-c", "import debugpy"]
         try:
-            found = subprocess.run(probe, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+            found = (
+                subprocess.run(
+                    probe,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=60,
+                ).returncode
+                == 0
+            )
         except (OSError, subprocess.TimeoutExpired):
             found = False
         folder = self.options.debugpy_dir
@@ -432,8 +474,13 @@ class Supervisor:
         externally managed pythons, no pip), asked of that python once."""
         if self._debugpy_fix is None:
             try:
-                kind = subprocess.run([*self.options.prefix, self.python, "-c", PYTHON_ENV_PROBE], text=True,
-                                      stdin=subprocess.DEVNULL, capture_output=True, timeout=60).stdout.strip()
+                kind = subprocess.run(
+                    [*self.options.prefix, self.python, "-c", PYTHON_ENV_PROBE],
+                    text=True,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=60,
+                ).stdout.strip()
             except (OSError, subprocess.TimeoutExpired):
                 kind = ""
             self._debugpy_fix = debugpy_install_fix(self.python, kind)
@@ -445,11 +492,22 @@ class Supervisor:
         the user installs it."""
         fix = self.debugpy_fix()
         if self.options.provide_debugpy == "never":
-            reason = (f"debugpy is not installed for {self.python}, and [debug] provide_debugpy = \"never\": "
-                      f"install it there ({fix}), or set provide_debugpy = \"auto\" to let Tether copy its own")
+            reason = (
+                f'debugpy is not installed for {self.python}, and [debug] provide_debugpy = "never": '
+                f'install it there ({fix}), or set provide_debugpy = "auto" to let Tether copy its own'
+            )
             self.status = "stopped"
-            self.last = dict(self.last, pid=None, pgid=None, token=None, exit_code=None, exit_signal=None,
-                             exit_reason=reason, started_at=time.time(), ended_at=time.time())
+            self.last = dict(
+                self.last,
+                pid=None,
+                pgid=None,
+                token=None,
+                exit_code=None,
+                exit_signal=None,
+                exit_reason=reason,
+                started_at=time.time(),
+                ended_at=time.time(),
+            )
         else:
             reason = f"{self.python} has no debugpy: waiting for Tether's copy"
             self.status = "starting"
@@ -603,11 +661,20 @@ class Supervisor:
             status, reason = ("exited" if code == 0 else "crashed"), f"{self.launch.name} {describe_exit(code)}"
             if code and any("No module named debugpy" in line for line in list(self.tail)[-5:]):
                 self.debugpy_missing = True
-                reason += (f" (debugpy is not installed for {self.python}: let Tether copy its own "
-                           f"(command palette: Make debugpy available), or {self.debugpy_fix()})")
-        self.last = {"pid": run.popen.pid, "pgid": run.popen.pid, "token": run.token, "exit_code": code,
-                     "exit_signal": signal_name(code), "exit_reason": reason, "started_at": run.started_at,
-                     "ended_at": run.ended_at or time.time()}
+                reason += (
+                    f" (debugpy is not installed for {self.python}: let Tether copy its own "
+                    f"(command palette: Make debugpy available), or {self.debugpy_fix()})"
+                )
+        self.last = {
+            "pid": run.popen.pid,
+            "pgid": run.popen.pid,
+            "token": run.token,
+            "exit_code": code,
+            "exit_signal": signal_name(code),
+            "exit_reason": reason,
+            "started_at": run.started_at,
+            "ended_at": run.ended_at or time.time(),
+        }
         self.run = None
         if self.quitting:
             self.status = "stopped"
@@ -641,8 +708,10 @@ class Supervisor:
         except CommandError as exc:
             if self.refused_mode != mode:
                 self.refused_mode = mode
-                self.say(f"debug mode {mode} (tether.toml) cannot run this command, staying in mode "
-                         f"{self.options.mode}: {exc}")
+                self.say(
+                    f"debug mode {mode} (tether.toml) cannot run this command, staying in mode "
+                    f"{self.options.mode}: {exc}"
+                )
             return
         changed = mode != self.options.mode
         self.options, self.launch, self.refused_mode = options, launch, None
@@ -658,8 +727,10 @@ class Supervisor:
         start_at = max(now + self.backoff_s, self.last_start + MIN_START_INTERVAL_S, after)
         if self.start_at is None:
             if self.backoff_s:
-                self.say(f"restarting {self.launch.name} in {self.backoff_s:g} s ({why}; it ended within "
-                         f"{QUICK_EXIT_S:g} s {self.quick_exits} time(s) in a row)")
+                self.say(
+                    f"restarting {self.launch.name} in {self.backoff_s:g} s ({why}; it ended within "
+                    f"{QUICK_EXIT_S:g} s {self.quick_exits} time(s) in a row)"
+                )
             else:
                 self.say(f"restarting {self.launch.name} ({why})")
             self.start_at = start_at
@@ -724,8 +795,10 @@ class Supervisor:
         except ls.LoopError:  # nothing answers: no socket, or a stale one
             owner = previous.get("loop_pid") if previous and previous.get("loop_alive") else None
         if owner is not None:
-            raise ls.LoopError(f"another debug loop (pid {owner}) runs in {self.dir}: leave it first "
-                               "(Ctrl-C twice in its pane, or quit from Tether)")
+            raise ls.LoopError(
+                f"another debug loop (pid {owner}) runs in {self.dir}: leave it first "
+                "(Ctrl-C twice in its pane, or quit from Tether)"
+            )
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -864,19 +937,39 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--wait-timeout", type=float, default=0.0, help="mode wait: stop after S s without a debugger")
     parser.add_argument("--grace", type=float, default=3.0, help="seconds between SIGTERM and SIGKILL")
     parser.add_argument("--python", default=sys.executable, help="interpreter for a command given as script.py ...")
-    parser.add_argument("--prefix", default="", help="words put before the launch (a container: 'apptainer exec img.sif')")
-    parser.add_argument("--debugpy-dir", type=Path, default=None,
-                        help="folder with Tether's copy of debugpy, put on the run's path when its python has none")
-    parser.add_argument("--provide-debugpy", choices=("auto", "ask", "never"), default="auto",
-                        help="never: stop with the fix when the run's python has no debugpy (else wait for Tether's copy)")
+    parser.add_argument(
+        "--prefix", default="", help="words put before the launch (a container: 'apptainer exec img.sif')"
+    )
+    parser.add_argument(
+        "--debugpy-dir",
+        type=Path,
+        default=None,
+        help="folder with Tether's copy of debugpy, put on the run's path when its python has none",
+    )
+    parser.add_argument(
+        "--provide-debugpy",
+        choices=("auto", "ask", "never"),
+        default="auto",
+        help="never: stop with the fix when the run's python has no debugpy (else wait for Tether's copy)",
+    )
     args = parser.parse_args(argv[:split])
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a TCP port (1-65535)")
     if args.grace < 0 or args.wait_timeout < 0:
         parser.error("--grace and --wait-timeout take seconds >= 0")
     command = tuple(argv[split + 1 :])
-    return Options(args.state.absolute(), args.port, command, args.mode, args.wait_timeout, args.grace, args.python,
-                   tuple(shlex.split(args.prefix)), args.debugpy_dir, args.provide_debugpy)
+    return Options(
+        args.state.absolute(),
+        args.port,
+        command,
+        args.mode,
+        args.wait_timeout,
+        args.grace,
+        args.python,
+        tuple(shlex.split(args.prefix)),
+        args.debugpy_dir,
+        args.provide_debugpy,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -895,9 +988,16 @@ def main(argv: list[str] | None = None) -> int:
         if "options" in locals() and not ls.control_path(options.state).exists():  # tell the agent too
             with contextlib.suppress(OSError):
                 options.state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                refused = {"schema": ls.SCHEMA, "status": "stopped", "loop_running": False, "port": options.port,
-                           "mode": options.mode, "command": list(options.command), "exit_reason": str(exc),
-                           "updated_at": time.time()}
+                refused = {
+                    "schema": ls.SCHEMA,
+                    "status": "stopped",
+                    "loop_running": False,
+                    "port": options.port,
+                    "mode": options.mode,
+                    "command": list(options.command),
+                    "exit_reason": str(exc),
+                    "updated_at": time.time(),
+                }
                 ls.write_state(options.state, refused)
         return 2
     except ls.LoopError as exc:

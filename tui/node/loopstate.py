@@ -32,9 +32,10 @@ import os
 import socket
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 SCHEMA = 1
 STATUSES = ("starting", "waiting_for_debugger", "running", "attached", "exited", "crashed", "stopped")
@@ -314,7 +315,7 @@ def tcp_sockets() -> list[TcpSocket]:
 
 def socket_inodes(pid: int) -> set[int]:
     """Inodes of the sockets process ``pid`` holds open."""
-    inodes = set()
+    inodes: set[int] = set()
     try:
         names = os.listdir(f"/proc/{pid}/fd")
     except OSError:
@@ -367,8 +368,12 @@ class LoopCapability:
     def status(self, message: dict[str, Any]) -> dict[str, Any]:
         path = self._state(message)
         lines = int(message.get("tail", 0))
-        return {"op": "loop.state", "state_path": path, "state": read_state(path),
-                "tail": read_tail(path)[-lines:] if lines > 0 else []}
+        return {
+            "op": "loop.state",
+            "state_path": path,
+            "state": read_state(path),
+            "tail": read_tail(path)[-lines:] if lines > 0 else [],
+        }
 
     def control(self, message: dict[str, Any]) -> dict[str, Any]:
         path = self._state(message)

@@ -36,13 +36,23 @@ def run_script(root: str, run: dict[str, Any]) -> str:
 
 DEBUGPY_HOME = "~/.cache/tether/debugpy"  # Tether's own copy of debugpy, shipped on request (debug.provide)
 _WAIT_FOR_PIPE = (
-    "i=0; while [ \"$(tmux display-message -p -t \"$TMUX_PANE\" '#{pane_pipe}' 2>/dev/null)\" != 1 ]"
+    'i=0; while [ "$(tmux display-message -p -t "$TMUX_PANE" \'#{pane_pipe}\' 2>/dev/null)" != 1 ]'
     " && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done"
 )
 
 
-def loop_script(run: dict[str, Any], *, rank: int, port: int, state: Path, agent_python: str, agent_root: str,
-                master_port: int = 0, wait_for_pipe: bool = True, first: tuple[str, ...] = ()) -> str:
+def loop_script(
+    run: dict[str, Any],
+    *,
+    rank: int,
+    port: int,
+    state: Path,
+    agent_python: str,
+    agent_root: str,
+    master_port: int = 0,
+    wait_for_pipe: bool = True,
+    first: tuple[str, ...] = (),
+) -> str:
     """A run pane's shell when the debug loop runs the command: env lines, then the loop (in the
     foreground: Ctrl-C reaches it), then a shell once it is left (Ctrl-C twice)."""
     loop = run["loop"]
@@ -51,10 +61,23 @@ def loop_script(run: dict[str, Any], *, rank: int, port: int, state: Path, agent
     interpreter = loop.get("interpreter") or ""
     if command and interpreter and "/" not in command[0] and re.fullmatch(r"python(\d+(\.\d+)?)?", command[0]):
         command[0] = interpreter  # "python train.py" means the run's interpreter ([run] interpreter)
-    words = [agent_python, "-m", "tui.node.loop", "--state", str(state), "--port", str(port),
-             "--mode", str(loop.get("mode", "attach")), "--wait-timeout", str(loop.get("wait_timeout", 0)),
-             "--debugpy-dir", os.path.expanduser(DEBUGPY_HOME),
-             "--provide-debugpy", str(loop.get("provide_debugpy", "auto"))]
+    words = [
+        agent_python,
+        "-m",
+        "tui.node.loop",
+        "--state",
+        str(state),
+        "--port",
+        str(port),
+        "--mode",
+        str(loop.get("mode", "attach")),
+        "--wait-timeout",
+        str(loop.get("wait_timeout", 0)),
+        "--debugpy-dir",
+        os.path.expanduser(DEBUGPY_HOME),
+        "--provide-debugpy",
+        str(loop.get("provide_debugpy", "auto")),
+    ]
     if interpreter:
         words += ["--python", interpreter]
     if run.get("prefix"):
@@ -62,15 +85,17 @@ def loop_script(run: dict[str, Any], *, rank: int, port: int, state: Path, agent
     lines = [_WAIT_FOR_PIPE] if wait_for_pipe else []
     lines += [*first, "export PYTHONUNBUFFERED=1", *run.get("env", [])]
     if ranks > 1:
-        lines.append(f"export RANK={rank} LOCAL_RANK={rank} WORLD_SIZE={ranks} LOCAL_WORLD_SIZE={ranks} "
-                     f"MASTER_ADDR=127.0.0.1 MASTER_PORT={master_port}")
+        lines.append(
+            f"export RANK={rank} LOCAL_RANK={rank} WORLD_SIZE={ranks} LOCAL_WORLD_SIZE={ranks} "
+            f"MASTER_ADDR=127.0.0.1 MASTER_PORT={master_port}"
+        )
     lines += [
         "trap : INT",  # the shell outlives Ctrl-C; the loop (a child) decides what Ctrl-C does
         'tether_pp="${PYTHONPATH-}"',
-        f"PYTHONPATH={shlex.quote(agent_root)} {loop_module_env()}=\"$tether_pp\" "
+        f'PYTHONPATH={shlex.quote(agent_root)} {loop_module_env()}="$tether_pp" '
         + shlex.join([*words, "--", *command]),
         "tether_code=$?; trap - INT",
-        "printf '\\n[tether] left the debug loop (code %s); start it again: sh %s\\n' \"$tether_code\" \"$0\"",
+        'printf \'\\n[tether] left the debug loop (code %s); start it again: sh %s\\n\' "$tether_code" "$0"',
         'exec "${SHELL:-/bin/sh}"',
     ]
     return "\n".join(lines)
@@ -97,8 +122,9 @@ def message_command(text: str) -> str:
     return f"printf '%s\\n' {shlex.quote(text)}; exec tail -f /dev/null"
 
 
-def pane_command(pane: dict[str, Any], root: str, run: dict[str, Any], host: str,
-                 which: Callable[[str], str | None] = shutil.which) -> tuple[str | None, str]:
+def pane_command(
+    pane: dict[str, Any], root: str, run: dict[str, Any], host: str, which: Callable[[str], str | None] = shutil.which
+) -> tuple[str | None, str]:
     """(shell command for the pane or None for a plain shell, note when a program is missing)."""
     name, command = pane["name"], pane.get("command")
     if command is None and name == "run":

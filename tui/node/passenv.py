@@ -36,12 +36,13 @@ def make_fifo(path: Path) -> None:
 
 def reader_line(path: Path, agent_python: str, agent_root: str) -> str:
     """The run script's first line: take the values from the FIFO into the shell's environment."""
-    reader = f"PYTHONPATH={shlex.quote(agent_root)} {shlex.quote(agent_python)} -m tui.node.passenv {shlex.quote(str(path))}"
+    reader = (
+        f"PYTHONPATH={shlex.quote(agent_root)} {shlex.quote(agent_python)} -m tui.node.passenv {shlex.quote(str(path))}"
+    )
     return f'eval "$({reader})"'
 
 
-def offer(path: Path, values: dict[str, str], log: Callable[[str], None],
-          timeout: float = HAND_OVER_TIMEOUT_S) -> bool:
+def offer(path: Path, values: dict[str, str], log: Callable[[str], None], timeout: float = HAND_OVER_TIMEOUT_S) -> bool:
     """Write ``values`` into the FIFO once the run script opens it (an agent thread waits here);
     then remove it. False when no reader came in time."""
     deadline = time.monotonic() + timeout

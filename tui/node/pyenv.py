@@ -28,10 +28,16 @@ def debugpy_install_fix(interpreter: str, python_env: str) -> str:
     the ``PYTHON_ENV_PROBE`` output ("" when unknown). Needs the internet on the node."""
     py = shlex.quote(interpreter)
     kind = python_env.split(" ")[-1] if python_env else "system"
-    venv = (f"make the run a venv: `{py} -m venv ~/venvs/run && ~/venvs/run/bin/python -m pip install debugpy`, "
-            "then set [run] interpreter to that python's full path")
+    venv = (
+        f"make the run a venv: `{py} -m venv ~/venvs/run && ~/venvs/run/bin/python -m pip install debugpy`, "
+        "then set [run] interpreter to that python's full path"
+    )
     if kind.startswith("own"):
-        return f"`{py} -m pip install debugpy`" if "nopip" not in kind else f"`{py} -m ensurepip && {py} -m pip install debugpy`"
+        return (
+            f"`{py} -m pip install debugpy`"
+            if "nopip" not in kind
+            else f"`{py} -m ensurepip && {py} -m pip install debugpy`"
+        )
     if kind.startswith("managed"):
         if "nopip" in kind:
             return venv  # no pip for that python: --break-system-packages cannot help

@@ -15,6 +15,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 MAX_BYTES = 8 * 1024 * 1024
 KEEP = 3
@@ -68,7 +69,7 @@ def write_forever(path: Path, source: int = 0, max_bytes: int = MAX_BYTES, keep:
                 if cut <= 0:  # no line end fits: finish the current line first
                     cut = chunk.find(b"\n") + 1 or len(chunk)
                 out.write(chunk[:cut])
-                if out.tell() >= max_bytes and chunk[cut - 1:cut] == b"\n":
+                if out.tell() >= max_bytes and chunk[cut - 1 : cut] == b"\n":
                     out.close()
                     rotate(path, keep)
                     out = open(path, "ab", buffering=0)
@@ -83,7 +84,7 @@ class Tail:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file = None
+        self._file: BinaryIO | None = None
         self._inode: int | None = None
         self._rest = b""
 

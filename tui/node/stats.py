@@ -44,7 +44,7 @@ def parse_gpu_csv(text: str) -> dict[str, dict[str, Any]]:
         parts = [part.strip() for part in line.split(",")]
         if len(parts) < 7:
             continue
-        index, name = parts[0], ", ".join(parts[1:len(parts) - 5])
+        index, name = parts[0], ", ".join(parts[1 : len(parts) - 5])
         util, mem, memt, temp, power = (_number(p) for p in parts[-5:])
         gpus[index] = {
             "name": name,
@@ -102,7 +102,7 @@ def read_processes() -> dict[int, tuple[int, int, int]]:
                 stat = handle.read()
         except OSError:
             continue
-        fields = stat[stat.rindex(b")") + 2:].split()
+        fields = stat[stat.rindex(b")") + 2 :].split()
         out[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[21]))
     return out
 
@@ -130,7 +130,9 @@ def descendants(processes: dict[int, tuple[int, int, int]], root: int) -> list[i
     return sorted(found)
 
 
-def diff_section(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def diff_section(
+    old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """(per key, only the fields that changed; keys that are gone)."""
     changed = {}
     for key, fields in new.items():
@@ -174,7 +176,12 @@ class Sampler:
                 procs[str(pid)] = {"cpu": share, "mem": round(rss * PAGE_MB), "cmd": command_line(pid)}
             self._proc_jiffies = jiffies
         gpus, reason = read_gpus()
-        return {"node": {"cpu": cpu, "mem": used, "memt": mem_total}, "procs": procs, "gpus": gpus, "nogpu": reason or None}
+        return {
+            "node": {"cpu": cpu, "mem": used, "memt": mem_total},
+            "procs": procs,
+            "gpus": gpus,
+            "nogpu": reason or None,
+        }
 
     def message(self, sample: dict[str, Any]) -> dict[str, Any] | None:
         out: dict[str, Any] = {"op": "stats"}

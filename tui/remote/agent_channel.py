@@ -17,9 +17,10 @@ import itertools
 import shlex
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import tui
 from tui.errors import TetherError
@@ -75,8 +76,10 @@ def agent_bundle() -> bytes:
     buffer = io.BytesIO()
     # mtime=0: gzip's header would otherwise carry the current second, and equal sources must give
     # equal bytes.
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, \
-            tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed,
+        tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for name, path in _agent_sources():
             data = path.read_bytes()
             info = tarfile.TarInfo(name)
@@ -107,18 +110,20 @@ def start_script(
     version: str, interpreter: str, env_lines: tuple[str, ...], environment: tuple[tuple[str, str], ...] = ()
 ) -> str:
     """Remote shell that execs the agent, or says why it cannot (need_ship, no_python)."""
-    no_python = protocol.encode(
-        {"op": "no_python", "error": f"no Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} on the node"}
-    ).decode().strip()
+    no_python = (
+        protocol.encode({"op": "no_python", "error": f"no Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} on the node"})
+        .decode()
+        .strip()
+    )
     need_ship = protocol.encode({"op": "need_ship"}).decode().strip()
     home = f"{AGENT_HOME}/{version}"
     return "; ".join(
         [
             f'd="{home}"',
-            f"if [ ! -f \"$d/.complete\" ]; then echo {shlex.quote(need_ship)}; exit 0; fi",
+            f'if [ ! -f "$d/.complete" ]; then echo {shlex.quote(need_ship)}; exit 0; fi',
             environment_prelude(env_lines),
             interpreter_probe(interpreter),
-            f"if [ -z \"$py\" ]; then echo {shlex.quote(no_python)}; exit 0; fi",
+            f'if [ -z "$py" ]; then echo {shlex.quote(no_python)}; exit 0; fi',
             *(f"export {name}={shlex.quote(value)}" for name, value in environment),
             f'(umask 077; : >>"{AGENT_HOME}/agent.log")',  # 0600; the agent keeps the user's umask for the run
             # The user's PYTHONPATH is kept aside for the panes (tui.node.agent hands it back): the
@@ -154,7 +159,9 @@ class AgentGone(AgentError):
 class AgentChannel:
     """One running agent: requests with replies matched by id, events passed to ``on_event``."""
 
-    def __init__(self, process: asyncio.subprocess.Process, hello: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, hello: dict[str, Any], on_event: Callable[[dict[str, Any]], None]
+    ) -> None:
         self._process = process
         self.hello = hello
         self._on_event = on_event
@@ -192,6 +199,11 @@ class AgentChannel:
         finally:
             self._pending.pop(request_id, None)
             self._busy.discard(request_id)
+            # A send that failed leaves the future unawaited; the reader may have failed it too.
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # seen: the error raised here is the one that counts
         if reply.get("op") == "error":
             raise AgentError(f"agent: {reply.get('error')}")
         return reply

@@ -22,8 +22,8 @@ import os
 import socket
 import stat
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import tui
 
@@ -55,13 +55,17 @@ class AskpassBridge:
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path))
         os.chmod(self.socket_path, 0o600)
         self._write_program()
-        return {"SSH_ASKPASS": str(self.program_path), "SSH_ASKPASS_REQUIRE": "force", SOCKET_ENV: str(self.socket_path)}
+        return {
+            "SSH_ASKPASS": str(self.program_path),
+            "SSH_ASKPASS_REQUIRE": "force",
+            SOCKET_ENV: str(self.socket_path),
+        }
 
     def _write_program(self) -> None:
         package_parent = Path(tui.__file__).resolve().parent.parent
         self.program_path.write_text(
             "#!/bin/sh\n"
-            f"PYTHONPATH={package_parent}${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m tui.remote.askpass \"$@\"\n"
+            f'PYTHONPATH={package_parent}${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m tui.remote.askpass "$@"\n'
         )
         self.program_path.chmod(stat.S_IRWXU)
 
@@ -91,7 +95,7 @@ def remove_stale_sockets(directory: Path) -> list[Path]:
     """Remove the askpass sockets of consoles that are gone; the ones removed."""
     removed = []
     for path in directory.glob("askpass-*.sock"):
-        pid = path.name[len("askpass-"):-len(".sock")]
+        pid = path.name[len("askpass-") : -len(".sock")]
         if pid.isdigit() and int(pid) != os.getpid() and not _listening(path, int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

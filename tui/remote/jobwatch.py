@@ -2,7 +2,7 @@
 from outside is said at once, and the console warns before the time runs out.
 
 Polls the scheduler's ``state(job_id)`` (one squeue on the login master every few seconds) and
-reports changes as ``Notice`` events; the scheduler's own ``JobStatus.describe`` words them. Each
+reports changes as ``Notice`` events; the scheduler's own ``describe`` words them. Each
 change of state or end time also goes out as ``AllocationChanged``, from which the console's
 header counts the time left down by itself.
 """
@@ -11,37 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
 
 from tui.errors import TetherError
-from tui.events import JOB_ENDED, AllocationChanged, EventSink, Notice
+from tui.events import JOB_ENDING_S, AllocationChanged, EventSink, JobState, Notice
+from tui.remote.scheduler.base import PolledJob
 
-WARN_BEFORE_END_S = 600.0
 # squeue's time left is whole seconds read at some point within a poll: an end time that moved less
 # than this is the same end time, and the header already counts it down.
 ENDS_AT_SLACK_S = 30.0
 NEW_JOB_HINT = "press A for a new job"
 
 
-class JobStatusLike(Protocol):
-    state: str
-
-    @property
-    def ended(self) -> bool: ...
-
-    def ends_at(self, now: float) -> float | None: ...
-
-    def describe(self, previous: str | None = None) -> str: ...
-
-
-Probe = Callable[[str], Awaitable[JobStatusLike]]
+Probe = Callable[[str], Awaitable[PolledJob | None]]
 
 
 class JobWatch:
     """Polls one job until it ends or the watch is cancelled."""
 
-    def __init__(self, probe: Probe, job_id: str, sink: EventSink, *, interval: float = 5.0,
-                 clock: Callable[[], float] = time.time, node: str = "") -> None:
+    def __init__(
+        self,
+        probe: Probe,
+        job_id: str,
+        sink: EventSink,
+        *,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        node: str = "",
+    ) -> None:
         self._probe = probe
         self.job_id = job_id
         self.node = node
@@ -56,6 +53,8 @@ class JobWatch:
         while True:
             try:
                 status = await self._probe(self.job_id)
+                if status is None:  # this scheduler cannot say: nothing to watch
+                    return
             except (TetherError, OSError, asyncio.TimeoutError):
                 await asyncio.sleep(self._interval)  # the link supervisor reports a dead link
                 continue
@@ -63,7 +62,7 @@ class JobWatch:
                 return
             await asyncio.sleep(self._interval)
 
-    def observe(self, status: JobStatusLike) -> bool:
+    def observe(self, status: PolledJob) -> bool:
         """Report what changed in ``status``; True once the job has ended (nothing left to watch)."""
         if status.state != self.last_state:
             level = "error" if status.ended else ("info" if self.last_state is None else "warning")
@@ -74,10 +73,12 @@ class JobWatch:
             self.last_state = status.state
         ends_at = status.ends_at(self._clock())
         if status.ended:
-            self._show(AllocationChanged(self.job_id, self.node, None, JOB_ENDED))
+            self._show(AllocationChanged(self.job_id, self.node, None, JobState.ENDED))
+        elif status.running:
+            self._show(AllocationChanged(self.job_id, self.node, ends_at, JobState.RUNNING))
         else:
-            self._show(AllocationChanged(self.job_id, self.node, ends_at, status.state.lower()))
-        if not self._warned and ends_at is not None and ends_at - self._clock() <= WARN_BEFORE_END_S:
+            self._show(AllocationChanged(self.job_id, self.node, ends_at, JobState.WAITING, status.state.lower()))
+        if not self._warned and ends_at is not None and ends_at - self._clock() <= JOB_ENDING_S:
             minutes = max(0, round((ends_at - self._clock()) / 60))
             self._sink(Notice(f"job {self.job_id} ends in {minutes} min: save checkpoints now", "warning"))
             self._warned = True
@@ -86,7 +87,12 @@ class JobWatch:
     def _show(self, allocation: AllocationChanged) -> None:
         """Send ``allocation`` when the state changed or the end moved noticeably."""
         shown = self._shown
-        if shown is not None and shown.state == allocation.state and not _moved(shown.ends_at, allocation.ends_at):
+        if (
+            shown is not None
+            and shown.state is allocation.state
+            and shown.detail == allocation.detail
+            and not _moved(shown.ends_at, allocation.ends_at)
+        ):
             return
         self._sink(allocation)
         self._shown = allocation

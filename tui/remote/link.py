@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Any
 
 from tui.errors import TetherError
 from tui.events import EventSink, LinkChanged, LinkState
@@ -64,7 +65,7 @@ class LinkSupervisor:
         ping_interval: float = 2.0,
         ping_timeout: float = 10.0,
         backoff: Backoff = Backoff(),
-        on_agent_event: Callable[[dict], None] = lambda message: None,
+        on_agent_event: Callable[[dict[str, Any]], None] = lambda message: None,
     ) -> None:
         self.login = login
         self._resolve_node = resolve_node

@@ -30,13 +30,19 @@ from tui.remote.agent_channel import AgentChannel
 DEFAULT_SIZE = (200, 50)
 
 
-def layout_request(workspace: Workspace, *, rebuild: bool = False,
-                   pass_env: dict[str, str] | None = None) -> dict[str, Any]:
+def layout_request(
+    workspace: Workspace, *, rebuild: bool = False, pass_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The fields of ``layout.ensure`` for a workspace (pure). ``pass_env``: the [run] pass_env
     values, sent in the request only (the agent gives them to tmux in memory, never to a file)."""
     run, debug = workspace.run, workspace.debug
-    loop = {"mode": debug.mode, "wait_timeout": debug.wait_timeout, "ranks": debug.ranks, "interpreter": run.interpreter,
-            "provide_debugpy": debug.provide_debugpy}
+    loop = {
+        "mode": debug.mode,
+        "wait_timeout": debug.wait_timeout,
+        "ranks": debug.ranks,
+        "interpreter": run.interpreter,
+        "provide_debugpy": debug.provide_debugpy,
+    }
     return {
         "workspace": workspace.name,
         "root": workspace.remote_root,
@@ -146,16 +152,24 @@ class NodePanels:
             self.node, self.procs, self.gpus, self.nogpu = {}, {}, {}, None
         if "node" in message:
             self.node.update(message["node"])
-            self.sink(NodeStats(self.host, int(self.node.get("cpu", 0)), int(self.node.get("mem", 0)), int(self.node.get("memt", 0))))
+            self.sink(
+                NodeStats(
+                    self.host, int(self.node.get("cpu", 0)), int(self.node.get("mem", 0)), int(self.node.get("memt", 0))
+                )
+            )
         if "procs" in message or "gone" in message or message.get("full"):
             for pid in message.get("gone", ()):
                 self.procs.pop(pid, None)
             for pid, fields in message.get("procs", {}).items():
                 self.procs.setdefault(pid, {}).update(fields)
-            self.sink(RunProcesses(tuple(
-                ProcessInfo(int(pid), int(p.get("cpu", 0)), int(p.get("mem", 0)), str(p.get("cmd", "")))
-                for pid, p in sorted(self.procs.items(), key=lambda item: int(item[0]))
-            )))
+            self.sink(
+                RunProcesses(
+                    tuple(
+                        ProcessInfo(int(pid), int(p.get("cpu", 0)), int(p.get("mem", 0)), str(p.get("cmd", "")))
+                        for pid, p in sorted(self.procs.items(), key=lambda item: int(item[0]))
+                    )
+                )
+            )
         if "gpus" in message or "gpus_gone" in message or "nogpu" in message or message.get("full"):
             for index in message.get("gpus_gone", ()):
                 self.gpus.pop(index, None)
@@ -167,12 +181,19 @@ class NodePanels:
 
     def gpu_stats(self) -> GpuStats:
         gpus = tuple(
-            GpuInfo(index, str(g.get("name", "")), _int(g.get("util")), _int(g.get("mem")), _int(g.get("memt")),
-                    _int(g.get("temp")), _int(g.get("power")))
+            GpuInfo(
+                index,
+                str(g.get("name", "")),
+                _int(g.get("util")),
+                _int(g.get("mem")),
+                _int(g.get("memt")),
+                _int(g.get("temp")),
+                _int(g.get("power")),
+            )
             for index, g in sorted(self.gpus.items(), key=lambda item: item[0])
         )
         reason = ""
         if not gpus:
+            # The GPU panel shows it; the events box only says what no panel shows.
             reason = f"no GPU on {self.host or 'the node'}" + (f" ({self.nogpu})" if self.nogpu else "")
-            self._tell_once(reason)
         return GpuStats(self.host, gpus, reason)

@@ -54,8 +54,10 @@ class PodRoute(ControlMaster):
 
     async def start(self) -> int:
         if shutil.which(self.scheduler.options.cli) is None:
-            raise TetherError(f"{self.scheduler.options.cli} is not on PATH on this machine",
-                              fix=f"install {self.scheduler.options.cli}, or set [scheduler] cli")
+            raise TetherError(
+                f"{self.scheduler.options.cli} is not on PATH on this machine",
+                fix=f"install {self.scheduler.options.cli}, or set [scheduler] cli",
+            )
         return 0
 
     async def stop(self) -> bool:

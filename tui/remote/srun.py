@@ -96,7 +96,9 @@ async def reach_node(
     try:
         await ssh_master.start()
     except SshError as exc:
-        sink(Notice(f"{node} takes no ssh ({exc.message}); running everything as steps of job {job_id} (srun --overlap)"))
+        sink(
+            Notice(f"{node} takes no ssh ({exc.message}); running everything as steps of job {job_id} (srun --overlap)")
+        )
         return route
     return ssh_master
 
@@ -106,8 +108,9 @@ def access_of(master: ControlMaster | None) -> str:
     return SRUN if isinstance(master, SrunRoute) else SSH
 
 
-def route_for_record(ssh_master: ControlMaster | None, login: ControlMaster, *, job_id: str | None, node: str,
-                     access: str) -> ControlMaster | None:
+def route_for_record(
+    ssh_master: ControlMaster | None, login: ControlMaster, *, job_id: str | None, node: str, access: str
+) -> ControlMaster | None:
     """The recorded way to the node (no probing: `tether down` must not wait on a refused ssh)."""
     if access == SRUN and ssh_master is not None:
         if not job_id:

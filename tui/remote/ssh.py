@@ -86,10 +86,14 @@ def base_args(settings: SshSettings, hop: Hop) -> list[str]:
     if settings.ssh_config:
         args += ["-F", str(settings.ssh_config)]
     args += [
-        "-o", f"ControlPath={hop.control_path}",
-        "-o", f"ConnectTimeout={settings.connect_timeout}",
-        "-o", f"ServerAliveInterval={settings.keepalive_interval}",
-        "-o", "ServerAliveCountMax=3",
+        "-o",
+        f"ControlPath={hop.control_path}",
+        "-o",
+        f"ConnectTimeout={settings.connect_timeout}",
+        "-o",
+        f"ServerAliveInterval={settings.keepalive_interval}",
+        "-o",
+        "ServerAliveCountMax=3",
     ]
     if hop.via is not None:
         # Our ProxyCommand, given on the command line, wins over a ProxyJump in the user's config,
@@ -107,8 +111,10 @@ def client_args(settings: SshSettings, hop: Hop) -> list[str]:
 def master_argv(settings: SshSettings, hop: Hop) -> list[str]:
     """Start a backgrounded master: ssh authenticates, forks, and the parent exits 0."""
     args = base_args(settings, hop) + [
-        "-o", "ControlMaster=yes",
-        "-o", f"ControlPersist={settings.control_persist}",
+        "-o",
+        "ControlMaster=yes",
+        "-o",
+        f"ControlPersist={settings.control_persist}",
     ]
     if hop.jumps:
         args += ["-J", ",".join(j.jump_spec() for j in hop.jumps)]
@@ -298,15 +304,30 @@ def describe_failure(host: str, stderr: str) -> str:
 
 
 _FIXES = (
-    ("you have no active jobs on this node", "allocate a job on that node first (set [scheduler] kind = \"slurm\"), or use a node you hold a job on"),
-    (PAM_SLURM_ADOPT, "allocate a job on that node first (set [scheduler] kind = \"slurm\"), or use a node you hold a job on"),
-    (PROXIED_CONNECT_FAILED, "check the node's name in [connection] node, that the node is up, and that its sshd runs (try `ssh LOGIN ssh NODE` by hand)"),
+    (
+        "you have no active jobs on this node",
+        'allocate a job on that node first (set [scheduler] kind = "slurm"), or use a node you hold a job on',
+    ),
+    (
+        PAM_SLURM_ADOPT,
+        'allocate a job on that node first (set [scheduler] kind = "slurm"), or use a node you hold a job on',
+    ),
+    (
+        PROXIED_CONNECT_FAILED,
+        "check the node's name in [connection] node, that the node is up, and that its sshd runs (try `ssh LOGIN ssh NODE` by hand)",
+    ),
     ("Could not resolve hostname", "check the host name, or add a Host entry for it in your ssh config"),
     ("Connection refused", "is sshd running on that host and port? check the port in [connection]"),
     ("No route to host", "the host is unreachable from here: does it need a jump host ([connection] jump)?"),
     ("Connection timed out", "the host did not answer: check the address, a VPN, or a jump host"),
-    ("Permission denied", "ssh refused your credentials: check the user and that your key is in authorized_keys (ssh-copy-id)"),
-    ("Host key verification failed", "the host key is unknown or changed: connect once with plain ssh to check and accept it"),
+    (
+        "Permission denied",
+        "ssh refused your credentials: check the user and that your key is in authorized_keys (ssh-copy-id)",
+    ),
+    (
+        "Host key verification failed",
+        "the host key is unknown or changed: connect once with plain ssh to check and accept it",
+    ),
     ("UNPROTECTED PRIVATE KEY", "chmod 600 your private key"),
 )
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tui.errors import TetherError
 from tui.events import EventSink, LinkChanged, LinkState, Notice
@@ -49,13 +50,14 @@ class TunnelError(TetherError):
 
 def free_local_port(preferred: int = 0) -> int:
     """``preferred`` when it is free on 127.0.0.1, else a port the kernel picks."""
-    for port in ((preferred, 0) if preferred else (0,)):
+    for port in (preferred, 0) if preferred else (0,):
         with socket.socket() as probe:
             try:
                 probe.bind((LOOPBACK, port))
             except OSError:
                 continue
-            return probe.getsockname()[1]
+            found: int = probe.getsockname()[1]
+            return found
     raise TunnelError("no free local port on 127.0.0.1")
 
 
@@ -119,7 +121,9 @@ class Tunnels:
     def _tell_port(self, forward: Forward, *, wanted: int) -> None:
         """Say where the forward listens on the laptop, and remember it for the next console."""
         taken = f" (127.0.0.1:{wanted} was taken)" if wanted and wanted != forward.local_port else ""
-        self._sink(Notice(f"{forward.name}: laptop 127.0.0.1:{forward.local_port} → node port {forward.remote_port}{taken}"))
+        self._sink(
+            Notice(f"{forward.name}: laptop 127.0.0.1:{forward.local_port} → node port {forward.remote_port}{taken}")
+        )
         if self._remembered.get(forward.name) != (forward.local_port, forward.remote_port):
             self._remembered[forward.name] = (forward.local_port, forward.remote_port)
             self._on_ports(dict(self._remembered))
@@ -146,8 +150,12 @@ class Tunnels:
         elif forward is not None:
             master = self._master()
             if master.forwards_ports and not await self._cancel(master, forward):
-                self._sink(Notice(f"could not cancel the {forward.name} forward on 127.0.0.1:{forward.local_port}",
-                                  level="warning"))
+                self._sink(
+                    Notice(
+                        f"could not cancel the {forward.name} forward on 127.0.0.1:{forward.local_port}",
+                        level="warning",
+                    )
+                )
 
     async def restore(self) -> None:
         """Re-add every forward on the current master (after a reconnect)."""
@@ -204,8 +212,9 @@ class Tunnels:
         try:
             await kept.start()
         except TetherError as exc:
-            raise TunnelError(f"could not forward {forward.name} (port {forward.remote_port}): {exc.message}",
-                              fix=exc.fix) from None
+            raise TunnelError(
+                f"could not forward {forward.name} (port {forward.remote_port}): {exc.message}", fix=exc.fix
+            ) from None
         self._kept[forward.name] = kept
 
     def _kept_forward_events(self, forward: Forward) -> EventSink:

@@ -24,7 +24,7 @@ from tui.events import HALT_DELETES, HALT_FOREIGN, EventSink, Notice
 from tui.sync import safety
 from tui.sync.ignore import BUILTIN_IGNORES, Rules, compile_for_node, parents
 from tui.sync.push import LinkFailure, Pusher, PushResult
-from tui.sync.reconcile import Plan, RemoteIndex, deletes_exceed, plan_changes, reconcile
+from tui.sync.reconcile import Plan, RemoteIndex, deletes_exceed, plan_changes, reconcile, vanished_children
 from tui.sync.rsync import RsyncProgress
 from tui.sync.status import SyncConflict, SyncHaltReport, SyncProgress, SyncState, SyncStatus, write_status
 from tui.sync.target import SyncTarget
@@ -236,10 +236,13 @@ class SyncEngine:
         if not same:
             self._sink(Notice(exc.message, "error"))
             if isinstance(exc, safety.ForeignFiles):
-                report = SyncHaltReport(self.workspace.name, HALT_FOREIGN, exc.message, exc.fix, tuple(exc.paths), len(exc.paths))
+                report = SyncHaltReport(
+                    self.workspace.name, HALT_FOREIGN, exc.message, exc.fix, tuple(exc.paths), len(exc.paths)
+                )
             else:
-                report = SyncHaltReport(self.workspace.name, HALT_DELETES, exc.message, exc.fix, (),
-                                        getattr(exc, "deleted", 0))
+                report = SyncHaltReport(
+                    self.workspace.name, HALT_DELETES, exc.message, exc.fix, (), getattr(exc, "deleted", 0)
+                )
             self._sink(report)
         self._emit()
 
@@ -262,7 +265,10 @@ class SyncEngine:
             state = SyncState.PENDING
         previous = self.status
         status = SyncStatus(
-            self.workspace.name, state, self.pending, detail,
+            self.workspace.name,
+            state,
+            self.pending,
+            detail,
             latency_ms if latency_ms is not None else previous.last_push_ms,
             result.bytes if result is not None else previous.last_push_bytes,
             result.files if result is not None else previous.last_push_files,
@@ -303,19 +309,25 @@ class SyncEngine:
         if reply.get("op") == "files.refused":
             safety.refuse_root(self.workspace.remote_root, reply["root"], reply["home"])
         if reply.get("missing"):
-            raise TetherError(f"{self.workspace.remote_root} is not on the node yet: nothing to pull",
-                              fix="check remote_root in tether.toml, or run `tether up` or `tether sync` first")
+            raise TetherError(
+                f"{self.workspace.remote_root} is not on the node yet: nothing to pull",
+                fix="check remote_root in tether.toml, or run `tether up` or `tether sync` first",
+            )
         self.pusher.remote_root = reply["root"]
 
-    def _check_safe(self, plan: Plan, remote_files: int, foreign: list[str] = ()) -> None:  # type: ignore[assignment]
+    def _check_safe(self, plan: Plan, remote_files: int, foreign: list[str] = ()) -> bool:  # type: ignore[assignment]
+        """Raise the halt that holds ``plan`` back; True when the user allowed its deletes."""
         safety.local_root_missing(self.root.is_dir())
         if self.allow_deletes or self._allow_once:
             self._allow_once = False
-        elif foreign:
+            self._halt = None
+            return True
+        if foreign:
             raise safety.ForeignFiles(self.workspace.remote_root, list(foreign))
         elif deletes_exceed(plan.deleted_files, remote_files, self.workspace.sync.delete_threshold):
             raise safety.RootEmptied(plan.deleted_files, remote_files, self.workspace.sync.delete_threshold)
         self._halt = None  # nothing holds this push back (any more): a halt clears itself
+        return False
 
     async def _full_sync(self, *, first: bool = False) -> PushResult:
         reason, self._rescan = self._rescan, None
@@ -341,13 +353,19 @@ class SyncEngine:
         plan = reconcile(local, remote, self.rules.excluded, skipped)
         unknown = set(reply.get("unknown", ()))
         foreign = await self._foreign(plan, local, remote, unknown)
-        self._check_safe(plan, count_files(remote), foreign)
+        allowed = self._check_safe(plan, count_files(remote), foreign)
         self.index = RemoteIndex.of_tree(remote)
         self._dirty = {p: s for p, s in self._dirty.items() if s > seq}
-        result = await self._apply(plan, seq, progress=first)
+        result = await self._apply(plan, seq, progress=first, delete_theirs=allowed)
         # The node's own files that equal the laptop's are Tether's from now on.
-        adopt = sorted(p for p in unknown if p in local and local[p].kind == FILE and p not in plan.known_absent
-                       and p not in {path for path, _ in plan.files})
+        adopt = sorted(
+            p
+            for p in unknown
+            if p in local
+            and local[p].kind == FILE
+            and p not in plan.known_absent
+            and p not in {path for path, _ in plan.files}
+        )
         if adopt:
             await self.pusher.request(self.target.agent, "files.record", paths=adopt, timeout=60 + len(adopt) / 1000)
         return result
@@ -358,16 +376,22 @@ class SyncEngine:
             return []
         deleted = set(plan.deletes)
         gone = {p for p in unknown if p in deleted or any(parent in deleted for parent in parents(p))}
-        replaced = [p for p, _ in plan.files if p in unknown and p not in gone and remote.get(p) is not None
-                    and remote[p].kind == FILE]
+        replaced = [
+            p
+            for p, _ in plan.files
+            if p in unknown and p not in gone and remote.get(p) is not None and remote[p].kind == FILE
+        ]
         if replaced:  # same bytes, other mtime (a copy made by hand before): nothing is lost
-            theirs = (await self.pusher.request(self.target.agent, "files.hash", paths=replaced,
-                                                timeout=60 + len(replaced) / 100)).get("hashes", {})
+            theirs = (
+                await self.pusher.request(
+                    self.target.agent, "files.hash", paths=replaced, timeout=60 + len(replaced) / 100
+                )
+            ).get("hashes", {})
             ours = await asyncio.to_thread(file_hashes, self.root, replaced)
             replaced = [p for p in replaced if theirs.get(p) is None or theirs.get(p) != ours.get(p)]
         return sorted(gone | set(replaced))
 
-    async def _apply(self, plan: Plan, seq: int, *, progress: bool = False) -> PushResult:
+    async def _apply(self, plan: Plan, seq: int, *, progress: bool = False, delete_theirs: bool = False) -> PushResult:
         self.state = SyncState.PUSHING
         self._inflight = set(plan.paths())
         self._emit()
@@ -376,13 +400,26 @@ class SyncEngine:
         total_files, total_bytes = len(plan.files), plan.bytes_to_send
 
         def on_progress(files: int, nbytes: int, rsync: RsyncProgress | None) -> None:
-            self._sink(SyncProgress(self.workspace.name, min(files, total_files), total_files,
-                                    min(nbytes, total_bytes), total_bytes,
-                                    rsync.rate if rsync else "", rsync.eta if rsync else ""))
+            self._sink(
+                SyncProgress(
+                    self.workspace.name,
+                    min(files, total_files),
+                    total_files,
+                    min(nbytes, total_bytes),
+                    total_bytes,
+                    rsync.rate if rsync else "",
+                    rsync.eta if rsync else "",
+                )
+            )
 
         try:
-            result = await self.pusher.apply(plan, self.target.agent, self.target.master,
-                                             on_progress=on_progress if progress else None)
+            result = await self.pusher.apply(
+                plan,
+                self.target.agent,
+                self.target.master,
+                on_progress=on_progress if progress else None,
+                delete_theirs=delete_theirs,
+            )
         except BaseException:
             for path in self._inflight:  # back in the queue, unless changed again meanwhile
                 self._dirty.setdefault(path, seq)
@@ -397,6 +434,8 @@ class SyncEngine:
             self._sink(Notice(f"sync: {error.get('path') or 'rsync'}: {error.get('error')}", "warning"))
         for conflict in result.conflicts:
             await self._conflict(conflict["path"], conflict["copy"])
+        if result.kept:  # the node's own files were in what the laptop deleted: ask, as a first sync does
+            raise safety.ForeignFiles(self.workspace.remote_root, result.kept)
         await self._mark_applied(seq)
         self.state = SyncState.UP_TO_DATE
         self._emit(result=result, latency_ms=(time.perf_counter() - started) * 1000)
@@ -409,19 +448,25 @@ class SyncEngine:
         self._sink(Notice(event.message, "warning"))
         with contextlib.suppress(LinkFailure, OSError, Exception):
             await self.pusher.fetch_copy(self.target.agent, self.target.master, copy)
+            # Both sides hold the same copy now: it is Tether's to sync like any file (else the
+            # push of the laptop's copy would move the node's aside once more).
+            await self.pusher.request(self.target.agent, "files.record", paths=[copy], timeout=30)
 
     async def _push_changes(self) -> None:
         await self._ensure_open()
         seq, batch = self._seq, self._dirty
         self._dirty = {}
         changed = {path: stat_local(self.root, path) for path in batch}
+        for path in vanished_children(changed, self.index, lambda rel: stat_local(self.root, rel) is not None):
+            changed[path] = None
+            batch[path] = seq  # back in the queue with the rest if this push fails
         plan = plan_changes(changed, self.rules.excluded, self.index)
         try:
-            self._check_safe(plan, self.index.total)
+            allowed = self._check_safe(plan, self.index.total)
         except safety.SyncHalted:
             self._dirty.update(batch)
             raise
-        await self._apply(plan, seq)
+        await self._apply(plan, seq, delete_theirs=allowed)
 
     async def _settled(self) -> None:
         deadline = time.perf_counter() + SETTLE_MAX
@@ -463,7 +508,8 @@ class SyncEngine:
                 self._emit(detail=str(exc))
                 await asyncio.sleep(0.2)  # the supervisor notices the drop; then wait_up above
             except safety.SyncHalted as exc:
-                self._halted(exc, full=full)
+                # The node's own files are checked again by a full comparison (they may be gone).
+                self._halted(exc, full=full or isinstance(exc, safety.ForeignFiles))
                 continue
             except Exception as exc:  # an agent error: say it, open the root again, retry later
                 self._opened_on = None
@@ -471,4 +517,3 @@ class SyncEngine:
                 await asyncio.sleep(1.0)
             if self._dirty or self._rescan is not None:
                 self._wake.set()
-

@@ -17,23 +17,41 @@ node's side enforces it too (the patterns travel there as regular expressions, s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 BUILTIN_IGNORES: tuple[str, ...] = (
-    ".git/", ".hg/", ".svn/", ".jj/",
-    "__pycache__/", "*.pyc", "*.pyo",
-    ".venv/", "node_modules/", ".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".tox/", ".nox/",
-    ".ipynb_checkpoints/", ".DS_Store", ".idea/",
+    ".git/",
+    ".hg/",
+    ".svn/",
+    ".jj/",
+    "__pycache__/",
+    "*.pyc",
+    "*.pyo",
+    ".venv/",
+    "node_modules/",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".nox/",
+    ".ipynb_checkpoints/",
+    ".DS_Store",
+    ".idea/",
     # Editor settings stay on the laptop; Tether writes .vscode/launch.json itself, and syncing it
     # would count as a change (and restart a run with restart_on_sync).
     ".vscode/",
     # Editor temporaries: vim's swap and write-test files, emacs locks and backups.
-    "*.swp", "*.swx", "*~", ".#*", "4913",
+    "*.swp",
+    "*.swx",
+    "*~",
+    ".#*",
+    "4913",
     # Our own temporary files on the node (an agent killed mid-write leaves one), and the backups of
     # the node's own files that "keep theirs" made (tui/node/files.py BACKUP_DIR).
-    ".tether-tmp-*", "/.tether-backup/",
+    ".tether-tmp-*",
+    "/.tether-backup/",
 )
 
 
@@ -58,9 +76,18 @@ class Pattern:
 
 
 _CLASSES = {
-    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9",
-    "graph": "!-~", "lower": "a-z", "print": " -~", "punct": "!-/:-@\\[-`{-~", "space": "\\t-\\r ",
-    "upper": "A-Z", "xdigit": "0-9A-Fa-f",
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "blank": " \\t",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": "\\t-\\r ",
+    "upper": "A-Z",
+    "xdigit": "0-9A-Fa-f",
 }
 NEVER = "(?!)"  # a regex that matches nothing
 
@@ -140,7 +167,11 @@ def _wild(glob: str, pathname: bool) -> str:
             j = i
             while j < n and glob[j] == "*":
                 j += 1
-            double = j - i >= 2 and (i == 0 or glob[i - 1] == "/") and (j == n or glob[j] == "/" or glob.startswith("\\/", j))
+            double = (
+                j - i >= 2
+                and (i == 0 or glob[i - 1] == "/")
+                and (j == n or glob[j] == "/" or glob.startswith("\\/", j))
+            )
             if pathname and double and j < n and glob[j] == "/":
                 out.append("(?:.*/)?")  # "**/": any number of folders, none included
                 i = j + 1

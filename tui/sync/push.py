@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tui.errors import TetherError
 from tui.remote.agent_channel import AgentChannel
@@ -31,8 +32,17 @@ BULK_BYTES = 8 * 1024 * 1024
 # rsync exit codes that mean "some files changed or vanished meanwhile": the watcher sends those again.
 RSYNC_VANISHED = (24,)
 RSYNC_PARTIAL = (23,)
-LINK_WORDS = ("connection unexpectedly closed", "Broken pipe", "protocol data stream", "Connection closed",
-              "Connection reset", "unexpected end of file", "mux_client", "write failed", "error in socket IO")
+LINK_WORDS = (
+    "connection unexpectedly closed",
+    "Broken pipe",
+    "protocol data stream",
+    "Connection closed",
+    "Connection reset",
+    "unexpected end of file",
+    "mux_client",
+    "write failed",
+    "error in socket IO",
+)
 
 
 class LinkFailure(TetherError):
@@ -46,6 +56,7 @@ class PushResult:
     conflicts: list[dict[str, str]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     retry: set[str] = field(default_factory=set)  # paths that changed while being sent
+    kept: list[str] = field(default_factory=list)  # the node's own files a delete left in place
 
 
 def read_for_put(root: Path, rel: str) -> tuple[dict[str, Any] | None, int]:
@@ -70,7 +81,9 @@ class Pusher:
         self.key = remote_root_text  # how the agent names the opened root
         self.remote_root = ""  # the node's real path, from files.open
 
-    async def request(self, agent: AgentChannel | None, op: str, *, timeout: float = 30.0, **fields: Any) -> dict[str, Any]:
+    async def request(
+        self, agent: AgentChannel | None, op: str, *, timeout: float = 30.0, **fields: Any
+    ) -> dict[str, Any]:
         if agent is None or agent.closed:
             raise LinkFailure("the agent channel is closed")
         try:
@@ -82,7 +95,9 @@ class Pusher:
                 raise LinkFailure(str(exc)) from None
             raise
 
-    def _messages(self, plan: Plan, rsync_all: bool) -> tuple[list[list[dict[str, Any]]], list[int], list[str], PushResult]:
+    def _messages(
+        self, plan: Plan, rsync_all: bool
+    ) -> tuple[list[list[dict[str, Any]]], list[int], list[str], PushResult]:
         """The files.apply messages (with their byte sizes), the paths left for rsync."""
         result = PushResult()
         head: list[dict[str, Any]] = [{"k": "del", "p": p} for p in plan.deletes]
@@ -115,23 +130,41 @@ class Pusher:
         master: ControlMaster,
         *,
         on_progress: Callable[[int, int, RsyncProgress | None], None] | None = None,
+        delete_theirs: bool = False,
     ) -> PushResult:
+        """Send ``plan``. The node's own files (not written by Tether) are neither deleted nor
+        overwritten unless ``delete_theirs`` (the user said so): a delete leaves them (``kept``),
+        a write moves them aside as a conflict copy. A full comparison has asked about them already."""
         rsync_all = len(plan.files) > BULK_FILES or plan.bytes_to_send > BULK_BYTES
         messages, sizes, by_rsync, result = self._messages(plan, rsync_all)
         replies = await asyncio.gather(
-            *(self.request(agent, "files.apply", ops=ops, timeout=_request_timeout(size)) for ops, size in zip(messages, sizes)),
+            *(
+                self.request(agent, "files.apply", ops=ops, delete_theirs=delete_theirs, timeout=_request_timeout(size))
+                for ops, size in zip(messages, sizes)
+            ),
             return_exceptions=True,
         )
+        answers: list[dict[str, Any]] = []
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
-        for reply in replies:
+            answers.append(reply)
+        for reply in answers:
             result.conflicts += reply.get("conflicts", [])
             result.errors += reply.get("errors", [])
+            result.kept += reply.get("kept", [])
         if on_progress is not None:
             on_progress(result.files, result.bytes, None)
         if by_rsync:
-            await self._rsync(by_rsync, agent, master, result, on_progress, plan if rsync_all else None)
+            await self._rsync(
+                by_rsync,
+                agent,
+                master,
+                result,
+                on_progress,
+                plan if rsync_all else None,
+                theirs_aside=not (delete_theirs or plan.full),
+            )
         return result
 
     async def _rsync(
@@ -142,13 +175,20 @@ class Pusher:
         result: PushResult,
         on_progress: Callable[[int, int, RsyncProgress | None], None] | None,
         plan: Plan | None = None,
+        theirs_aside: bool = False,
     ) -> None:
         existing = [p for p in paths if plan is None or p not in plan.known_absent]
         # Files the node may hold: node-side edits are moved aside first. What rsync will write is
         # noted for every path, so a cut before files.record still leaves them Tether's own.
-        expect = [[p, *_size_mtime(self.local_root, p)] for p in paths]
-        prepared = await self.request(agent, "files.prepare", paths=existing, expect=[e for e in expect if e[1] >= 0],
-                                      timeout=60 + len(paths) / 1000)
+        expect: list[tuple[str, int, int]] = [(p, *_size_mtime(self.local_root, p)) for p in paths]
+        prepared = await self.request(
+            agent,
+            "files.prepare",
+            paths=existing,
+            expect=[e for e in expect if e[1] >= 0],
+            theirs_aside=theirs_aside,
+            timeout=60 + len(paths) / 1000,
+        )
         result.conflicts += prepared.get("conflicts", [])
         # A full comparison's plan goes as one recursive rsync of the root, like a hand-run rsync
         # (scanning and sending at once); what the rules exclude is named exactly.
@@ -161,12 +201,19 @@ class Pusher:
                 on_progress(base_files + (p.files_done or 0), base_bytes + p.bytes_done, p)
 
         env = {**os.environ, **master.settings.extra_env}
-        argv = push_argv(str(self.local_root), remote_of(master, self.remote_root), progress=on_progress is not None,
-                         whole_tree=whole, excludes=excludes)
+        argv = push_argv(
+            str(self.local_root),
+            remote_of(master, self.remote_root),
+            progress=on_progress is not None,
+            whole_tree=whole,
+            excludes=excludes,
+        )
         done = await run_rsync(argv, stdin=b"" if whole else files_from(paths), env=env, on_progress=progress)
         if done.returncode in RSYNC_VANISHED + RSYNC_PARTIAL and not await self._link_broke(done.stderr, agent, master):
             # A file changed or vanished while rsync read it: its event sends it again.
-            result.errors += [{"path": "", "error": line} for line in done.stderr.splitlines() if not _gone_meanwhile(line)][:5]
+            result.errors += [
+                {"path": "", "error": line} for line in done.stderr.splitlines() if not _gone_meanwhile(line)
+            ][:5]
         elif not done.ok:
             raise LinkFailure(f"rsync to {master.name} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
         await self.request(agent, "files.record", paths=paths, timeout=60 + len(paths) / 1000)
@@ -188,14 +235,20 @@ class Pusher:
         env = {**os.environ, **master.settings.extra_env}
         done = await run_rsync(pull_argv(str(self.local_root), remote_of(master, self.remote_root), rel), env=env)
         if not done.ok:
-            raise TetherError(f"could not pull {rel} from {master.name}: {done.stderr.strip()[-300:]}",
-                              fix="check the path: it is relative to the workspace (e.g. outputs/model.pt)")
+            raise TetherError(
+                f"could not pull {rel} from {master.name}: {done.stderr.strip()[-300:]}",
+                fix="check the path: it is relative to the workspace (e.g. outputs/model.pt)",
+            )
 
 
 def _gone_meanwhile(line: str) -> bool:
     """rsync's words for a file deleted after the plan was made (its deletion comes as its own event)."""
-    return ("vanished" in line or ("link_stat" in line and "No such file or directory" in line)
-            or line.startswith("rsync error: some files") or not line.strip())
+    return (
+        "vanished" in line
+        or ("link_stat" in line and "No such file or directory" in line)
+        or line.startswith("rsync error: some files")
+        or not line.strip()
+    )
 
 
 def _size_mtime(root: Path, rel: str) -> tuple[int, int]:

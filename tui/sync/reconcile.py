@@ -8,8 +8,8 @@ ignored and protected files on the node are left alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
 
 from tui.sync.tree import DIR, FILE, LINK, Entry, Tree
 
@@ -111,7 +111,9 @@ def plan_changes(changed: Mapping[str, Entry | None], excluded: Excluded, index:
     _finish(plan)
     # Counted once the deletes are top-most only: a removed folder and the files in it all arrive
     # as changed paths, and counting each of them said "166 of the 61 files".
-    plan.deleted_files = sum(index.files_under(path) for path in plan.deletes) if index is not None else len(plan.deletes)
+    plan.deleted_files = (
+        sum(index.files_under(path) for path in plan.deletes) if index is not None else len(plan.deletes)
+    )
     return plan
 
 
@@ -123,11 +125,15 @@ def deletes_exceed(deleted_files: int, remote_files: int, threshold: float) -> b
 
 
 class RemoteIndex:
-    """How many files (and links) the node holds below each folder, kept up to date by pushes."""
+    """What the node holds as far as Tether knows: every path (folders too), kept up to date by
+    pushes, and how many files (and links) lie below each folder."""
 
-    def __init__(self, paths: Iterable[str] = ()) -> None:
+    def __init__(self, paths: Iterable[str] = (), folders: Iterable[str] = ()) -> None:
         self._files: set[str] = set()
         self._under: dict[str, int] = {}
+        self._children: dict[str, set[str]] = {}  # folder -> the paths directly in it ("" = root)
+        for folder in folders:
+            self.add_folder(folder)
         for path in paths:
             self.add(path)
 
@@ -138,27 +144,59 @@ class RemoteIndex:
 
     @classmethod
     def of_tree(cls, tree: Tree) -> RemoteIndex:
-        return cls(path for path, entry in tree.items() if entry.kind != DIR)
+        return cls(
+            (path for path, entry in tree.items() if entry.kind != DIR),
+            (path for path, entry in tree.items() if entry.kind == DIR),
+        )
 
     @property
     def total(self) -> int:
         return len(self._files)
 
+    def _place(self, path: str) -> None:
+        parent = ""
+        for part in path.split("/"):
+            child = f"{parent}/{part}" if parent else part
+            self._children.setdefault(parent, set()).add(child)
+            parent = child
+
     def add(self, path: str) -> None:
-        if path not in self._files:
-            self._files.add(path)
-            for folder in self._folders(path):
-                self._under[folder] = self._under.get(folder, 0) + 1
+        """A file or link at ``path`` (a folder there is replaced)."""
+        if path in self._files:
+            return
+        if path in self._children:
+            self.remove(path)
+        self._place(path)
+        self._files.add(path)
+        for folder in self._folders(path):
+            self._under[folder] = self._under.get(folder, 0) + 1
+
+    def add_folder(self, path: str) -> None:
+        if path in self._files:
+            self.remove(path)
+        self._place(path)
+        self._children.setdefault(path, set())
+
+    def children(self, folder: str) -> set[str]:
+        """The paths directly in ``folder`` on the node, as far as the index knows."""
+        return set(self._children.get(folder, ()))
 
     def remove(self, path: str) -> None:
-        """Remove a file, or a folder with every file below it."""
-        gone = [path] if path in self._files else [p for p in self._files if p.startswith(path + "/")] if self._under.get(path) else []
-        for item in gone:
-            self._files.discard(item)
-            for folder in self._folders(item):
-                self._under[folder] -= 1
-                if not self._under[folder]:
-                    del self._under[folder]
+        """Remove a file, or a folder with everything below it."""
+        parent = path.rpartition("/")[0]
+        siblings = self._children.get(parent)
+        if siblings is not None:
+            siblings.discard(path)
+        stack = [path]
+        while stack:
+            item = stack.pop()
+            stack.extend(self._children.pop(item, ()))
+            if item in self._files:
+                self._files.discard(item)
+                for folder in self._folders(item):
+                    self._under[folder] -= 1
+                    if not self._under[folder]:
+                        del self._under[folder]
 
     def files_under(self, path: str) -> int:
         return 1 if path in self._files else self._under.get(path, 0)
@@ -166,5 +204,24 @@ class RemoteIndex:
     def apply(self, plan: Plan) -> None:
         for path in plan.deletes:
             self.remove(path)
-        for path, _ in plan.files + plan.links:  # type: ignore[operator]
+        for path, _ in plan.mkdirs:
+            self.add_folder(path)
+        for path in [p for p, _ in plan.files] + [p for p, _ in plan.links]:
             self.add(path)
+
+
+def vanished_children(
+    changed: Mapping[str, Entry | None], index: RemoteIndex, exists: Callable[[str], bool]
+) -> list[str]:
+    """Paths on the node inside a changed folder that the laptop no longer has.
+
+    A folder moved away is reported alone, without what was in it; when a folder of that name is
+    back by the next push, only this finds the old contents the node still holds.
+    """
+    return sorted(
+        child
+        for path, entry in changed.items()
+        if entry is not None and entry.kind == DIR
+        for child in index.children(path)
+        if child not in changed and not exists(child)
+    )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from tui.remote.ssh import ControlMaster, Hop, RsyncTransport, SshSettings, rsync_transport
 
@@ -89,8 +89,17 @@ def pull_argv(local_root: str, remote: Remote, rel: str) -> list[str]:
     ``--no-owner --no-group``: the files are the laptop user's, never the node's uid (``-a`` run as
     root on the laptop would keep it, and the user could not edit or delete them).
     """
-    return ["rsync", "-a", "--no-owner", "--no-group", "--relative", "--stats", *remote.args(),
-            f"{remote.host}:{remote.root.rstrip('/')}/./{rel.strip('/')}", local_root.rstrip("/") + "/"]
+    return [
+        "rsync",
+        "-a",
+        "--no-owner",
+        "--no-group",
+        "--relative",
+        "--stats",
+        *remote.args(),
+        f"{remote.host}:{remote.root.rstrip('/')}/./{rel.strip('/')}",
+        local_root.rstrip("/") + "/",
+    ]
 
 
 def files_from(paths: Iterable[str]) -> bytes:
@@ -127,7 +136,9 @@ def parse_progress(line: str) -> RsyncProgress | None:
     return RsyncProgress(done_bytes, int(match.group(2)), match.group(3), match.group(4), files_done, files_total)
 
 
-_STAT = re.compile(r"^(Total bytes sent|Total bytes received|Number of regular files transferred|Total file size): ([\d,.]+)")
+_STAT = re.compile(
+    r"^(Total bytes sent|Total bytes received|Number of regular files transferred|Total file size): ([\d,.]+)"
+)
 
 
 def parse_stats(text: str) -> dict[str, int]:

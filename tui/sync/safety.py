@@ -44,7 +44,7 @@ class ForeignFiles(SyncHalted):
             f"sync halted: {root} on the node holds {count} file{'s' if count != 1 else ''} Tether did not write, "
             f"which this sync would delete or replace: {listed}",
             fix=f"keep them (moved to {root}/{BACKUP_DIR}/<date>/ on the node) with `tether sync --keep-theirs` or "
-            "\"keep theirs\" in the console, or let sync delete them with `tether sync --allow-deletes`",
+            '"keep theirs" in the console, or let sync delete them with `tether sync --allow-deletes`',
         )
 
 
@@ -99,11 +99,14 @@ def workspace_path(local_root: Path, path: str) -> str:
                 text = absolute[len(root.rstrip("/")) + 1 :]
                 break
         else:
-            raise OutsideWorkspace(f"refusing to pull {path!r}: it is outside the workspace ({local_root})", fix=PULL_FIX)
+            raise OutsideWorkspace(
+                f"refusing to pull {path!r}: it is outside the workspace ({local_root})", fix=PULL_FIX
+            )
     rel = os.path.normpath(text)
     if rel == ".":
-        raise OutsideWorkspace(f"refusing to pull {path!r}: that is the whole workspace, not a path inside the workspace",
-                               fix=PULL_FIX)
+        raise OutsideWorkspace(
+            f"refusing to pull {path!r}: that is the whole workspace, not a path inside the workspace", fix=PULL_FIX
+        )
     if rel == ".." or rel.startswith("../"):
         raise OutsideWorkspace(f"refusing to pull {path!r}: it is outside the workspace ({local_root})", fix=PULL_FIX)
     return rel

@@ -18,7 +18,19 @@ from typing import Any
 from tui.events import HALT_DELETES, HALT_FOREIGN, SyncConflict, SyncHaltReport, SyncProgress, SyncState, SyncStatus
 from tui.state import state_dir
 
-__all__ = ["HALT_DELETES", "HALT_FOREIGN", "SyncConflict", "SyncHaltReport", "SyncProgress", "SyncState", "SyncStatus", "clear_status", "read_status", "status_path", "write_status"]
+__all__ = [
+    "HALT_DELETES",
+    "HALT_FOREIGN",
+    "SyncConflict",
+    "SyncHaltReport",
+    "SyncProgress",
+    "SyncState",
+    "SyncStatus",
+    "clear_status",
+    "read_status",
+    "status_path",
+    "write_status",
+]
 
 
 def status_path(ws_id: str) -> Path:
@@ -39,7 +51,7 @@ def write_status(ws_id: str, status: SyncStatus) -> None:
 def read_status(ws_id: str) -> dict[str, Any] | None:
     """The last state a sync process wrote, with ``running`` telling whether it still runs."""
     try:
-        data = json.loads(status_path(ws_id).read_text())
+        data: dict[str, Any] = json.loads(status_path(ws_id).read_text())
     except (OSError, ValueError):
         return None
     pid = data.get("pid")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from tui.errors import TetherError
 from tui.events import LinkChanged, LinkState
@@ -134,7 +135,9 @@ class LoginTarget:
             await self.login.start()
         elif await self.login.pid() is None:
             raise TetherError(f"the connection to {self.login.name} is down")
-        launch = await launch_agent(self.login, interpreter=self._options.interpreter, env_lines=self._options.env_lines)
+        launch = await launch_agent(
+            self.login, interpreter=self._options.interpreter, env_lines=self._options.env_lines
+        )
         self._agent = launch.channel
 
     async def start(self) -> None:

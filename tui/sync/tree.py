@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 from tui.sync.ignore import Rules
 
@@ -97,7 +98,7 @@ def scan_local(root: Path, rules: Rules, under: str = "", skipped: list[str] | N
     return tree
 
 
-def entries_from_wire(rows: Iterable[list]) -> Tree:
+def entries_from_wire(rows: Iterable[list[Any]]) -> Tree:
     """The agent's ``files.manifest`` rows -> a Tree."""
     return {row[0]: Entry(row[1], row[2], row[3], row[4], row[5]) for row in rows}
 

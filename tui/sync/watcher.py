@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from tui.sync import inotify
 from tui.sync.ignore import Rules
+
+if TYPE_CHECKING:  # watchdog is imported only where inotify is missing
+    from watchdog.observers.api import BaseObserver
 
 OnChange = Callable[[Iterable[str]], None]
 OnRescan = Callable[[str], None]
@@ -142,7 +146,7 @@ class WatchdogWatcher:
         self.rules = rules
         self._on_change = on_change
         self._on_rescan = on_rescan
-        self._observer = None
+        self._observer: BaseObserver | None = None
         self.watch_count = 0
 
     def start(self) -> None:

@@ -6,6 +6,8 @@ it does. Dismisses with True only when the user chose the action.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -32,7 +34,7 @@ class ConfirmScreen(ModalScreen[bool]):
     }
     """
 
-    BINDINGS: list[BindingType] = [Binding("escape", "cancel", "Cancel", id="confirm.cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="confirm.cancel")]
 
     def __init__(self, title: str, question: str, action_label: str) -> None:
         super().__init__()

@@ -7,6 +7,7 @@ before the oldest one shown, so a long log never crosses the link as a whole.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
@@ -32,7 +33,7 @@ class LogsScreen(Screen[None]):
     }
     """
 
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,l", "close", "Back to the dashboard", id="tether.logs.close"),
         Binding("o", "older", "Older page", id="tether.logs.older"),
     ]

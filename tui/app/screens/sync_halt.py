@@ -8,6 +8,8 @@ remote root) and Cancel; the emptied-root halt (HALT_DELETES) offers "Allow the 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -43,7 +45,7 @@ class SyncHaltScreen(ModalScreen[str | None]):
     }
     """
 
-    BINDINGS: list[BindingType] = [Binding("escape", "cancel", "Cancel", id="sync_halt.cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="sync_halt.cancel")]
 
     def __init__(self, report: SyncHaltReport) -> None:
         super().__init__()
@@ -55,18 +57,26 @@ class SyncHaltScreen(ModalScreen[str | None]):
         with Vertical(id="halt-box") as box:
             box.border_title = "Sync halted"
             if foreign:
-                yield Label(f"{report.total} file{'s' if report.total != 1 else ''} on the node were not written by "
-                            "Tether, and this sync would delete or replace them:", id="halt-message")
+                yield Label(
+                    f"{report.total} file{'s' if report.total != 1 else ''} on the node were not written by "
+                    "Tether, and this sync would delete or replace them:",
+                    id="halt-message",
+                )
                 shown = list(report.paths[:SHOWN_PATHS])
                 if len(report.paths) > SHOWN_PATHS:
                     shown.append(f"… and {len(report.paths) - SHOWN_PATHS} more")
                 yield Label("\n".join("  " + path for path in shown), id="halt-paths")
-                yield Label("Keep theirs moves them to .tether-backup/<date>/ in the remote root (sync leaves "
-                            "that folder alone).", id="halt-fix")
+                yield Label(
+                    "Keep theirs moves them to .tether-backup/<date>/ in the remote root (sync leaves "
+                    "that folder alone).",
+                    id="halt-fix",
+                )
             else:
                 yield Label(report.message, id="halt-message")
-                yield Label("Rescan compares both trees again and goes on if the cause is gone (a folder put back).",
-                            id="halt-fix")
+                yield Label(
+                    "Rescan compares both trees again and goes on if the cause is gone (a folder put back).",
+                    id="halt-fix",
+                )
             with Horizontal(id="halt-buttons"):
                 if foreign:
                     yield Button("Keep theirs", id=CHOICE_KEEP, variant="primary")

@@ -6,4 +6,15 @@ from tui.app.widgets.node_panels import GpuPanel, NodePanel, ProcessTable
 from tui.app.widgets.output_panel import OutputPanel
 from tui.app.widgets.run_panel import RunPanel
 
-__all__ = ["EventLog", "GpuPanel", "JobClock", "LinkHeader", "LinkStatus", "LogLine", "NodePanel", "OutputPanel", "ProcessTable", "RunPanel"]
+__all__ = [
+    "EventLog",
+    "GpuPanel",
+    "JobClock",
+    "LinkHeader",
+    "LinkStatus",
+    "LogLine",
+    "NodePanel",
+    "OutputPanel",
+    "ProcessTable",
+    "RunPanel",
+]

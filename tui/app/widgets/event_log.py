@@ -102,10 +102,7 @@ class EventLog(RichLog):
     def _styled(self, line: LogLine) -> Text:
         if not self._styles:
             variables = self.app.get_css_variables()
-            self._styles = {
-                level: _style_for(variables.get(name, ""))
-                for level, name in _LEVEL_VARIABLES.items()
-            }
+            self._styles = {level: _style_for(variables.get(name, "")) for level, name in _LEVEL_VARIABLES.items()}
         return Text(line.text, style=self._styles[line.level])
 
     def _redraw(self, _theme: Theme) -> None:

@@ -13,7 +13,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label
 
-from tui.events import JOB_ENDED, AllocationChanged, LinkChanged, LinkState
+from tui.events import JOB_ENDING_S, AllocationChanged, JobState, LinkChanged, LinkState
 
 LAPTOP = "laptop"
 """The first hop is always the machine the console runs on; ``session.chain`` lists the rest."""
@@ -39,10 +39,6 @@ def describe_link(link: LinkChanged) -> str:
     return f"{text} — {link.detail}" if link.detail else text
 
 
-WARN_LEFT_S = 600.0
-"""Under this much time left the job's clock turns to the warning colour (the log warns then too)."""
-
-
 def describe_time_left(seconds: float) -> str:
     """``2 d 3 h``, ``4 h 32 min``, ``29 min``, ``9 min 5 s``, ``42 s``: as precise as the moment needs.
 
@@ -56,15 +52,19 @@ def describe_time_left(seconds: float) -> str:
         return f"{days} d {hours} h"
     if hours:
         return f"{hours} h {minutes} min"
-    if whole >= WARN_LEFT_S:
+    if whole >= JOB_ENDING_S:
         return f"{minutes} min"
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def counts_down(allocation: AllocationChanged | None) -> bool:
     """The job runs and has an end: its time left is shown and ticks."""
-    return (allocation is not None and allocation.job_id is not None and allocation.ends_at is not None
-            and allocation.state in ("running", ""))
+    return (
+        allocation is not None
+        and allocation.job_id is not None
+        and allocation.ends_at is not None
+        and allocation.state in (JobState.RUNNING, JobState.UNWATCHED)
+    )
 
 
 def describe_allocation(allocation: AllocationChanged | None, now: float) -> str:
@@ -72,26 +72,26 @@ def describe_allocation(allocation: AllocationChanged | None, now: float) -> str
     if allocation is None or allocation.job_id is None:
         return ""
     job = f"job {allocation.job_id}"
-    if allocation.state == JOB_ENDED:
+    if allocation.state is JobState.ENDED:
         return f"{job} · ended"
     if counts_down(allocation):
         assert allocation.ends_at is not None
         return f"{job} · {describe_time_left(allocation.ends_at - now)} left"
-    if allocation.state in ("running", ""):
+    if allocation.state in (JobState.RUNNING, JobState.UNWATCHED):
         return job  # no time limit
-    return f"{job} · {allocation.state}"
+    return f"{job} · {allocation.detail or allocation.state.value}"
 
 
 def allocation_class(allocation: AllocationChanged | None, now: float) -> str:
-    """``-ended``, ``-ending`` (under ``WARN_LEFT_S`` left), ``-waiting`` (not running), or ""."""
+    """``-ended``, ``-ending`` (under ``JOB_ENDING_S`` left), ``-waiting`` (not running), or ""."""
     if allocation is None or allocation.job_id is None:
         return ""
-    if allocation.state == JOB_ENDED:
+    if allocation.state is JobState.ENDED:
         return "-ended"
     if counts_down(allocation):
         assert allocation.ends_at is not None
-        return "-ending" if allocation.ends_at - now < WARN_LEFT_S else ""
-    return "" if allocation.state in ("running", "") else "-waiting"
+        return "-ending" if allocation.ends_at - now < JOB_ENDING_S else ""
+    return "" if allocation.state in (JobState.RUNNING, JobState.UNWATCHED) else "-waiting"
 
 
 def state_class(state: LinkState) -> str:

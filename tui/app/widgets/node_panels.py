@@ -65,7 +65,7 @@ class NodePanel(Static):
         self.border_subtitle = f"tmux {layout.session}" if layout.exists else "no tmux session"
 
 
-class ProcessTable(DataTable):
+class ProcessTable(DataTable[str]):
     """The run's process tree: pid, CPU, memory, command."""
 
     DEFAULT_CSS = """
@@ -117,7 +117,7 @@ class GpuPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for the node…", id="gpu-note")
-        table: DataTable = DataTable(id="gpu-table", cursor_type="none", show_cursor=False)
+        table: DataTable[str] = DataTable(id="gpu-table", cursor_type="none", show_cursor=False)
         table.display = False
         yield table
 
@@ -135,8 +135,12 @@ class GpuPanel(Vertical):
             memory = f"{gib(gpu.memory_used_mb)}/{gib(gpu.memory_total_mb)}"
             name = gpu.name.removeprefix("NVIDIA ")
             table.add_row(
-                gpu.index, _value(gpu.utilization, "%"), memory, _value(gpu.temperature_c, "°C"),
-                _value(gpu.power_w, " W"), name,
+                gpu.index,
+                _value(gpu.utilization, "%"),
+                memory,
+                _value(gpu.temperature_c, "°C"),
+                _value(gpu.power_w, " W"),
+                name,
             )
         table.display = bool(stats.gpus)
         note.display = not stats.gpus

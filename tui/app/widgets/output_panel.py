@@ -5,12 +5,18 @@ The whole output stays in the rotated log on the node; ``l`` pages through it (`
 
 from __future__ import annotations
 
+import re
 from collections import deque
 
 from rich.text import Text
 from textual.widgets import RichLog
 
 from tui.events import OutputLines
+
+# The debug loop's first line (tui/node/loop.py says it when it starts, not on a restart): the log
+# on the node is kept across `tether down`, so a replay can hold the end of an earlier run before it.
+RUN_STARTS = re.compile(r"^tether: starting ")
+NEW_RUN = "──── a new run starts here; the lines above are an earlier run's ────"
 
 
 class OutputPanel(RichLog):
@@ -42,6 +48,14 @@ class OutputPanel(RichLog):
         if output.history:
             self.clear()
             self._lines.clear()
-        for line in output.lines:
-            self._lines.append(line)
-            self.write(Text(line))
+        starts = {i for i, line in enumerate(output.lines) if RUN_STARTS.match(line)}
+        # Of a replayed log, what came before the last start belongs to earlier runs: dimmed.
+        current = max(starts) if output.history and starts else 0
+        for i, line in enumerate(output.lines):
+            if i in starts and self._lines:
+                self._append(NEW_RUN, "bold")
+            self._append(line, "dim" if i < current else "")
+
+    def _append(self, line: str, style: str) -> None:
+        self._lines.append(line)
+        self.write(Text(line, style=style))

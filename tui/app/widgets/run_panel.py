@@ -6,41 +6,41 @@ import time
 
 from textual.widgets import Static
 
-from tui.events import RankState, RunState
+from tui.events import RankState, RankStatus, RunState
 
 STATUS_WORDS = {
-    "starting": "starting",
-    "waiting_for_debugger": "waiting for debugger",
-    "running": "running",
-    "attached": "debugger attached",
-    "exited": "exited",
-    "crashed": "crashed",
-    "stopped": "stopped",
+    RankStatus.STARTING: "starting",
+    RankStatus.WAITING_FOR_DEBUGGER: "waiting for debugger",
+    RankStatus.RUNNING: "running",
+    RankStatus.ATTACHED: "debugger attached",
+    RankStatus.EXITED: "exited",
+    RankStatus.CRASHED: "crashed",
+    RankStatus.STOPPED: "stopped",
 }
 
 
 def describe_rank(state: RankState, now: float | None = None) -> str:
     """Two lines for the console:
     "rank 0  running  pid 123  up 1m05s" / "  restarts 2 · port 41000 → 127.0.0.1:5001" (attach there)."""
-    word = STATUS_WORDS.get(state.status, state.status)
-    if state.status in ("exited", "crashed") and state.exit_code is not None:
+    word = STATUS_WORDS[state.status]
+    if state.status in (RankStatus.EXITED, RankStatus.CRASHED) and state.exit_code is not None:
         word += f"({state.exit_code})"
     if state.waiting_at:
         word = f"waiting for debugger at {state.waiting_at}"
     first = [f"rank {state.rank}", word]
-    if state.pid and state.status not in ("exited", "crashed", "stopped"):
+    if state.pid and not state.status.ended:
         first.append(f"pid {state.pid}")
         if state.started_at:
             first.append("up " + uptime(max(0.0, (now or time.time()) - state.started_at)))
-    if state.backoff_s and state.status == "starting":
+    if state.backoff_s and state.status is RankStatus.STARTING:
         first.append(f"backoff {state.backoff_s:g}s")
     second = f"  restarts {state.restarts} · port {state.port}"
     if state.local_port:
         second += f" → 127.0.0.1:{state.local_port}"
     lines = ["  ".join(first), second]
-    if state.debugpy_missing and not (state.status == "stopped" and state.reason):
+    if state.debugpy_missing and not (state.status is RankStatus.STOPPED and state.reason):
         lines.append("  no debugpy in the run's python: copying Tether's (or ctrl+p → Make debugpy available)")
-    elif state.reason and state.status in ("exited", "crashed", "stopped"):
+    elif state.reason and state.status.ended:
         lines.append(f"  {state.reason}")
     return "\n".join(lines)
 
@@ -52,8 +52,6 @@ def uptime(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
-
-
 
 
 class RunPanel(Static):
@@ -89,7 +87,9 @@ class RunPanel(Static):
         self.update("\n".join(describe_rank(rank) for rank in self.state.ranks))
 
     def _refresh_uptime(self) -> None:
-        if self.state is not None and any(r.status in ("running", "attached") for r in self.state.ranks):
+        if self.state is not None and any(
+            r.status in (RankStatus.RUNNING, RankStatus.ATTACHED) for r in self.state.ranks
+        ):
             self._render_state()
 
     def text(self) -> str:

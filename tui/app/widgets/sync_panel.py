@@ -82,4 +82,6 @@ class SyncPanel(Vertical):
             self.query_one("#sync-state", Label).update(describe_progress(event))
         elif isinstance(event, SyncConflict):
             self.add_class("-conflict")
-            self.query_one("#sync-conflict", Label).update(f"conflict: {event.path} edited on the node; kept as {event.copy}")
+            self.query_one("#sync-conflict", Label).update(
+                f"conflict: {event.path} edited on the node; kept as {event.copy}"
+            )

@@ -11,9 +11,9 @@ import abc
 import asyncio
 import shlex
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from tui.errors import TetherError
 from tui.events import EventSink, Progress
@@ -23,8 +23,9 @@ from tui.remote.ssh import CommandResult
 class LoginShell(Protocol):
     """Runs a shell command on the login host (the login ControlMaster satisfies this)."""
 
-    def run(self, command: str, *, input_bytes: bytes | None = None, timeout: float | None = 60) -> Awaitable[CommandResult]:
-        ...
+    def run(
+        self, command: str, *, input_bytes: bytes | None = None, timeout: float | None = 60
+    ) -> Awaitable[CommandResult]: ...
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,29 @@ class Allocation:
         return max(0.0, self.ends_at - (time.time() if now is None else now))
 
 
+class PolledJob(Protocol):
+    """A scheduler's job as one poll saw it (Slurm's squeue, PBS's qstat)."""
+
+    @property
+    def state(self) -> str: ...  # the scheduler's own word: RUNNING, PENDING, R, Q...
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def ended(self) -> bool: ...
+
+    def ends_at(self, now: float) -> float | None: ...
+
+    def describe(self, previous: str | None = None) -> str: ...
+
+
 class Scheduler(abc.ABC):
     """Allocate, wait, find, release. Implementations keep no state beyond the Allocation."""
 
     kind: str
+    watches_jobs = False
+    """True where ``state`` can tell a job's state (Slurm, PBS): the console then watches the job."""
     on_queued: Callable[[str], None] | None = None
     """Set by the session: told a job's id as soon as it waits in the queue (just submitted, or a
     recorded job pending again), so the job is recorded before the wait and a cancelled wait (`q`)
@@ -57,6 +77,10 @@ class Scheduler(abc.ABC):
             return False
         self.on_queued(job_id)
         return True
+
+    async def state(self, job_id: str) -> PolledJob | None:
+        """The job's state now, changing nothing; None where this kind has no jobs to ask about."""
+        return None
 
     @abc.abstractmethod
     async def allocate(self, progress: EventSink) -> Allocation:

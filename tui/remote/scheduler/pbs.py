@@ -58,7 +58,6 @@ ENDED_STATES = frozenset("ECFX")
 NOT_STARTED_STATES = frozenset("QHWT")
 
 
-
 @dataclass(frozen=True)
 class PbsJobStatus:
     """One job as ``qstat -f`` shows it, for the console's job watch. ``state`` is PBS's letter,
@@ -198,6 +197,7 @@ class PbsScheduler(Scheduler):
     """Allocate = submit a holder job and wait until it runs; release = ``qdel``."""
 
     kind = "pbs"
+    watches_jobs = True
 
     def __init__(
         self,
@@ -222,14 +222,19 @@ class PbsScheduler(Scheduler):
         job_id = await self.submit()
         kept = self.queued(job_id)
         progress(Progress("node", f"PBS job {job_id} submitted, waiting for a node"))
-        return await wait_or_release(self.wait_running(job_id, progress), lambda: self._release_quietly(job_id),
-                                     kept=kept)
+        return await wait_or_release(
+            self.wait_running(job_id, progress), lambda: self._release_quietly(job_id), kept=kept
+        )
 
     async def submit(self) -> str:
         """Submit the holder job; its job id."""
         return await submit_holder(
-            self._login, qsub_argv(self._options, self._workspace), self.holder,
-            family="PBS", parse_job_id=parse_job_id, options_hint="queue, resources, walltime and account",
+            self._login,
+            qsub_argv(self._options, self._workspace),
+            self.holder,
+            family="PBS",
+            parse_job_id=parse_job_id,
+            options_hint="queue, resources, walltime and account",
         )
 
     async def status(self, job_id: str) -> dict[str, str] | None:
@@ -287,8 +292,12 @@ class PbsScheduler(Scheduler):
         if attributes is None:
             return PbsJobStatus(job_id, "F")
         left = seconds_left(attributes)
-        return PbsJobStatus(job_id, attributes.get("job_state", "?"), attributes.get("comment", ""),
-                            None if left is None else self._clock() + left)
+        return PbsJobStatus(
+            job_id,
+            attributes.get("job_state", "?"),
+            attributes.get("comment", ""),
+            None if left is None else self._clock() + left,
+        )
 
     async def find(self, recorded: Allocation | None) -> Allocation | None:
         """The recorded job when it still runs; None when PBS no longer has it running."""

@@ -418,6 +418,7 @@ class SlurmScheduler(Scheduler):
     """Allocate = submit a holder job and wait until it runs; release = ``scancel``."""
 
     kind = "slurm"
+    watches_jobs = True
 
     def __init__(
         self,
@@ -445,8 +446,9 @@ class SlurmScheduler(Scheduler):
         job_id = await self.submit()
         kept = self.queued(job_id)
         progress(Progress("node", f"Slurm job {job_id} submitted, waiting for a node"))
-        return await wait_or_release(self.wait_running(job_id, progress), lambda: self._release_quietly(job_id),
-                                     kept=kept)
+        return await wait_or_release(
+            self.wait_running(job_id, progress), lambda: self._release_quietly(job_id), kept=kept
+        )
 
     async def acquire(self, recorded: Allocation | None, progress: EventSink, *, submit: bool = True) -> Allocation:
         """Reuse the recorded job when it runs; wait for it when it is pending again (requeued or
@@ -464,8 +466,10 @@ class SlurmScheduler(Scheduler):
                 else:  # `q` while it was queued: it still is
                     said = f"{status.describe()}: still queued; waiting for it to run"
                 progress(Progress("node", said))
-                return await wait_or_release(self.wait_running(recorded.job_id, progress),
-                                             lambda: self._release_quietly(recorded.job_id), kept=True)
+                job_id = recorded.job_id
+                return await wait_or_release(
+                    self.wait_running(job_id, progress), lambda: self._release_quietly(job_id), kept=True
+                )
             if not submit:
                 raise JobEnded(status.describe())
         return await self.allocate(progress)
@@ -473,8 +477,11 @@ class SlurmScheduler(Scheduler):
     async def submit(self) -> str:
         """Submit the holder job; its job id."""
         return await submit_holder(
-            self._login, sbatch_argv(self._options, self._workspace), self.holder,
-            family="Slurm", parse_job_id=parse_job_id,
+            self._login,
+            sbatch_argv(self._options, self._workspace),
+            self.holder,
+            family="Slurm",
+            parse_job_id=parse_job_id,
             options_hint="partition, account, qos, time, gpus, gres, cpus_per_task, mem and constraint",
         )
 

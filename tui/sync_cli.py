@@ -13,7 +13,8 @@ import contextlib
 import signal
 import sys
 import time
-from typing import AsyncIterator, Callable, TextIO
+from collections.abc import AsyncIterator, Callable
+from typing import TextIO
 
 from tui.config import Workspace
 from tui.errors import TetherError
@@ -21,8 +22,8 @@ from tui.events import EventSink, LinkChanged, LinkState, Notice, Progress
 from tui.remote.link import AgentOptions, LinkSupervisor, NodeResolver
 from tui.remote.ssh import ControlMaster
 from tui.session import Session
-from tui.sync.engine import SyncEngine
 from tui.sync import safety
+from tui.sync.engine import SyncEngine
 from tui.sync.safety import workspace_path
 from tui.sync.status import SyncConflict, SyncProgress, SyncStatus, clear_status
 from tui.sync.target import LoginTarget, NodeTarget, SyncTarget
@@ -123,8 +124,9 @@ async def sync_target(session: Session, sink: EventSink, *, ping_interval: float
         options = AgentOptions(workspace.run.interpreter, tuple(workspace.run.env))
         yield LoginTarget(session.login_master(), options, restart_master=True)
         return
-    supervisor = sync_supervisor(session, lambda event: sink(event) if isinstance(event, LinkChanged) else None,
-                                 ping_interval=ping_interval)
+    supervisor = sync_supervisor(
+        session, lambda event: sink(event) if isinstance(event, LinkChanged) else None, ping_interval=ping_interval
+    )
     task = asyncio.create_task(supervisor.run())
     try:
         await until_up(supervisor, task)
