@@ -61,6 +61,7 @@ def _console(workspace: Workspace, *, theme: str | None, attach: bool, demo: boo
         prefs=UiPrefs(),
         keys=workspace.ui.keys,
         terminal_alert=workspace.ui.terminal_alert,
+        metrics=workspace.ui.metrics,
     )
     result = app.run()
     if result == "detached" and demo:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial, wraps
 from typing import ClassVar, TypeVar
 
@@ -43,7 +43,17 @@ from tui.app.messages import (
 from tui.app.screens import ConfirmScreen, HelpScreen, KeyHelp, LogsScreen, PasswordScreen, SyncHaltScreen
 from tui.app.screens.sync_halt import CHOICE_DELETE, CHOICE_KEEP, CHOICE_RESCAN
 from tui.app.themes import load_themes
-from tui.app.widgets import EventLog, GpuPanel, LinkHeader, LogLine, NodePanel, OutputPanel, ProcessTable, RunPanel
+from tui.app.widgets import (
+    EventLog,
+    GpuPanel,
+    LinkHeader,
+    LogLine,
+    MetricsPanel,
+    NodePanel,
+    OutputPanel,
+    ProcessTable,
+    RunPanel,
+)
 from tui.app.widgets.sync_panel import SyncPanel
 from tui.console_api import ConsoleSession
 from tui.events import (
@@ -297,16 +307,19 @@ class TetherApp(App[str]):
         prefs: UiPrefs | None = None,
         keys: tuple[tuple[str, str], ...] = (),
         terminal_alert: str = "off",
+        metrics: Sequence[str] | None = None,
     ) -> None:
         """``theme_name``: the one asked for (``--theme``, ``[ui] theme``); None: the one the user
         last picked (``prefs``), else the default. A theme picked with ``t`` or the palette is
         remembered in ``prefs``. ``terminal_alert``: ``[ui] terminal_alert``, how an alert is also
-        told to the terminal (bell, desktop notification) or not at all."""
+        told to the terminal (bell, desktop notification) or not at all. ``metrics``: ``[ui] metrics``,
+        the numbers of the run's output to plot (None: the usual names)."""
         super().__init__()
         self.session = session
         self.prefs = prefs
         self.keys = keys  # [ui.keys], checked by the config: (action, Textual key names)
         self.terminal_alert = terminal_alert
+        self.metrics = metrics
         self.terminal_writes: list[str] = []  # what alerts wrote to the terminal, oldest first
         self.sync_state: SyncState | None = None  # as the sync last reported it
         self.stopped: list[str] = []  # what `down` stopped, for the CLI to print
@@ -332,7 +345,9 @@ class TetherApp(App[str]):
     def compose(self) -> ComposeResult:
         yield LinkHeader(self.session.title, tuple(self.session.chain), id="header")
         with Horizontal(id="dashboard"):
-            yield OutputPanel(id="output")
+            with Vertical(id="main"):
+                yield OutputPanel(id="output")
+                yield MetricsPanel(self.metrics, id="metrics")
             with Vertical(id="side"):
                 yield SyncPanel(id="sync")
                 yield RunPanel(id="run")
@@ -482,6 +497,7 @@ class TetherApp(App[str]):
     @while_open
     def on_output_received(self, message: OutputReceived) -> None:
         self.query_one(OutputPanel).show(message.output)
+        self.query_one(MetricsPanel).show(message.output)
         if not message.output.history:  # a replayed log is old news
             self._alert(self.alerts.output(message.output.lines))
 
@@ -504,10 +520,12 @@ class TetherApp(App[str]):
         snapshot = message.snapshot
         if isinstance(snapshot, NodeStats):
             self.query_one(NodePanel).show_stats(snapshot)
+            self.query_one(MetricsPanel).show_node(snapshot)
         elif isinstance(snapshot, RunProcesses):
             self.query_one(ProcessTable).show(snapshot)
         elif isinstance(snapshot, GpuStats):
             self.query_one(GpuPanel).show(snapshot)
+            self.query_one(MetricsPanel).show_gpus(snapshot)
         elif isinstance(snapshot, LayoutChanged):
             self.query_one(NodePanel).show_layout(snapshot)
 

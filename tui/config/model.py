@@ -103,6 +103,7 @@ class UiConfig:
     stats_interval: float = 2.0
     keys: tuple[tuple[str, str], ...] = ()  # [ui.keys]: (action, Textual key names, comma-separated)
     terminal_alert: str = "off"  # also tell the terminal of an alert: "bell", "desktop" (OSC 9), "off"
+    metrics: tuple[str, ...] | None = None  # names or patterns of the numbers to plot; None: tui.metrics' defaults
 
 
 @dataclass(frozen=True)

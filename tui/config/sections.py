@@ -37,6 +37,7 @@ from tui.config.rules import (
 from tui.config.scheduler import SchedulerConfig
 from tui.config.schema import MISSING, TableReader, describe_value, suggest, toml_value
 from tui.keys import DEFAULT_KEYS, key_name
+from tui.metrics import MetricPatternError, compile_pattern
 
 # -- [workspace] -------------------------------------------------------------------------------
 
@@ -224,7 +225,28 @@ def read_ui(section: TableReader) -> UiConfig:
         stats_interval=section.number("stats_interval", 2.0, above=0),
         keys=read_keys(section.reader("keys", DEFAULT_KEYS, example='{ restart = "f5" }')),
         terminal_alert=section.choice("terminal_alert", "off", TERMINAL_ALERTS),
+        metrics=read_metrics(section),
     )
+
+
+def read_metrics(section: TableReader) -> tuple[str, ...] | None:
+    """``[ui] metrics``: names ("loss") or patterns with a (?P<value>...) group; a bad one is a
+    problem at its own line. Unset: None (the built-in names); [] plots nothing."""
+    if section.get("metrics") is MISSING:
+        return None
+    good: list[str] = []
+    for index, entry in enumerate(section.strings("metrics", example="loss")):
+        try:
+            compile_pattern(entry)
+        except MetricPatternError as exc:
+            section.log.add(
+                section.path + ("metrics", index),
+                f"{entry!r}: {exc}",
+                'write a name ("loss") or a pattern like "step \\d+ loss (?P<value>[0-9.]+)"',
+            )
+        else:
+            good.append(entry)
+    return tuple(good)
 
 
 def read_keys(table: TableReader) -> tuple[tuple[str, str], ...]:
