@@ -666,3 +666,19 @@ async def test_the_palette_copies_each_ranks_debug_address() -> None:
         await pilot.pause()
         await run_from_palette(app, pilot, "Copy debug address: 127.0.0.1:50528")
         assert app.clipboard == "127.0.0.1:50528"
+
+
+async def test_a_long_sync_line_ends_in_an_ellipsis_inside_its_panel() -> None:
+    """At 80 columns the side column is ~36 wide: the line is cut with "…", not by the frame."""
+    from tui.events import SyncState, SyncStatus
+
+    session, app = console()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await session.wait_running()
+        status = SyncStatus(
+            "demo-workspace", SyncState.UP_TO_DATE, last_push_ms=4, last_push_bytes=54_000, last_push_files=2
+        )
+        session.emit(status)
+        await wait_until(pilot, lambda: "sync: up to date" in screen_text(app))
+        line = next(line for line in screen_text(app).splitlines() if "sync: up to date" in line)
+        assert line.rstrip().endswith("…"), line

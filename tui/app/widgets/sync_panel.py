@@ -51,7 +51,7 @@ class SyncPanel(Vertical):
     SyncPanel {
         height: auto;
         padding: 0 1;
-        #sync-state { text-wrap: nowrap; text-overflow: ellipsis; }
+        #sync-state { width: 100%; text-wrap: nowrap; text-overflow: ellipsis; }
         #sync-progress { display: none; }
         #sync-conflict { display: none; color: $text-warning; }
         &.-progress #sync-progress { display: block; }
