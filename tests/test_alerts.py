@@ -15,6 +15,7 @@ from tui.alerts import JobAlerts, RunAlerts, terminal_sequence
 from tui.app import TetherApp
 from tui.config import load_workspace
 from tui.events import AllocationChanged, JobState, OutputLines, RankState, RankStatus, RunState
+from tui.keys import shown_keys
 from tui.session import Session
 
 # A stand-in for a training step that runs out of GPU memory: no GPU and no torch here, so the
@@ -132,3 +133,18 @@ def test_a_job_ending_is_told_once_in_its_last_ten_minutes_and_only_while_it_run
     assert [a.kind for a in alerts.check(AllocationChanged("8", "n2", now + 60, JobState.RUNNING), now)] == [
         "job_ending"
     ]
+
+
+async def test_the_keys_an_alert_names_follow_ui_keys() -> None:
+    """With restart on F5 and logs on ctrl+l, the OOM alert and the Run panel name those keys."""
+    session = ScriptedSession()
+    app = TetherApp(session, keys=(("restart", "f5"), ("logs", "ctrl+l")))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await session.wait_running()
+        session.emit(RunState((RankState(0, RankStatus.RUNNING, 5678, started_at=1.0),)))
+        session.emit(OutputLines(("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",)))
+        await wait_until(pilot, lambda: any(t == "CUDA out of memory" for t, _ in messages(app)))
+        told = next(m for t, m in messages(app) if t == "CUDA out of memory")
+        assert told.endswith("(ctrl+l: the log, f5: restart)"), told
+        assert "f5 restart · x stop" in str(app.query_one("#run").border_subtitle)
+    assert shown_keys((("help", "question_mark"),))["help"] == "?"  # as written in tether.toml

@@ -21,6 +21,7 @@ from tui.events import (
     RankStatus,
     RunState,
 )
+from tui.keys import shown_keys
 
 # As PyTorch 2.x prints them (older releases say "RuntimeError: CUDA out of memory.").
 OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory")
@@ -69,6 +70,11 @@ class RunAlerts:
     _crashes: set[tuple[int, float | None]] = field(default_factory=set)
     _starts: dict[int, float | None] = field(default_factory=dict)
     last_error: str = ""
+    keys: dict[str, str] = field(default_factory=shown_keys)  # the keys in force, for the hints
+
+    @property
+    def _hint(self) -> str:
+        return f"({self.keys['logs']}: the log, {self.keys['restart']}: restart)"
 
     def output(self, lines: Iterable[str]) -> list[Alert]:
         alerts: list[Alert] = []
@@ -80,10 +86,10 @@ class RunAlerts:
                 continue  # a traceback's source line ("    raise ..."): the error line itself comes next
             if "oom" not in self._seen and OOM.search(text):
                 self._seen.add("oom")
-                alerts.append(Alert("oom", "CUDA out of memory", f"{_short(text)}  (l: the log, r: restart)"))
+                alerts.append(Alert("oom", "CUDA out of memory", f"{_short(text)}  {self._hint}"))
             if "nccl" not in self._seen and NCCL.search(text):
                 self._seen.add("nccl")
-                alerts.append(Alert("nccl", "NCCL error", f"{_short(text)}  (l: the log, r: restart)"))
+                alerts.append(Alert("nccl", "NCCL error", f"{_short(text)}  {self._hint}"))
         return alerts
 
     def run_state(self, state: RunState) -> list[Alert]:
@@ -100,7 +106,7 @@ class RunAlerts:
 
     def _crashed(self, rank: RankState) -> Alert:
         why = _short(self.last_error) if self.last_error else rank.reason or "it ended with an error"
-        return Alert("crashed", f"Rank {rank.rank} crashed", f"{why}  (l: the log, r: restart)")
+        return Alert("crashed", f"Rank {rank.rank} crashed", f"{why}  {self._hint}")
 
 
 @dataclass
@@ -143,6 +149,7 @@ class JobAlerts:
     """The job's last minutes (``JOB_ENDING_S``): once per job, checked as the clock runs."""
 
     _warned: set[str] = field(default_factory=set)
+    keys: dict[str, str] = field(default_factory=shown_keys)  # the keys in force, for the hint
 
     def check(self, allocation: AllocationChanged | None, now: float) -> list[Alert]:
         if allocation is None or allocation.job_id is None or allocation.ends_at is None:
@@ -155,7 +162,7 @@ class JobAlerts:
             Alert(
                 "job_ending",
                 "Job ending soon",
-                f"job {allocation.job_id} ends in {_duration(left)}: save checkpoints now (A: a new job once it ends)",
+                f"job {allocation.job_id} ends in {_duration(left)}: save checkpoints now ({self.keys['new_job']}: a new job once it ends)",
                 "warning",
             )
         ]

@@ -104,3 +104,11 @@ def key_name(text: str) -> str | None:
 def binding_keymap(keys: tuple[tuple[str, str], ...]) -> dict[str, str]:
     """``[ui.keys]`` as read (action, Textual key name) -> a keymap for ``App.set_keymap``."""
     return {f"{BINDING_PREFIX}{action}": key for action, key in keys}
+
+
+def shown_keys(keys: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """Action -> the key in force, as the user writes it in tether.toml (``"?"``, ``"f5"``,
+    ``"ctrl+x"``): for hints in messages ("r: restart"), which must follow ``[ui.keys]``."""
+    typed = {name: char for char, name in CHARACTER_NAMES.items()}
+    chosen = dict(DEFAULT_KEYS) | dict(keys)
+    return {action: typed.get(key.split(",")[0], key.split(",")[0]) for action, key in chosen.items()}

@@ -73,7 +73,7 @@ from tui.events import (
     SyncState,
     SyncStatus,
 )
-from tui.keys import binding_keymap
+from tui.keys import binding_keymap, shown_keys
 from tui.state import UiPrefs
 
 DETACHED = "detached"
@@ -324,9 +324,11 @@ class TetherApp(App[str]):
         self.sync_state: SyncState | None = None  # as the sync last reported it
         self.stopped: list[str] = []  # what `down` stopped, for the CLI to print
         self.run_state: RunState | None = None  # the ranks, as last reported
-        self.alerts = RunAlerts()  # OOM, NCCL errors and crashes, each told once
+        hints = shown_keys(keys)  # the keys that alerts and panels name follow [ui.keys]
+        self.hints = hints
+        self.alerts = RunAlerts(keys=hints)  # OOM, NCCL errors and crashes, each told once
         self.link_alerts = LinkAlerts()  # the link lost and back, once per outage
-        self.job_alerts = JobAlerts()  # the job's last minutes, once per job
+        self.job_alerts = JobAlerts(keys=hints)  # the job's last minutes, once per job
         # Loaded here, before the terminal is taken over, so a broken theme file is a plain
         # error message (ThemeFileError names the file) rather than a crash inside the UI.
         self.tether_themes = load_themes()
@@ -350,7 +352,7 @@ class TetherApp(App[str]):
                 yield MetricsPanel(self.metrics, id="metrics")
             with Vertical(id="side"):
                 yield SyncPanel(id="sync")
-                yield RunPanel(id="run")
+                yield RunPanel(self.hints, id="run")
                 yield NodePanel(id="node")
                 yield ProcessTable(id="processes")
                 yield GpuPanel(id="gpus")
@@ -461,7 +463,7 @@ class TetherApp(App[str]):
                 self.action_sync_halt()
             else:
                 self.notify(
-                    f"{event.message}. Press s to allow the deletes or rescan.",
+                    f"{event.message}. Press {self.hints['sync_halt']} to allow the deletes or rescan.",
                     title="Sync halted",
                     severity="error",
                     timeout=15,

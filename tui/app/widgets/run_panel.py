@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from textual.widgets import Static
 
 from tui.events import RankState, RankStatus, RunState
+from tui.keys import shown_keys
 
 STATUS_WORDS = {
     RankStatus.STARTING: "starting",
@@ -64,8 +66,11 @@ class RunPanel(Static):
     }
     """
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, keys: Mapping[str, str] | None = None, *, id: str | None = None) -> None:
+        """``keys``: action -> the key in force (``tui.keys.shown_keys``), for the hint."""
         super().__init__("waiting for the run…", id=id)
+        keys = keys or shown_keys()
+        self.hint = f"{keys['restart']} restart · {keys['stop']} stop"
         self.border_title = "Run"
         self.add_class("panel")  # the frame all panels share (app.tcss)
         self.state: RunState | None = None
@@ -75,7 +80,7 @@ class RunPanel(Static):
 
     def show(self, state: RunState) -> None:
         self.state = state
-        self.border_subtitle = f"debug: {state.mode}" + ("  r restart · x stop" if state.ranks else "")
+        self.border_subtitle = f"debug: {state.mode}" + (f"  {self.hint}" if state.ranks else "")
         self._render_state()
 
     def _render_state(self) -> None:
