@@ -682,3 +682,22 @@ async def test_a_long_sync_line_ends_in_an_ellipsis_inside_its_panel() -> None:
         await wait_until(pilot, lambda: "sync: up to date" in screen_text(app))
         line = next(line for line in screen_text(app).splitlines() if "sync: up to date" in line)
         assert line.rstrip().endswith("…"), line
+
+
+async def test_a_long_output_line_folds_inside_the_panel_at_every_width() -> None:
+    """Lightning's progress line is wider than the panel at 80 columns: it folds at spaces, so every
+    word of it is on the screen (RichLog rendered lines at least 78 wide, and the frame cut them),
+    and folds again when the terminal grows."""
+    from tui.events import OutputLines
+
+    line = "Epoch 2: 40%|████ | 20/50 [00:01<00:02, 14.06it/s, v_num=0, train_loss=0.275, val_loss=0.301, lr=3e-4]"
+    session, app = console()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await session.wait_running()
+        session.emit(OutputLines(tuple(f"{line} #{i}" for i in range(30))))
+        await wait_until(pilot, lambda: "#29" in screen_text(app))
+        for size in ((80, 24), (200, 50), (90, 30)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            shown = screen_text(app)
+            assert all(word in shown for word in (line + " #29").split()), (size, shown)

@@ -9,6 +9,7 @@ import re
 from collections import deque
 
 from rich.text import Text
+from textual import events
 from textual.widgets import RichLog
 
 from tui.events import OutputLines
@@ -27,6 +28,7 @@ class OutputPanel(RichLog):
         padding: 0 1;
         overflow-x: hidden;
         overflow-y: auto;
+        scrollbar-gutter: stable;  /* the width lines fold at stays put when the scrollbar comes */
     }
     """
 
@@ -34,15 +36,17 @@ class OutputPanel(RichLog):
     """Lines kept in the console; older ones are still in the node's log (the logs screen)."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(wrap=True, markup=False, highlight=False, max_lines=self.SCROLLBACK, id=id)
+        # min_width 1: RichLog renders at least 78 wide by default, which a narrow panel cuts off.
+        super().__init__(wrap=True, markup=False, highlight=False, max_lines=self.SCROLLBACK, min_width=1, id=id)
         self.border_title = "Run output"
         self.add_class("panel")  # the frame all panels share (app.tcss)
-        self._lines: deque[str] = deque(maxlen=self.SCROLLBACK)
+        self._lines: deque[tuple[str, str]] = deque(maxlen=self.SCROLLBACK)  # (text, style)
+        self._folded_at = 0  # the width the lines shown were folded at
 
     @property
     def lines_text(self) -> list[str]:
         """The lines shown, oldest first (plain text, for tests and screen readers)."""
-        return list(self._lines)
+        return [text for text, _style in self._lines]
 
     def show(self, output: OutputLines) -> None:
         if output.history:
@@ -57,5 +61,14 @@ class OutputPanel(RichLog):
             self._append(line, "dim" if i < current else "")
 
     def _append(self, line: str, style: str) -> None:
-        self._lines.append(line)
+        self._lines.append((line, style))
         self.write(Text(line, style=style))
+
+    def on_resize(self, event: events.Resize) -> None:
+        # RichLog keeps lines as folded when written: fold them again at the new width.
+        width = self.scrollable_content_region.width
+        if self._folded_at and width != self._folded_at and self._lines:
+            super().clear()
+            for line, style in self._lines:
+                self.write(Text(line, style=style))
+        self._folded_at = width
