@@ -178,7 +178,7 @@ async def test_help_lists_the_bindings_and_escape_closes_it() -> None:
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
-        for description in ("Help", "Detach (run keeps going)", "Theme", "Commands"):
+        for description in ("Help", "Detach", "Leave the console; everything keeps", "Theme", "Commands"):
             assert description in text
         await pilot.press("escape")
         await pilot.pause()

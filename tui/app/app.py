@@ -235,7 +235,7 @@ class TetherApp(App[str]):
         Binding(
             "q",
             "detach",
-            "Detach (run keeps going)",
+            "Detach",
             tooltip="Leave the console; everything keeps running on the node",
             id="tether.detach",
         ),
@@ -250,14 +250,14 @@ class TetherApp(App[str]):
         Binding(
             "r",
             "restart_run",
-            "Restart run",
+            "Restart",
             tooltip="Restart the debuggee on the node (like Ctrl-C in the run pane)",
             id="tether.restart",
         ),
         Binding(
             "x",
             "stop_run",
-            "Stop run",
+            "Stop",
             tooltip="Stop the debuggee; the loop waits, r starts it again",
             id="tether.stop",
         ),
