@@ -53,7 +53,7 @@ PROCESSES = RunProcesses(
 )
 
 
-def dashboard(gpus: GpuStats) -> tuple[TetherApp, object]:
+def dashboard(gpus: GpuStats, theme: str | None = None) -> tuple[TetherApp, object]:
     session = ScriptedSession(
         title="mnist",
         chain=("login", "compute01"),
@@ -72,7 +72,7 @@ def dashboard(gpus: GpuStats) -> tuple[TetherApp, object]:
         await session.wait_running()
         await pilot.pause()
 
-    return TetherApp(session), settle
+    return TetherApp(session, theme_name=theme), settle
 
 
 def test_dashboard_with_gpus(snap_compare) -> None:
@@ -118,22 +118,5 @@ SIZES = ((80, 24), (200, 50))
 def test_dashboard_in_each_theme(snap_compare, theme: str, size: tuple[int, int]) -> None:
     """Each shipped theme at the smallest and a large terminal (plain: ANSI colours, drawn here
     with the snapshot's default palette)."""
-    session = ScriptedSession(
-        title="mnist",
-        chain=("login", "compute01"),
-        initial_events=[
-            LinkChanged(LinkState.UP, rtt_ms=24.0),
-            LAYOUT,
-            OUTPUT,
-            NODE,
-            PROCESSES,
-            GPUS,
-            Notice("Node compute01 is ready"),
-        ],
-    )
-
-    async def settle(pilot: Pilot) -> None:
-        await session.wait_running()
-        await pilot.pause()
-
-    assert snap_compare(TetherApp(session, theme_name=theme), terminal_size=size, run_before=settle)
+    app, settle = dashboard(GPUS, theme)
+    assert snap_compare(app, terminal_size=size, run_before=settle)
