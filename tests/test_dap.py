@@ -120,11 +120,11 @@ def listening_sockets(pids: set[int]) -> set[tuple[str, int]]:
 class Debuggee:
     """One ``python -m debugpy --listen 127.0.0.1:PORT --wait-for-client debuggee.py`` run."""
 
-    def __init__(self, port: int, out: Path) -> None:
+    def __init__(self, port: int, out: Path, program: Path = DEBUGGEE, args: tuple[str, ...] = ()) -> None:
         self.port = port
         self.out = out
         listen = f"{LOOPBACK}:{port}"
-        self.argv = [sys.executable, "-m", "debugpy", "--listen", listen, "--wait-for-client", str(DEBUGGEE)]
+        self.argv = [sys.executable, "-m", "debugpy", "--listen", listen, "--wait-for-client", str(program), *args]
         env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
         with open(out, "wb") as stdout:
             self.proc = subprocess.Popen(

@@ -1,10 +1,11 @@
-"""A small Debug Adapter Protocol client (asyncio, stdlib only) for debugpy's adapter.
+"""A Debug Adapter Protocol client (asyncio, stdlib only) for debugpy's adapter.
 
 The console's debugger screen and the tests talk to ``python -m debugpy --listen 127.0.0.1:PORT``
-(through the ssh tunnel, on the laptop) with this client. It speaks the DAP base protocol
-(``Content-Length`` framed JSON, ``seq`` numbers, responses matched by ``request_seq``) and offers
-the few requests the console needs: initialize, attach, setBreakpoints, configurationDone,
-stackTrace, continue, disconnect.
+(through the ssh tunnel, on the laptop) with this client. The base protocol (framing, ``seq``
+numbers, events, byte counts) is ``tui.debug.wire``; the values handed out are ``tui.dap_model``.
+This module has the requests a debugger screen needs: attach and configuration, line, function
+and exception breakpoints, threads, stack pages, scopes, paged variables, setVariable, evaluate,
+completions, stepping, pause, goto.
 
 debugpy follows the DAP "late case" for attach: it sends the ``initialized`` event only after it
 got the ``attach`` request, and it answers ``attach`` only after ``configurationDone``. So
@@ -19,119 +20,74 @@ own message).
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import json
-import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tui.errors import TetherError
+from tui.dap_model import (
+    Breakpoint,
+    Completion,
+    DapEvent,
+    EvalResult,
+    ExceptionFilter,
+    Scope,
+    SourceBreakpoint,
+    StackFrame,
+    StoppedAt,
+    Thread,
+    Variable,
+)
+from tui.debug.wire import (
+    CLIENT_ID,
+    DEFAULT_TIMEOUT,
+    DapConnection,
+    DapError,
+    EventCallback,
+    encode_message,
+    read_message,
+)
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "CLIENT_ID",
+    "DEFAULT_TIMEOUT",
+    "Breakpoint",
+    "Completion",
+    "DapClient",
+    "DapError",
+    "DapEvent",
+    "EvalResult",
+    "EventCallback",
+    "ExceptionFilter",
+    "Scope",
+    "SourceBreakpoint",
+    "StackFrame",
+    "StoppedAt",
+    "Thread",
+    "Variable",
+    "encode_message",
+    "read_message",
+]
 
-CLIENT_ID = "tether"
-DEFAULT_TIMEOUT = 10.0
-_BACKLOG = 1000  # events kept for wait_for_event; older ones are dropped first
-
-
-class DapError(TetherError):
-    """The debug adapter could not be reached, went away, did not answer, or refused a request."""
-
-
-@dataclass(frozen=True)
-class DapEvent:
-    """An event from the adapter (``stopped``, ``output``, ``terminated`` ...) with its body."""
-
-    name: str
-    body: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Breakpoint:
-    """A breakpoint as the adapter accepted it; ``verified`` is False until code exists there."""
-
-    verified: bool
-    line: int | None
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class StackFrame:
-    """One frame of a stack trace; ``path`` is as the debuggee sees it (remote path)."""
-
-    id: int
-    name: str
-    path: str
-    line: int
-
-
-@dataclass(frozen=True)
-class StoppedAt:
-    """Where and why a thread stopped: what the console shows as ``file:line (reason)``."""
-
-    thread_id: int
-    reason: str
-    path: str
-    line: int
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line} ({self.reason})"
+BreakpointSpec = int | SourceBreakpoint
+# After these the adapter's variables references are stale (it drops them when the debuggee runs on).
+_REFERENCES_END = frozenset({"continued", "stopped", "terminated", "exited"})
 
 
-EventCallback = Callable[[DapEvent], None]
+def _source_breakpoint(spec: BreakpointSpec) -> SourceBreakpoint:
+    return spec if isinstance(spec, SourceBreakpoint) else SourceBreakpoint(int(spec))
 
 
-def encode_message(message: Mapping[str, Any]) -> bytes:
-    """One DAP message on the wire: a Content-Length header, a blank line, UTF-8 JSON."""
-    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+def _page_expression(expression: str, start: int, count: int) -> str:
+    """Python that builds ``{index: item}`` for one page in the debuggee (``expression`` evaluated once)."""
+    return f"(lambda v: {{i: v[i] for i in range({start}, min({start + count}, len(v)))}})({expression})"
 
 
-async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next message from ``reader``, or None at a clean end of stream.
+class DapClient(DapConnection):
+    """One DAP session with debugpy: ``connect_initialized``, ``attach``, then the requests.
 
-    Raises DapError on a malformed header or body: a peer that is not a DAP adapter (a wrong port
-    forwarded, say) must fail loudly rather than hang.
-    """
-    try:
-        header = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial.strip():
-            raise DapError("the debug adapter closed the connection in the middle of a message") from None
-        return None
-    except asyncio.LimitOverrunError:
-        raise DapError("the peer sent a header too long for DAP: is this port really debugpy?") from None
-    length = None
-    for line in header.decode("ascii", "replace").split("\r\n"):
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            try:
-                length = int(value.strip())
-            except ValueError:
-                length = None
-    if length is None or length < 0:
-        raise DapError(f"the peer sent no valid Content-Length header ({header[:80]!r}): is this debugpy?")
-    try:
-        body = await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        raise DapError("the debug adapter closed the connection in the middle of a message") from None
-    try:
-        message = json.loads(body)
-    except ValueError as exc:
-        raise DapError(f"the debug adapter sent a message that is not JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise DapError("the debug adapter sent a message that is not a JSON object")
-    return message
-
-
-class DapClient:
-    """One DAP session over a connected stream pair.
-
-    Events go, in order, to ``on_event`` (a plain callback: the app wraps them as messages), to
-    ``queue`` when given, and to a backlog that ``wait_for_event`` consumes, so an event that
-    arrives before anyone waits for it (a fast ``stopped``) is not lost.
+    Each request method is one round trip (``requests_sent`` counts them), but a page of
+    ``variables`` (two); ``bytes_sent`` and ``bytes_received`` count whole framed messages,
+    headers included.
     """
 
     def __init__(
@@ -143,313 +99,24 @@ class DapClient:
         on_event: EventCallback | None = None,
         queue: asyncio.Queue[DapEvent] | None = None,
     ) -> None:
-        self.address = address
-        self.queue = queue
-        self._reader = reader
-        self._writer = writer
-        self._on_event = on_event
-        self._seq = 0
-        self._pending: dict[int, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
-        self._backlog: collections.deque[DapEvent] = collections.deque(maxlen=_BACKLOG)
-        self._waiters: list[tuple[str, Callable[[DapEvent], bool] | None, asyncio.Future[DapEvent]]] = []
-        self._write_lock = asyncio.Lock()
-        self._closed_reason: str | None = None
-        self._closed_by_adapter = False
-        self.capabilities: dict[str, Any] = {}
-        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+        super().__init__(reader, writer, address=address, on_event=on_event, queue=queue)
+        # While stopped: which frame and expression each variables reference stands for, and the
+        # page items served by evaluate (set through setExpression). See ``variables``.
+        self._origins: dict[int, tuple[int, str]] = {}
+        self._paged: dict[tuple[int, str], tuple[int, str]] = {}
 
-    # ---- connection -------------------------------------------------------------------------
-
-    @classmethod
-    async def connect(
-        cls,
-        host: str,
-        port: int,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        on_event: EventCallback | None = None,
-        queue: asyncio.Queue[DapEvent] | None = None,
-    ) -> DapClient:
-        """Connect to the adapter at host:port, retrying while the port refuses, until ``timeout``.
-
-        The debug loop starts debugpy and the tunnel at the same time as the console connects, so
-        "connection refused" at first is normal; only the deadline turns it into an error.
-        """
-        address = f"{host}:{port}"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.05
-        last: OSError | None = None
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), remaining)
-            except (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError) as exc:
-                last = exc
-            except asyncio.TimeoutError:
-                break
-            except OSError as exc:  # unknown host, no route: waiting will not help
-                raise DapError(
-                    f"cannot connect to the debug adapter at {address}: {exc.strerror or exc}",
-                    fix="check the host and port of the debug forward",
-                ) from None
-            else:
-                return cls(reader, writer, address=address, on_event=on_event, queue=queue)
-            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-            delay = min(delay * 2, 0.5)
-        detail = f" (last error: {last.strerror or last})" if last else ""
-        raise DapError(
-            f"no debug adapter listening on {address} after {timeout:g}s{detail}",
-            fix="check that the run started under debugpy (see the run pane) and that its port is forwarded",
-        )
-
-    @classmethod
-    async def connect_initialized(
-        cls,
-        host: str,
-        port: int,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        on_event: EventCallback | None = None,
-        queue: asyncio.Queue[DapEvent] | None = None,
-    ) -> DapClient:
-        """``connect`` and ``initialize``, both retried until ``timeout``.
-
-        Through an ssh forward the local port accepts at once even while nothing listens on the
-        node; ssh then closes the connection. So a connection closed before ``initialize`` is
-        answered counts as "not listening yet", like a refused one.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            remaining = max(0.0, deadline - loop.time())
-            client = await cls.connect(host, port, timeout=remaining, on_event=on_event, queue=queue)
-            try:
-                await client.initialize(timeout=max(0.1, deadline - loop.time()))
-                return client
-            except DapError as exc:
-                await client.close()
-                if not client.closed_by_adapter:
-                    raise
-                if loop.time() + 0.1 >= deadline:
-                    raise DapError(
-                        f"the debug adapter at {host}:{port} kept closing the connection for {timeout:g}s"
-                        f" ({exc.message})",
-                        fix="check that the run started under debugpy (see the run pane) and that its "
-                        "port is forwarded",
-                    ) from None
-            await asyncio.sleep(0.1)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed_reason is not None
-
-    @property
-    def closed_by_adapter(self) -> bool:
-        """True when the other side hung up (or broke the protocol) before we closed."""
-        return self._closed_by_adapter
-
-    async def close(self) -> None:
-        """Close the socket and stop reading; pending requests fail with DapError."""
-        self._mark_closed("the client closed the connection")
-        self._reader_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reader_task
-        self._writer.close()
-        with contextlib.suppress(Exception):
-            await self._writer.wait_closed()
-
-    async def __aenter__(self) -> DapClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    # ---- messages ---------------------------------------------------------------------------
-
-    async def send_request(
-        self, command: str, arguments: Mapping[str, Any] | None = None
-    ) -> asyncio.Future[dict[str, Any]]:
-        """Send a request and return the future of its response message (not yet awaited).
-
-        For requests whose answer comes late by design (debugpy's ``attach``); most callers want
-        ``request``.
-        """
-        if self._closed_reason is not None:
-            raise DapError(f"cannot send '{command}': {self._closed_reason} ({self.address})")
-        seq = self._next_seq()
-        message: dict[str, Any] = {"seq": seq, "type": "request", "command": command}
-        if arguments is not None:
-            message["arguments"] = dict(arguments)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[seq] = (command, future)
-        future.add_done_callback(lambda _: self._pending.pop(seq, None))  # also on timeout (cancel)
-        try:
-            await self._write(message)
-        except BaseException:
-            self._pending.pop(seq, None)
-            raise
-        return future
-
-    async def request(
-        self, command: str, arguments: Mapping[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> dict[str, Any]:
-        """Send a request and return the body of its successful response."""
-        future = await self.send_request(command, arguments)
-        return await self._response_body(command, future, timeout)
-
-    async def _response_body(
-        self, command: str, future: asyncio.Future[dict[str, Any]], timeout: float
-    ) -> dict[str, Any]:
-        try:
-            response = await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise DapError(
-                f"no answer to '{command}' from the debug adapter at {self.address} within {timeout:g}s",
-                fix="the debuggee may be busy or hung; try again, or restart the run",
-            ) from None
-        if not response.get("success", False):
-            raise DapError(f"the debug adapter refused '{command}': {_error_text(response)}")
-        body = response.get("body")
-        return body if isinstance(body, dict) else {}
-
-    async def wait_for_event(
-        self,
-        name: str,
-        predicate: Callable[[DapEvent], bool] | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> DapEvent:
-        """The oldest not yet consumed event called ``name`` (and matching ``predicate``).
-
-        Events that arrived before this call count: each is handed to one waiter only.
-        """
-        for event in self._backlog:
-            if event.name == name and (predicate is None or predicate(event)):
-                self._backlog.remove(event)
-                return event
-        if self._closed_reason is not None:
-            raise DapError(f"no '{name}' event: {self._closed_reason} ({self.address})")
-        future: asyncio.Future[DapEvent] = asyncio.get_running_loop().create_future()
-        waiter = (name, predicate, future)
-        self._waiters.append(waiter)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise DapError(f"the debug adapter at {self.address} sent no '{name}' event within {timeout:g}s") from None
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
-
-    async def _write(self, message: Mapping[str, Any]) -> None:
-        async with self._write_lock:
-            try:
-                self._writer.write(encode_message(message))
-                await self._writer.drain()
-            except (ConnectionError, OSError) as exc:
-                self._mark_closed(f"the connection to the debug adapter broke ({exc})")
-                raise DapError(f"cannot send to the debug adapter at {self.address}: {exc}") from None
-
-    async def _read_loop(self) -> None:
-        reason = "the debug adapter closed the connection"
-        try:
-            while (message := await read_message(self._reader)) is not None:
-                await self._dispatch(message)
-        except DapError as exc:
-            reason = exc.message
-        except (ConnectionError, OSError) as exc:
-            reason = f"the connection to the debug adapter broke ({exc})"
-        finally:
-            if not self.closed:
-                self._closed_by_adapter = True
-            self._mark_closed(reason)
-
-    async def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "response":
-            entry = self._pending.pop(message.get("request_seq", -1), None)
-            if entry is not None and not entry[1].done():
-                entry[1].set_result(message)
-        elif kind == "event":
-            body = message.get("body")
-            self._deliver(DapEvent(str(message.get("event", "")), body if isinstance(body, dict) else {}))
-        elif kind == "request":
-            # Reverse requests (runInTerminal, startDebugging): the console does neither.
-            await self._write(
-                {
-                    "seq": self._next_seq(),
-                    "type": "response",
-                    "request_seq": message.get("seq", 0),
-                    "command": message.get("command", ""),
-                    "success": False,
-                    "message": f"{CLIENT_ID} does not support '{message.get('command')}'",
-                }
-            )
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _deliver(self, event: DapEvent) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(event)
-            except Exception:  # a broken listener must not stop the session
-                log.exception("DAP event callback failed for %s", event.name)
-        if self.queue is not None:
-            self.queue.put_nowait(event)
-        for waiter in list(self._waiters):
-            name, predicate, future = waiter
-            if name == event.name and not future.done() and (predicate is None or predicate(event)):
-                self._waiters.remove(waiter)
-                future.set_result(event)
-                return
-        self._backlog.append(event)
-
-    def _mark_closed(self, reason: str) -> None:
-        if self._closed_reason is not None:
-            return
-        self._closed_reason = reason
-        for command, future in self._pending.values():
-            if not future.done():
-                future.set_exception(DapError(f"no answer to '{command}': {reason} ({self.address})"))
-        self._pending.clear()
-        for name, _, waiting in self._waiters:
-            if not waiting.done():
-                waiting.set_exception(DapError(f"no '{name}' event: {reason} ({self.address})"))
-        self._waiters.clear()
-
-    # ---- the requests the console uses ------------------------------------------------------
-
-    async def initialize(self, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
-        """Say who we are; returns (and keeps) the adapter's capabilities."""
-        self.capabilities = await self.request(
-            "initialize",
-            {
-                "clientID": CLIENT_ID,
-                "clientName": "Tether",
-                "adapterID": "debugpy",
-                "pathFormat": "path",
-                "linesStartAt1": True,
-                "columnsStartAt1": True,
-                "supportsVariableType": True,
-                "supportsRunInTerminalRequest": False,
-            },
-            timeout=timeout,
-        )
-        return self.capabilities
+    # ---- session setup ----------------------------------------------------------------------
 
     async def attach(
         self,
-        breakpoints: Mapping[str, Sequence[int]] | None = None,
+        breakpoints: Mapping[str, Sequence[BreakpointSpec]] | None = None,
         *,
         just_my_code: bool = False,
         path_mappings: Sequence[tuple[str, str]] = (),
+        exception_filters: Sequence[str] = (),
         timeout: float = DEFAULT_TIMEOUT,
     ) -> dict[str, dict[int, Breakpoint]]:
-        """Attach, set ``breakpoints`` ({path: lines}) and finish configuration, in debugpy's order.
+        """Attach, set ``breakpoints`` ({path: lines}) and ``exception_filters``, finish configuration.
 
         Returns the accepted breakpoints per path and requested line. ``path_mappings`` are
         (local root, remote root) pairs, for breakpoints given as laptop paths.
@@ -470,6 +137,10 @@ class DapClient:
             accepted = {}
             for path, lines in (breakpoints or {}).items():
                 accepted[path] = await self.set_breakpoints(path, lines, timeout=timeout)
+            # Sent even when empty, to any adapter that offers filters (debugpy always does): a
+            # reattach must not inherit what an earlier session set. The spec's rule for skipping it.
+            if exception_filters or self.capabilities.get("exceptionBreakpointFilters"):
+                await self.set_exception_breakpoints(exception_filters, timeout=timeout)
             await self.configuration_done(timeout=timeout)
             await self._response_body("attach", attached, timeout)
         finally:
@@ -477,53 +148,216 @@ class DapClient:
                 pending.cancel()  # no-op when done; otherwise nobody will wait for it any more
         return accepted
 
-    async def set_breakpoints(
-        self, path: str, lines: Sequence[int], *, timeout: float = DEFAULT_TIMEOUT
-    ) -> dict[int, Breakpoint]:
-        """Replace the breakpoints of one source file; returns them by requested line."""
-        arguments = {"source": {"path": path}, "breakpoints": [{"line": line} for line in lines]}
-        body = await self.request("setBreakpoints", arguments, timeout=timeout)
-        result: dict[int, Breakpoint] = {}
-        for line, item in zip(lines, body.get("breakpoints", [])):
-            message = str(item.get("message", ""))
-            result[line] = Breakpoint(bool(item.get("verified")), item.get("line"), message)
-        return result
-
     async def configuration_done(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         await self.request("configurationDone", timeout=timeout)
 
+    # ---- breakpoints ------------------------------------------------------------------------
+
+    async def set_breakpoints(
+        self, path: str, breakpoints: Sequence[BreakpointSpec], *, timeout: float = DEFAULT_TIMEOUT
+    ) -> dict[int, Breakpoint]:
+        """Replace the breakpoints of one source file; returns them by requested line."""
+        wanted = [_source_breakpoint(spec) for spec in breakpoints]
+        arguments = {"source": {"path": path}, "breakpoints": [bp.to_dap() for bp in wanted]}
+        body = await self.request("setBreakpoints", arguments, timeout=timeout)
+        return {bp.line: Breakpoint.from_dap(item) for bp, item in zip(wanted, body.get("breakpoints", []))}
+
+    async def set_function_breakpoints(
+        self, names: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[Breakpoint]:
+        """Replace the function breakpoints (debugpy takes ``name`` or ``module:name``)."""
+        arguments = {"breakpoints": [{"name": name} for name in names]}
+        body = await self.request("setFunctionBreakpoints", arguments, timeout=timeout)
+        return [Breakpoint.from_dap(item) for item in body.get("breakpoints", [])]
+
+    async def set_exception_breakpoints(self, filters: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Stop on exceptions of these kinds (ids from ``exception_filters``); an empty list clears."""
+        await self.request("setExceptionBreakpoints", {"filters": list(filters)}, timeout=timeout)
+
+    def exception_filters(self) -> list[ExceptionFilter]:
+        """The exception breakpoint kinds the adapter offered in ``initialize`` (no request)."""
+        return [ExceptionFilter.from_dap(item) for item in self.capabilities.get("exceptionBreakpointFilters", [])]
+
+    # ---- threads and stacks -----------------------------------------------------------------
+
+    async def threads(self, *, timeout: float = DEFAULT_TIMEOUT) -> list[Thread]:
+        body = await self.request("threads", timeout=timeout)
+        return [Thread.from_dap(item) for item in body.get("threads", [])]
+
     async def stack_trace(
-        self, thread_id: int, *, levels: int = 20, timeout: float = DEFAULT_TIMEOUT
+        self, thread_id: int, *, start: int = 0, levels: int = 20, timeout: float = DEFAULT_TIMEOUT
     ) -> list[StackFrame]:
-        """The innermost ``levels`` frames of a stopped thread."""
-        arguments = {"threadId": thread_id, "startFrame": 0, "levels": levels}
+        """``levels`` frames of a stopped thread from ``start`` (0: the innermost)."""
+        frames, _ = await self.stack_page(thread_id, start=start, levels=levels, timeout=timeout)
+        return frames
+
+    async def stack_page(
+        self, thread_id: int, *, start: int = 0, levels: int = 20, timeout: float = DEFAULT_TIMEOUT
+    ) -> tuple[list[StackFrame], int | None]:
+        """A page of frames and the stack's whole depth (``totalFrames``) when the adapter says it."""
+        arguments = {"threadId": thread_id, "startFrame": start, "levels": levels}
         body = await self.request("stackTrace", arguments, timeout=timeout)
-        return [
-            StackFrame(
-                int(frame.get("id", 0)),
-                str(frame.get("name", "")),
-                str((frame.get("source") or {}).get("path", "")),
-                int(frame.get("line", 0)),
-            )
-            for frame in body.get("stackFrames", [])
-        ]
+        total = body.get("totalFrames")
+        frames = [StackFrame.from_dap(frame) for frame in body.get("stackFrames", [])]
+        return frames, int(total) if isinstance(total, int) else None
 
     async def wait_stopped(self, *, timeout: float = DEFAULT_TIMEOUT) -> StoppedAt:
         """Wait for the next ``stopped`` event and say where: the top frame's file and line."""
         event = await self.wait_for_event("stopped", timeout=timeout)
         thread_id = event.body.get("threadId")
         if thread_id is None:  # allowed by the spec; then take the first thread
-            threads = (await self.request("threads", timeout=timeout)).get("threads", [])
+            threads = await self.threads(timeout=timeout)
             if not threads:
                 raise DapError("the debuggee stopped, but the debug adapter lists no threads")
-            thread_id = threads[0]["id"]
+            thread_id = threads[0].id
         frames = await self.stack_trace(int(thread_id), levels=1, timeout=timeout)
         top = frames[0] if frames else StackFrame(0, "", "", 0)
         return StoppedAt(int(thread_id), str(event.body.get("reason", "")), top.path, top.line)
 
+    # ---- variables and expressions ----------------------------------------------------------
+
+    async def scopes(self, frame_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> list[Scope]:
+        body = await self.request("scopes", {"frameId": frame_id}, timeout=timeout)
+        scopes = [Scope.from_dap(item) for item in body.get("scopes", [])]
+        for scope in scopes:
+            self._origins[scope.variables_reference] = (frame_id, "")
+        return scopes
+
+    async def variables(
+        self, reference: int, *, start: int = 0, count: int = 0, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[Variable]:
+        """The children of a scope or variable; ``count`` > 0 asks for items ``start`` .. ``start+count-1``.
+
+        A page is what keeps a 10,000-item list from crossing a slow link whole. debugpy 1.8
+        ignores ``start`` and ``count`` (it always sends the first 100 items and a "more" entry),
+        so for a sequence whose frame and expression are known here (it came from ``scopes``,
+        ``variables`` or a watch ``evaluate`` of this stop) the page is built in the debuggee by
+        one evaluate, children named by their index. Otherwise start/count go to the adapter and
+        an answer that ignored them is cut to the page here.
+        """
+        origin = self._origins.get(reference)
+        if count > 0 and origin is not None and origin[1]:
+            page = await self._evaluated_page(reference, *origin, start, count, timeout)
+            if page is not None:
+                return page
+        arguments: dict[str, Any] = {"variablesReference": reference}
+        if count > 0:
+            arguments.update(start=start, count=count)
+        body = await self.request("variables", arguments, timeout=timeout)
+        children = [Variable.from_dap(item) for item in body.get("variables", [])]
+        if count > 0 and len(children) > count:
+            children = children[start : start + count]
+        if origin is not None:
+            for child in children:
+                if child.expandable and child.evaluate_name:
+                    self._origins[child.variables_reference] = (origin[0], child.evaluate_name)
+        return children
+
+    async def _evaluated_page(
+        self, reference: int, frame_id: int, expression: str, start: int, count: int, timeout: float
+    ) -> list[Variable] | None:
+        """One page of a sequence through evaluate, or None when that expression is no sequence."""
+        arguments = {"expression": _page_expression(expression, start, count), "frameId": frame_id, "context": "watch"}
+        response = await self._response("evaluate", await self.send_request("evaluate", arguments), timeout)
+        body = response.get("body")
+        if not response.get("success") or not isinstance(body, dict):
+            return None  # not indexable by int, or no len(): the adapter's own listing will do
+        page = EvalResult.from_dap(body)
+        if not page.expandable:
+            return []  # an empty page: "{}"
+        wanted = {str(index) for index in range(start, start + count)}
+        items = await self.request("variables", {"variablesReference": page.variables_reference}, timeout=timeout)
+        result = []
+        for item in items.get("variables", []):
+            child = Variable.from_dap(item)
+            if child.name not in wanted:  # the dict's own entries: "special variables", "len()"
+                continue
+            evaluate_name = f"{expression}[{child.name}]"
+            child = dataclasses.replace(child, evaluate_name=evaluate_name)
+            self._paged[(reference, child.name)] = (frame_id, evaluate_name)
+            if child.expandable:
+                self._origins[child.variables_reference] = (frame_id, evaluate_name)
+            result.append(child)
+        return result
+
+    async def set_variable(
+        self, reference: int, name: str, value: str, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> Variable:
+        """Assign ``value`` (an expression, evaluated in the debuggee) to a child of ``reference``.
+
+        debugpy keeps the old value, without an error, when ``value`` does not evaluate: compare
+        the returned value with what was asked for.
+        """
+        paged = self._paged.get((reference, name))
+        if paged is not None:  # the child lives in the list itself, not in the page's dict
+            arguments: dict[str, Any] = {"expression": paged[1], "value": value, "frameId": paged[0]}
+            body = await self.request("setExpression", arguments, timeout=timeout)
+        else:
+            arguments = {"variablesReference": reference, "name": name, "value": value}
+            body = await self.request("setVariable", arguments, timeout=timeout)
+        return Variable.from_dap(body, name)
+
+    async def evaluate(
+        self,
+        expression: str,
+        *,
+        frame_id: int | None = None,
+        context: str = "repl",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> EvalResult:
+        """Evaluate in a frame (``context``: "watch", "repl" or "hover"); an error is a DapError."""
+        arguments: dict[str, Any] = {"expression": expression, "context": context}
+        if frame_id is not None:
+            arguments["frameId"] = frame_id
+        result = EvalResult.from_dap(await self.request("evaluate", arguments, timeout=timeout))
+        if result.expandable and frame_id is not None and context != "repl":  # a repl line may not bear repeating
+            self._origins[result.variables_reference] = (frame_id, expression)
+        return result
+
+    async def completions(
+        self, text: str, column: int, *, frame_id: int | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[Completion]:
+        """Completions for ``text`` with the cursor at ``column`` (1-based, as DAP counts)."""
+        arguments: dict[str, Any] = {"text": text, "column": column}
+        if frame_id is not None:
+            arguments["frameId"] = frame_id
+        body = await self.request("completions", arguments, timeout=timeout)
+        return [Completion.from_dap(item) for item in body.get("targets", [])]
+
+    def _deliver(self, event: DapEvent) -> None:
+        if event.name in _REFERENCES_END:
+            self._origins.clear()
+            self._paged.clear()
+        super()._deliver(event)
+
+    # ---- execution control ------------------------------------------------------------------
+
     async def continue_(self, thread_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Resume (debugpy resumes all threads)."""
         await self.request("continue", {"threadId": thread_id}, timeout=timeout)
+
+    async def next(self, thread_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Step over; a ``stopped`` event (reason "step") follows."""
+        await self.request("next", {"threadId": thread_id}, timeout=timeout)
+
+    async def step_in(self, thread_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        await self.request("stepIn", {"threadId": thread_id}, timeout=timeout)
+
+    async def step_out(self, thread_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        await self.request("stepOut", {"threadId": thread_id}, timeout=timeout)
+
+    async def pause(self, thread_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Ask a running thread to stop; a ``stopped`` event (reason "pause") follows."""
+        await self.request("pause", {"threadId": thread_id}, timeout=timeout)
+
+    async def goto_targets(self, path: str, line: int, *, timeout: float = DEFAULT_TIMEOUT) -> list[int]:
+        """Target ids for jumping to ``path:line`` (needs ``supportsGotoTargetsRequest``)."""
+        body = await self.request("gotoTargets", {"source": {"path": path}, "line": line}, timeout=timeout)
+        return [int(target["id"]) for target in body.get("targets", []) if isinstance(target.get("id"), int)]
+
+    async def goto(self, thread_id: int, target_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Make a stopped thread's next statement the target; a ``stopped`` event (reason "goto") follows."""
+        await self.request("goto", {"threadId": thread_id, "targetId": target_id}, timeout=timeout)
 
     async def disconnect(self, *, terminate_debuggee: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Detach and close; the debuggee keeps running unless ``terminate_debuggee``.
@@ -539,15 +373,3 @@ class DapClient:
                 raise
         finally:
             await self.close()
-
-
-def _error_text(response: Mapping[str, Any]) -> str:
-    """The adapter's own words for a failed request (the formatted error, else the short message)."""
-    body = response.get("body")
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and error.get("format"):
-        text = str(error["format"])
-        for key, value in (error.get("variables") or {}).items():
-            text = text.replace("{" + key + "}", str(value))
-        return text
-    return str(response.get("message") or "unknown error")
