@@ -6,9 +6,11 @@ real ``tui.session.Session`` can evolve without touching widgets.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
-from tui.events import EventSink, OutputPage
+from tui.dap_model import ArrayStats, ArraySummary, Completion, EvalResult, Scope, SourceBreakpoint, Variable
+from tui.events import DebugView, EventSink, OutputPage
 
 
 class ConsoleSession(Protocol):
@@ -79,3 +81,80 @@ class ConsoleSession(Protocol):
     async def page_output(self, before: int | None, count: int) -> OutputPage:
         """A page of the run's whole log on the node, ``count`` lines ending at byte ``before``
         (None: the end)."""
+
+    def debugger(self, rank: int = 0) -> ConsoleDebugger:
+        """The console's debugger of a rank. Optional: the console shows its key only for
+        sessions that have it."""
+
+
+class DebuggerMemory(Protocol):
+    """The workspace's breakpoints (by file relative to the local root), watches and exception
+    filters, kept across runs and consoles."""
+
+    @property
+    def watches(self) -> list[str]: ...
+
+    @property
+    def exception_filters(self) -> tuple[str, ...]: ...
+
+    def files(self) -> list[str]: ...
+
+    def breakpoints(self, relative: str) -> list[SourceBreakpoint]: ...
+
+    def at(self, relative: str, line: int) -> SourceBreakpoint | None: ...
+
+    def add_watch(self, expression: str) -> None: ...
+
+
+class ConsoleDebugger(Protocol):
+    """One rank's debugger, as the debugger screen drives it (``tui.debug.debugger.Debugger``)."""
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def local_root(self) -> Path: ...
+
+    @property
+    def view(self) -> DebugView:
+        """The last snapshot (the console gets each one as an event too)."""
+
+    @property
+    def memory(self) -> DebuggerMemory: ...
+
+    def relative(self, local: Path) -> str:
+        """``local`` as the memory keys it; ValueError outside the workspace."""
+
+    def start(self) -> None:
+        """Attach now and again after every restart, until ``stop``."""
+
+    async def stop(self) -> None:
+        """Let go; the run goes on (VS Code may attach then)."""
+
+    async def resume(self) -> None: ...
+
+    async def step_over(self) -> None: ...
+
+    async def step_in(self) -> None: ...
+
+    async def step_out(self) -> None: ...
+
+    async def pause(self) -> None: ...
+
+    async def toggle_breakpoint(self, local: Path, line: int) -> SourceBreakpoint | None: ...
+
+    async def put_breakpoint(self, local: Path, breakpoint: SourceBreakpoint) -> None: ...
+
+    async def set_exception_filters(self, filters: list[str]) -> None: ...
+
+    async def scopes(self, frame_id: int) -> list[Scope]: ...
+
+    async def variables(self, reference: int, start: int = 0, count: int = 0) -> list[Variable]: ...
+
+    async def evaluate(self, expression: str, frame_id: int | None = None, context: str = "repl") -> EvalResult: ...
+
+    async def complete(self, text: str, column: int, frame_id: int | None = None) -> list[Completion]: ...
+
+    async def summarize(self, expression: str, frame_id: int | None) -> ArraySummary | None: ...
+
+    async def array_stats(self, expression: str, frame_id: int | None) -> ArrayStats | None: ...

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from tui.dap_model import StackFrame, Variable
 
 
 class LinkState(enum.Enum):
@@ -330,3 +333,65 @@ class SyncConflict:
     @property
     def message(self) -> str:
         return f"sync: {self.path} was edited on the node; its version is kept as {self.copy}"
+
+
+# -- the console's debugger (tui/debug/debugger.py emits these; the debugger screen shows them) --
+
+
+class DebugStatus(enum.Enum):
+    OFF = "off"  # not attached: the user has not opened the debugger (VS Code may hold the run)
+    CONNECTING = "connecting"
+    RUNNING = "running"  # attached, the debuggee runs
+    STOPPED = "stopped"  # at a breakpoint, a step, an exception or a pause
+    WAITING = "waiting"  # no debuggee to attach to (restarting, ended, stopped): attaches when it is back
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A stack frame with the laptop's copy of its file (None: the file exists only on the node)."""
+
+    frame: StackFrame
+    local: Path | None = None
+
+    @property
+    def where(self) -> str:
+        name = self.local.name if self.local else self.frame.path.rsplit("/", 1)[-1]
+        return f"{name}:{self.frame.line}"
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why and where a thread stopped, the stack, and the top frame's locals (first page)."""
+
+    thread_id: int
+    reason: str  # "breakpoint", "step", "exception", "pause", "entry", ...
+    frames: tuple[Frame, ...]
+    locals_reference: int = 0
+    local_variables: tuple[Variable, ...] = ()
+    description: str = ""  # the adapter's words, e.g. the exception's text
+
+    @property
+    def top(self) -> Frame | None:
+        return self.frames[0] if self.frames else None
+
+
+@dataclass(frozen=True)
+class DebugView:
+    """One rank's debugger: status, where it stopped, and the breakpoints the adapter placed
+    (relative file -> lines it verified)."""
+
+    rank: int
+    status: DebugStatus
+    detail: str = ""
+    stop: Stop | None = None
+    verified: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    attaches: int = 0  # how many times it attached (1 + one per restart it followed)
+
+
+@dataclass(frozen=True)
+class DebugOutput:
+    """Text the debuggee (or a logpoint) printed, as the adapter relayed it."""
+
+    rank: int
+    category: str  # "stdout", "stderr", "console", "important"
+    text: str

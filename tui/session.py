@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tui.config import HostSpec, Workspace
+from tui.debug.debugger import Debugger
+from tui.debug.ranks import RankDebuggers
 from tui.debug.runs import DebugRuns, debugpy_bundle, pass_env_values
 from tui.errors import TetherError
 from tui.events import (
@@ -106,6 +108,9 @@ class Session:
         )
         self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit, provide_debugpy=self._provide_debugpy_once)
         self._debugpy_copy: asyncio.Task[None] | None = None  # provide_debugpy = "auto": once a session
+        self.debuggers = RankDebuggers(
+            workspace, self.debug_runs, self._current_agent, self._emit, self.store.root / f"{self.ws_id}-debug.json"
+        )
         self.panels.pass_env, self._pass_env_missing = pass_env_values(workspace, dict(os.environ))
 
     def _node_master(self) -> ControlMaster:
@@ -121,8 +126,8 @@ class Session:
         self._agent_listeners.append(listener)
 
     def _agent_event(self, message: dict[str, Any]) -> None:
-        if self.tunnels.handle(message):
-            return  # relayed bytes of a forwarded port: nothing else wants them
+        if self.tunnels.handle(message) or self.debuggers.handle(message):
+            return  # relayed bytes of a forwarded port or of the console's debugger: nothing else wants them
         for listener in self._agent_listeners:
             listener(message)
         self.panels.handle(message)
@@ -185,6 +190,7 @@ class Session:
         """Forward the ranks' debug ports and [ports], write launch.json, watch the loops."""
         try:
             await self.debug_runs.bring_up(agent, self.panels.last_reply)
+            self.debuggers.bring_up()
         except (TetherError, asyncio.TimeoutError) as exc:
             if not agent.closed:
                 self._sink(Notice(f"debug forwards: {exc or 'no answer'}", "error"))
@@ -355,7 +361,13 @@ class Session:
             if bridge is not None:
                 await bridge.close()
 
+    def debugger(self, rank: int = 0) -> Debugger:
+        """The console's debugger of ``rank`` (attached once started: ``Debugger.start``)."""
+        return self.debuggers.debugger(rank)
+
     async def detach(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.debuggers.close(), 5)  # the run goes on, no longer stopped
         if self._sync_task is not None:
             self._sync_task.cancel()
         if self.sync is not None:

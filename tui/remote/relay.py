@@ -18,6 +18,7 @@ import base64
 import binascii
 import contextlib
 import itertools
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,21 @@ class PortRelay:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, LOOPBACK, self.local_port)
         self.local_port = self._server.sockets[0].getsockname()[1]
+
+    async def open_stream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the node's port for this process alone, with no listener at all: one end
+        of a socketpair (no address another user of the laptop could reach), whose other end the
+        relay carries as if it had accepted it. The console's own debugger connects this way."""
+        ours, theirs = socket.socketpair()
+        try:
+            carried = await asyncio.open_connection(sock=theirs)
+            streams = await asyncio.open_connection(sock=ours)
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
+        self._connections.add(asyncio.get_running_loop().create_task(self._serve(*carried)))
+        return streams
 
     def handle(self, message: dict[str, Any]) -> bool:
         """Take an agent event; True when it belonged to one of this relay's streams."""
