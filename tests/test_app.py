@@ -587,13 +587,16 @@ def test_node_lines_fit_the_panel_without_wrapping(width: int) -> None:
 
 def test_every_console_key_is_in_the_ui_keys_catalogue() -> None:
     """[ui.keys] is checked against tui/keys.py before the console starts: it must name exactly the
-    console's bindings, with their default keys, and every key it accepts must be one Textual knows."""
+    console's bindings (the dashboard's and the debugger screen's), with their default keys, and every key it accepts must be one Textual knows."""
     from textual.keys import Keys, _character_to_key
 
-    from tui.keys import BINDING_PREFIX, CHARACTER_NAMES, DEFAULT_KEYS, NAMED_KEYS
+    from tui.app.screens.debugger import DebuggerScreen
+    from tui.keys import BINDING_PREFIX, CHARACTER_NAMES, DEBUGGER_KEYS, DEFAULT_KEYS, NAMED_KEYS
 
     bindings = {b.id: b.key for b in TetherApp.BINDINGS if b.id}  # type: ignore[union-attr]
     assert bindings == {BINDING_PREFIX + action: key for action, key in DEFAULT_KEYS.items()}
+    screen = {b.id: b.key for b in DebuggerScreen.BINDINGS if b.id}  # type: ignore[union-attr]
+    assert screen == {BINDING_PREFIX + action: key for action, key in DEBUGGER_KEYS.items()}
     assert all(_character_to_key(char) == name for char, name in CHARACTER_NAMES.items())
     assert NAMED_KEYS <= {key.value for key in Keys}
 

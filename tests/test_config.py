@@ -853,6 +853,14 @@ def test_ui_keys_remap_actions_in_textuals_key_names(in_tmp: Path) -> None:
             'logs = "f9"\nstop = "f9"',
             "tether.toml:9: ui.keys.stop: 'f9' is also the key of 'logs'; use another key for one of them",
         ),
+        (
+            'debug_over = "f5"',
+            "tether.toml:8: ui.keys.debug_over: 'f5' is also the key of 'debug_continue'; give 'debug_continue' another key too",
+        ),
+        (
+            'debug_stpe = "f8"',
+            "tether.toml:8: ui.keys.debug_stpe: unknown action 'debug_stpe' in [ui.keys]; did you mean 'debug_",
+        ),
         ('logs = "ctrl+"', "tether.toml:8: ui.keys.logs: 'ctrl+' is not a key; write a character"),
         ('logs = "hyperspace"', "tether.toml:8: ui.keys.logs: 'hyperspace' is not a key"),
         ("logs = 5", "tether.toml:8: ui.keys.logs: expected a key or an array of keys, got an integer 5"),
@@ -865,3 +873,9 @@ def test_a_bad_ui_keys_entry_is_a_line_error_with_a_suggestion(in_tmp: Path, tex
 def test_a_key_moved_away_frees_it_for_another_action(in_tmp: Path) -> None:
     workspace = load_workspace(write_config(in_tmp, MINIMAL + '\n[ui.keys]\nrestart = "f5"\ntheme = "r"\n'))
     assert dict(workspace.ui.keys) == {"restart": "f5", "theme": "r"}
+
+
+def test_a_key_may_serve_the_dashboard_and_the_debugger_screen(in_tmp: Path) -> None:
+    """F5 restarts the run on the dashboard and continues in the debugger: two screens, no clash."""
+    workspace = load_workspace(write_config(in_tmp, MINIMAL + '\n[ui.keys]\nrestart = "f5"\ndebug_over = "n"\n'))
+    assert dict(workspace.ui.keys) == {"restart": "f5", "debug_over": "n"}

@@ -20,8 +20,31 @@ DEFAULT_KEYS: dict[str, str] = {
     "reconnect": "R",
     "sync_halt": "s",
     "palette": "ctrl+p",
+    "debug": "b",
 }
 """Action (the binding id without ``tether.``) -> its default key, in Textual's key names."""
+
+DEBUGGER_KEYS: dict[str, str] = {
+    "debug_continue": "f5",
+    "debug_breakpoint": "f9",
+    "debug_breakpoint_edit": "shift+f9",
+    "debug_over": "f10",
+    "debug_into": "f11",
+    "debug_out": "shift+f11",
+    "debug_pause": "f6",
+    "debug_exceptions": "ctrl+e",
+    "debug_evaluate": "e",
+    "debug_watch": "w",
+    "debug_back": "escape",
+}
+"""The debugger screen's actions. They share ``[ui.keys]`` with the
+dashboard's, but a key may serve one action on each screen: F5 can restart the run on the dashboard
+and continue in the debugger."""
+
+KEY_SCOPES: tuple[dict[str, str], ...] = (DEFAULT_KEYS, DEBUGGER_KEYS)
+"""Where keys must not clash: on the dashboard, and on the debugger screen."""
+
+ALL_KEYS: dict[str, str] = DEFAULT_KEYS | DEBUGGER_KEYS
 
 BINDING_PREFIX = "tether."
 
@@ -110,5 +133,5 @@ def shown_keys(keys: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """Action -> the key in force, as the user writes it in tether.toml (``"?"``, ``"f5"``,
     ``"ctrl+x"``): for hints in messages ("r: restart"), which must follow ``[ui.keys]``."""
     typed = {name: char for char, name in CHARACTER_NAMES.items()}
-    chosen = dict(DEFAULT_KEYS) | dict(keys)
+    chosen = dict(ALL_KEYS) | dict(keys)
     return {action: typed.get(key.split(",")[0], key.split(",")[0]) for action, key in chosen.items()}

@@ -1,8 +1,8 @@
 """TetherApp: the console, a pure view over a ``ConsoleSession``.
 
 The app shows what the core reports and sends the core commands; it never opens a connection
-itself. That is why it imports only event types (``tui.events``, ``tui.sync.status``) and
-``tui.console_api`` from the core: the same
+itself. That is why it imports only event types (``tui.events``, ``tui.sync.status``), the
+debugger's data (``tui.dap_model``) and ``tui.console_api`` from the core: the same
 session drives the plain CLI, and UI tests drive the app with a scripted session.
 
 Data flow: ``session.run(sink)`` runs in a worker; the sink (``EventForwarder``) posts each core
@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 from tui.alerts import Alert, JobAlerts, LinkAlerts, RunAlerts, terminal_sequence
 from tui.app.messages import (
     AllocationUpdated,
+    DebugUpdated,
     EventForwarder,
     LinkUpdated,
     NodeUpdated,
@@ -41,6 +42,7 @@ from tui.app.messages import (
     UnhandledEvent,
 )
 from tui.app.screens import ConfirmScreen, HelpScreen, KeyHelp, LogsScreen, PasswordScreen, SyncHaltScreen
+from tui.app.screens.debugger import DebuggerScreen
 from tui.app.screens.sync_halt import CHOICE_DELETE, CHOICE_KEEP, CHOICE_RESCAN
 from tui.app.themes import load_themes
 from tui.app.widgets import (
@@ -60,6 +62,9 @@ from tui.events import (
     HALT_FOREIGN,
     AllocationChanged,
     DebuggerWaiting,
+    DebugOutput,
+    DebugStatus,
+    DebugView,
     GpuStats,
     JobState,
     LayoutChanged,
@@ -126,6 +131,17 @@ class TetherCommands(Provider):
             ),
             ("Help: keys", "Show every key and what it does", app.action_help),
         ]
+        if app.check_action("debug", ()):
+            commands.append(
+                ("Debugger: open", "Breakpoints, stack, variables and a console for the run", app.action_debug)
+            )
+            commands.append(
+                (
+                    "Debugger: let go",
+                    "Detach the console's debugger (the run goes on); VS Code can attach then",
+                    app.action_debug_release,
+                )
+            )
         for rank in app.run_state.ranks if app.run_state else ():
             if rank.local_port:
                 address = f"127.0.0.1:{rank.local_port}"
@@ -262,6 +278,13 @@ class TetherApp(App[str]):
             id="tether.stop",
         ),
         Binding("t", "cycle_theme", "Theme", tooltip="Switch to the next Tether theme", id="tether.theme"),
+        Binding(
+            "b",
+            "debug",
+            "Debug",
+            tooltip="Open the debugger: breakpoints (F9), stack, variables, a console (F5 continue, F10 over)",
+            id="tether.debug",
+        ),
         # Shown only where the scheduler gives jobs; dimmed while the job runs (see check_action).
         Binding(
             "A",
@@ -341,6 +364,7 @@ class TetherApp(App[str]):
         self._allocation: AllocationChanged | None = None  # the job behind the node, as last reported
         self.sync_halt: SyncHaltReport | None = None  # the halt sync waits on, as last reported
         self._link_state: LinkState | None = None  # the link's state, as last reported
+        self._debug_stops: dict[int, object] = {}  # per rank, the stop last shown (each stop opens once)
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -549,6 +573,37 @@ class TetherApp(App[str]):
             self._tell_terminal("breakpoint()", f"waiting for debugger at {event.where} (rank {event.rank})")
 
     @while_open
+    def on_debug_updated(self, message: DebugUpdated) -> None:
+        event = message.event
+        screen = next((s for s in self.screen_stack if isinstance(s, DebuggerScreen)), None)
+        if isinstance(event, DebugOutput):
+            if screen is not None:
+                screen.show_output(event)
+            return
+        stopped_anew = event.status is DebugStatus.STOPPED and event.stop is not self._debug_stops.get(event.rank)
+        self._debug_stops[event.rank] = event.stop
+        if screen is not None and screen.debugger.rank == event.rank:
+            screen.show(event)
+        if stopped_anew and screen is not self.screen:
+            self._debug_stopped(event)
+
+    def _debug_stopped(self, view: DebugView) -> None:
+        """A breakpoint hit: from the dashboard straight to the debugger; elsewhere (logs, a
+        dialog) a notification, since the user is in the middle of something."""
+        where = view.stop.top.where if view.stop and view.stop.top else "?"
+        reason = view.stop.reason if view.stop else "stopped"
+        if len(self.screen_stack) == 1:
+            self.action_debug(view.rank)
+            return
+        self.notify(
+            f"rank {view.rank} stopped ({reason}) at {where}: press {self.hints['debug']} on the dashboard",
+            title="Debugger",
+            severity="warning",
+            timeout=30,
+        )
+        self._tell_terminal("Debugger", f"rank {view.rank} stopped at {where}")
+
+    @while_open
     def on_unhandled_event(self, message: UnhandledEvent) -> None:
         # Newer core events (sync, run state) get their widgets later; keep a trace for debugging.
         self.log.debug("event not shown yet", message.event)
@@ -626,6 +681,29 @@ class TetherApp(App[str]):
         self.copy_to_clipboard(address)  # OSC 52: the terminal's clipboard, also over ssh
         self.notify(f"Copied {address} (if your terminal allows OSC 52 clipboard writes)", title="Debug")
 
+    def action_debug(self, rank: int = 0) -> None:
+        """Attach the console's debugger to the rank (kept attached across restarts) and show it."""
+        opener = getattr(self.session, "debugger", None)
+        if opener is None:
+            self.notify("This session has no debugger.", title="Debugger", severity="warning")
+            return
+        debugger = opener(rank)
+        debugger.start()
+        if not isinstance(self.screen, DebuggerScreen):
+            self.push_screen(DebuggerScreen(debugger))
+
+    def action_debug_release(self) -> None:
+        opener = getattr(self.session, "debugger", None)
+        if opener is not None:
+            self._release_debugger(opener(0))
+
+    @work(group="debugger", exit_on_error=False)
+    async def _release_debugger(self, debugger: object) -> None:
+        stop = getattr(debugger, "stop", None)
+        if stop is not None:
+            await stop()
+        self.notify("The console's debugger let go; the run goes on. VS Code can attach now.", title="Debugger")
+
     def action_pause_sync(self) -> None:
         self.session.pause_sync()
 
@@ -657,6 +735,8 @@ class TetherApp(App[str]):
             return self._new_job_state()
         if action == SYNC_HALT_ACTION:
             return self.sync_halt is not None
+        if action in ("debug", "debug_release"):
+            return hasattr(self.session, "debugger")
         if action == RECONNECT_ACTION:
             return self._link_state is LinkState.RECONNECTING and hasattr(self.session, "reconnect_now")
         return True
@@ -756,8 +836,11 @@ class TetherApp(App[str]):
         rows: list[tuple[bool, KeyHelp]] = []
         for active in self.screen.active_bindings.values():
             binding = active.binding
-            if active.node is not self or not binding.description or binding.system:
-                continue
             own = (binding.id or "").startswith("tether.")
+            # the app's keys, and a screen's own (the debugger's), not Textual's focus and copy keys
+            if not (active.node is self or (active.node is self.screen and own)):
+                continue
+            if not binding.description or binding.system:
+                continue
             rows.append((own, KeyHelp(self.get_key_display(binding), binding.description, binding.tooltip)))
         return [row for own, row in rows if own] + [row for own, row in rows if not own]

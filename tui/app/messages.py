@@ -14,6 +14,8 @@ from textual.message_pump import MessagePump
 from tui.events import (
     AllocationChanged,
     DebuggerWaiting,
+    DebugOutput,
+    DebugView,
     GpuStats,
     LayoutChanged,
     LinkChanged,
@@ -108,6 +110,14 @@ class RunUpdated(Message):
         self.event = event
 
 
+class DebugUpdated(Message):
+    """The console's debugger of a rank changed (``DebugView``) or relayed output (``DebugOutput``)."""
+
+    def __init__(self, event: DebugView | DebugOutput) -> None:
+        super().__init__()
+        self.event = event
+
+
 class UnhandledEvent(Message):
     """An event this console version does not show yet (newer core, dashboards still to come)."""
 
@@ -134,6 +144,8 @@ def message_for(event: object) -> Message:
         return NodeUpdated(event)
     if isinstance(event, (RunState, DebuggerWaiting)):
         return RunUpdated(event)
+    if isinstance(event, (DebugView, DebugOutput)):
+        return DebugUpdated(event)
     if isinstance(event, (SyncStatus, SyncProgress, SyncConflict, SyncHaltReport)):
         return SyncReported(event)
     return UnhandledEvent(event)

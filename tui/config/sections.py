@@ -36,7 +36,7 @@ from tui.config.rules import (
 )
 from tui.config.scheduler import SchedulerConfig
 from tui.config.schema import MISSING, TableReader, describe_value, suggest, toml_value
-from tui.keys import DEFAULT_KEYS, key_name
+from tui.keys import ALL_KEYS, KEY_SCOPES, key_name
 from tui.metrics import MetricPatternError, compile_pattern
 
 # -- [workspace] -------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def read_ui(section: TableReader) -> UiConfig:
     return UiConfig(
         theme=section.string("theme", ""),
         stats_interval=section.number("stats_interval", 2.0, above=0),
-        keys=read_keys(section.reader("keys", DEFAULT_KEYS, example='{ restart = "f5" }')),
+        keys=read_keys(section.reader("keys", ALL_KEYS, example='{ restart = "f5" }')),
         terminal_alert=section.choice("terminal_alert", "off", TERMINAL_ALERTS),
         metrics=read_metrics(section),
     )
@@ -254,12 +254,12 @@ def read_keys(table: TableReader) -> tuple[tuple[str, str], ...]:
     two actions (a remapped one, or one still on its default), is a problem at its line."""
     chosen: dict[str, tuple[str, ...]] = {}
     for action in table.table:
-        if action not in DEFAULT_KEYS:
-            close = suggest(action, DEFAULT_KEYS)
+        if action not in ALL_KEYS:
+            close = suggest(action, ALL_KEYS)
             table.problem(
                 action,
                 f"unknown action '{action}' in [ui.keys]",
-                f"did you mean '{close}'?" if close else "actions: " + ", ".join(DEFAULT_KEYS),
+                f"did you mean '{close}'?" if close else "actions: " + ", ".join(ALL_KEYS),
             )
             continue
         value = table.get(action)
@@ -277,15 +277,20 @@ def read_keys(table: TableReader) -> tuple[tuple[str, str], ...]:
             )
             continue
         chosen[action] = tuple(name for name in names if name is not None)
-    in_force = {action: chosen.get(action, (default,)) for action, default in DEFAULT_KEYS.items()}
-    owner: dict[str, str] = {}
-    for action, keys in in_force.items():
-        for key in keys:
-            if key in owner and (action in chosen or owner[key] in chosen):
-                mine, theirs = (action, owner[key]) if action in chosen else (owner[key], action)
-                hint = f"give '{theirs}' another key too" if theirs not in chosen else "use another key for one of them"
-                table.problem(mine, f"'{key}' is also the key of '{theirs}'", hint)
-            owner.setdefault(key, action)
+    for scope in KEY_SCOPES:  # a key may serve one action on the dashboard and another in the debugger
+        in_force = {action: chosen.get(action, (default,)) for action, default in scope.items()}
+        owner: dict[str, str] = {}
+        for action, keys in in_force.items():
+            for key in keys:
+                if key in owner and (action in chosen or owner[key] in chosen):
+                    mine, theirs = (action, owner[key]) if action in chosen else (owner[key], action)
+                    hint = (
+                        f"give '{theirs}' another key too"
+                        if theirs not in chosen
+                        else "use another key for one of them"
+                    )
+                    table.problem(mine, f"'{key}' is also the key of '{theirs}'", hint)
+                owner.setdefault(key, action)
     return tuple((action, ",".join(keys)) for action, keys in chosen.items())
 
 
