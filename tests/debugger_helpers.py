@@ -17,6 +17,7 @@ from tui.app import TetherApp
 from tui.app.screens.debugger import DebuggerScreen
 from tui.debug.breakpoints import DebugMemory
 from tui.debug.debugger import Debugger, Streams
+from tui.debug.ranks import RankDebuggers
 from tui.events import DebugStatus, LinkChanged, LinkState
 
 LOOP = Path(__file__).resolve().parent / "fixtures" / "debugger_loop.py"
@@ -27,23 +28,24 @@ def loop_line(marker: str) -> int:
 
 
 class DebuggingSession(ScriptedSession):
-    """The scripted session plus a real debugger, attached to a local debugpy on ``port``."""
+    """The scripted session plus the real debuggers (``RankDebuggers``), attached to a local
+    debugpy on ``port`` over plain TCP."""
 
-    def __init__(self, port: int, memory: DebugMemory) -> None:
+    def __init__(self, port: int, memory: DebugMemory, root: Path = LOOP.parent) -> None:
         super().__init__(title="mnist", initial_events=[LinkChanged(LinkState.UP, rtt_ms=24.0)])
         self.port = port
         self.memory = memory
-        self._debugger: Debugger | None = None
+
+        async def connect(rank: int) -> Streams:
+            return await asyncio.open_connection("127.0.0.1", self.port)
+
+        self.group = RankDebuggers(memory, root, lambda: str(root), connect, self.emit)
 
     def debugger(self, rank: int = 0) -> Debugger:
-        if self._debugger is None:
+        return self.group.debugger(rank)
 
-            async def connect() -> Streams:
-                return await asyncio.open_connection("127.0.0.1", self.port)
-
-            root = LOOP.parent
-            self._debugger = Debugger(self.memory, root, lambda: str(root), connect, self.emit, rank=rank)
-        return self._debugger
+    def debug_group(self) -> RankDebuggers:
+        return self.group
 
 
 def debugger_stopped(app: TetherApp, line: int | None = None) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from console_helpers import screen_text, wait_until
+from console_helpers import run_from_palette, screen_text, wait_until
 from debugger_helpers import LOOP, DebuggingSession, debugger_stopped, loop_line, open_stopped
 from test_dap import Debuggee, free_port
 from textual.widgets import RichLog
@@ -18,6 +18,7 @@ from tui.app import TetherApp
 from tui.app.screens import HelpScreen
 from tui.app.screens.debugger import ConsoleInput, DebuggerScreen
 from tui.debug.breakpoints import DebugMemory
+from tui.events import DebugStatus
 
 
 @pytest.fixture
@@ -57,6 +58,9 @@ async def test_a_breakpoint_hit_elsewhere_is_a_notification_with_the_key(debugge
         await pilot.press("escape")
         await pilot.press("ctrl+d")
         await wait_until(pilot, lambda: debugger_stopped(app, loop_line("STEP LINE")), 10)
+        # the stop that came before the screen opened is drawn: the stack, the locals
+        await wait_until(pilot, lambda: f"main  {LOOP.name}:{loop_line('STEP LINE')}" in screen_text(app), 10)
+        assert "weight = 1.0" in screen_text(app)
 
 
 async def test_the_screens_keys_follow_ui_keys_and_help_lists_them(debuggee) -> None:
@@ -100,3 +104,17 @@ async def test_the_debug_console_completes_evaluates_and_remembers(debuggee) -> 
         assert line.value == "optimizer.lr * 10"
         await pilot.press("escape", "escape")
         assert not isinstance(app.screen, DebuggerScreen)
+
+
+async def test_let_go_from_the_palette_leaves_the_run_going(debuggee) -> None:
+    """debugpy takes one client: "Debugger: let go" hands the run back (for VS Code), running."""
+    session, _ = debuggee
+    app = TetherApp(session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_stopped(app, pilot, session)
+        await pilot.press("escape")
+        await run_from_palette(app, pilot, "Debugger: let go")
+        debugger = session.debugger(0)
+        await wait_until(pilot, lambda: debugger.view.status is DebugStatus.OFF, 10)
+        assert not debugger.wanted and session.group.processes() == []
+        await wait_until(pilot, lambda: any("let go" in str(n.message) for n in app._notifications), 5)

@@ -179,3 +179,58 @@ async def select_row(pilot: Pilot, app: TetherApp, prefix: str) -> None:
     steps = target - tree.cursor_line
     await pilot.press(*(["down"] * steps if steps > 0 else ["up"] * -steps))
     assert str(tree.cursor_node.label).startswith(prefix) if tree.cursor_node else False
+
+
+async def test_a_launchers_workers_are_debugged_on_the_node(node: Testbed, tmp_path: Path) -> None:
+    """The torchrun stand-in under the real loop on the compute node: debugpy follows its 4
+    workers, the console attaches to each over the agent's channel (through the debug guard), and
+    the breakpoint saved for the worker's file hits in every one."""
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    launcher, worker = fixtures / "launcher_standin.py", fixtures / "launcher_worker.py"
+    worker_line = next(n for n, t in enumerate(worker.read_text().splitlines(), 1) if "# WORKER LINE" in t)
+    folder = tmp_path / "ws"
+    config = script_workspace(
+        folder,
+        node,
+        launcher.read_text(),
+        name=launcher.name,
+        command=f"python3 {launcher.name} --nproc_per_node=4 {worker.name}",
+    )
+    (folder / worker.name).write_text(worker.read_text())
+    session = Session(load_workspace(config), ping_interval=0.5)
+    session.debuggers.memory.toggle(worker.name, worker_line)  # saved from an earlier console
+    app = TetherApp(session)
+
+    def stopped_workers() -> list[str]:
+        return sorted(
+            d.label.split(" (")[0]
+            for d in session.debuggers.processes()
+            if d.process and d.view.status is DebugStatus.STOPPED and d.view.stop and d.view.stop.reason == "breakpoint"
+        )
+
+    async with app.run_test(size=(160, 50)) as pilot:
+        # saved breakpoints: the console attaches by itself, and the first stop opens the screen
+        await wait_until(pilot, lambda: stopped_workers() == [f"rank {r}" for r in range(4)], 90)
+        assert isinstance(app.screen, DebuggerScreen)
+        await pilot.press("ctrl+a")
+        await remove_breakpoint_at(pilot, app, worker_line)
+        await pilot.press("f5")
+        await wait_until(
+            pilot,
+            lambda: sum(1 for d in session.debuggers.processes() if d.view.status is DebugStatus.RUNNING) == 5,
+            20,
+        )
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_value is not None, 20)
+    await Session(load_workspace(config)).down()
+
+
+async def remove_breakpoint_at(pilot: Pilot, app: TetherApp, line: int) -> None:
+    await move_cursor_to(pilot, app, line)
+    await pilot.press("f9")
+    try:
+        await wait_until(pilot, lambda: not debugger_screen(app).debugger.memory.files(), 5)
+    except AssertionError:
+        print(screen_text(app))
+        print(debugger_screen(app).query_one("#debug-source").path, debugger_screen(app).debugger.memory.all())
+        raise

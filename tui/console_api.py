@@ -6,6 +6,7 @@ real ``tui.session.Session`` can evolve without touching widgets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -86,6 +87,28 @@ class ConsoleSession(Protocol):
         """The console's debugger of a rank. Optional: the console shows its key only for
         sessions that have it."""
 
+    def debug_group(self) -> ConsoleDebugGroup:
+        """Every process the console debugs. Optional, with ``debugger``."""
+
+
+class ConsoleDebugGroup(Protocol):
+    """The ranks being debugged and the subprocesses they started (a launcher's workers)."""
+
+    @property
+    def together(self) -> bool:
+        """Any stop pauses the others; continue and pause go to all."""
+
+    def set_together(self, on: bool) -> None: ...
+
+    def processes(self) -> Sequence[ConsoleDebugger]: ...
+
+    async def resume_all(self) -> None: ...
+
+    async def pause_all(self) -> None: ...
+
+    async def close(self) -> None:
+        """Let go of every process (the run goes on; VS Code may attach then)."""
+
 
 class DebuggerMemory(Protocol):
     """The workspace's breakpoints (by file relative to the local root), watches and exception
@@ -111,6 +134,13 @@ class ConsoleDebugger(Protocol):
 
     @property
     def rank(self) -> int: ...
+
+    @property
+    def process(self) -> int:
+        """0 for the rank's own process, else the subprocess's pid."""
+
+    @property
+    def label(self) -> str: ...
 
     @property
     def local_root(self) -> Path: ...

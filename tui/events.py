@@ -377,8 +377,8 @@ class Stop:
 
 @dataclass(frozen=True)
 class DebugView:
-    """One rank's debugger: status, where it stopped, and the breakpoints the adapter placed
-    (relative file -> lines it verified)."""
+    """One process's debugger (a rank, or a worker a launcher started): status, where it stopped,
+    and the breakpoints the adapter placed (relative file -> lines it verified)."""
 
     rank: int
     status: DebugStatus
@@ -386,6 +386,12 @@ class DebugView:
     stop: Stop | None = None
     verified: tuple[tuple[str, int], ...] = field(default_factory=tuple)
     attaches: int = 0  # how many times it attached (1 + one per restart it followed)
+    process: int = 0  # 0: the rank's own process; else the pid of a subprocess it started (a launcher's worker)
+    label: str = ""  # what the console calls it: "rank 0", "rank 2 (pid 4711)"
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.rank, self.process)
 
 
 @dataclass(frozen=True)
@@ -395,3 +401,4 @@ class DebugOutput:
     rank: int
     category: str  # "stdout", "stderr", "console", "important"
     text: str
+    label: str = ""  # the process it came from, when the rank has several (a launcher's workers)

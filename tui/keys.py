@@ -36,6 +36,9 @@ DEBUGGER_KEYS: dict[str, str] = {
     "debug_evaluate": "e",
     "debug_watch": "w",
     "debug_back": "escape",
+    "debug_together": "ctrl+a",
+    "debug_next": "right_square_bracket",
+    "debug_previous": "left_square_bracket",
 }
 """The debugger screen's actions. They share ``[ui.keys]`` with the
 dashboard's, but a key may serve one action on each screen: F5 can restart the run on the dashboard

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tui.config import HostSpec, Workspace
+from tui.debug.breakpoints import DebugMemory
 from tui.debug.debugger import Debugger
-from tui.debug.ranks import RankDebuggers
+from tui.debug.ranks import RankDebuggers, RelayConnections
 from tui.debug.runs import DebugRuns, debugpy_bundle, pass_env_values
 from tui.errors import TetherError
 from tui.events import (
@@ -108,8 +109,14 @@ class Session:
         )
         self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit, provide_debugpy=self._provide_debugpy_once)
         self._debugpy_copy: asyncio.Task[None] | None = None  # provide_debugpy = "auto": once a session
+        self.debug_streams = RelayConnections(self.debug_runs, self._current_agent)
         self.debuggers = RankDebuggers(
-            workspace, self.debug_runs, self._current_agent, self._emit, self.store.root / f"{self.ws_id}-debug.json"
+            DebugMemory(self.store.root / f"{self.ws_id}-debug.json"),
+            workspace.local_root,
+            lambda: self.debug_runs.remote_root,
+            self.debug_streams.open,
+            self._emit,
+            ranks=self.debug_streams.ranks,
         )
         self.panels.pass_env, self._pass_env_missing = pass_env_values(workspace, dict(os.environ))
 
@@ -126,7 +133,7 @@ class Session:
         self._agent_listeners.append(listener)
 
     def _agent_event(self, message: dict[str, Any]) -> None:
-        if self.tunnels.handle(message) or self.debuggers.handle(message):
+        if self.tunnels.handle(message) or self.debug_streams.handle(message):
             return  # relayed bytes of a forwarded port or of the console's debugger: nothing else wants them
         for listener in self._agent_listeners:
             listener(message)
@@ -365,9 +372,15 @@ class Session:
         """The console's debugger of ``rank`` (attached once started: ``Debugger.start``)."""
         return self.debuggers.debugger(rank)
 
+    def debug_group(self) -> RankDebuggers:
+        """Every process the console debugs (ranks and their workers), and what acts on all."""
+        return self.debuggers
+
     async def detach(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.debuggers.close(), 5)  # the run goes on, no longer stopped
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.debug_streams.close(), 5)
         if self._sync_task is not None:
             self._sync_task.cancel()
         if self.sync is not None:

@@ -57,7 +57,7 @@ from tui.app.widgets import (
     RunPanel,
 )
 from tui.app.widgets.sync_panel import SyncPanel
-from tui.console_api import ConsoleSession
+from tui.console_api import ConsoleDebugGroup, ConsoleSession
 from tui.events import (
     HALT_FOREIGN,
     AllocationChanged,
@@ -364,7 +364,7 @@ class TetherApp(App[str]):
         self._allocation: AllocationChanged | None = None  # the job behind the node, as last reported
         self.sync_halt: SyncHaltReport | None = None  # the halt sync waits on, as last reported
         self._link_state: LinkState | None = None  # the link's state, as last reported
-        self._debug_stops: dict[int, object] = {}  # per rank, the stop last shown (each stop opens once)
+        self._debug_stops: dict[tuple[int, int], object] = {}  # per process, the stop last shown (each opens once)
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -580,9 +580,9 @@ class TetherApp(App[str]):
             if screen is not None:
                 screen.show_output(event)
             return
-        stopped_anew = event.status is DebugStatus.STOPPED and event.stop is not self._debug_stops.get(event.rank)
-        self._debug_stops[event.rank] = event.stop
-        if screen is not None and screen.debugger.rank == event.rank:
+        stopped_anew = event.status is DebugStatus.STOPPED and event.stop is not self._debug_stops.get(event.key)
+        self._debug_stops[event.key] = event.stop
+        if screen is not None:
             screen.show(event)
         if stopped_anew and screen is not self.screen:
             self._debug_stopped(event)
@@ -593,15 +593,15 @@ class TetherApp(App[str]):
         where = view.stop.top.where if view.stop and view.stop.top else "?"
         reason = view.stop.reason if view.stop else "stopped"
         if len(self.screen_stack) == 1:
-            self.action_debug(view.rank)
+            self.action_debug(view.rank, view.process)
             return
         self.notify(
-            f"rank {view.rank} stopped ({reason}) at {where}: press {self.hints['debug']} on the dashboard",
+            f"{view.label or f'rank {view.rank}'} stopped ({reason}) at {where}: press {self.hints['debug']} on the dashboard",
             title="Debugger",
             severity="warning",
             timeout=30,
         )
-        self._tell_terminal("Debugger", f"rank {view.rank} stopped at {where}")
+        self._tell_terminal("Debugger", f"{view.label or f'rank {view.rank}'} stopped at {where}")
 
     @while_open
     def on_unhandled_event(self, message: UnhandledEvent) -> None:
@@ -681,7 +681,7 @@ class TetherApp(App[str]):
         self.copy_to_clipboard(address)  # OSC 52: the terminal's clipboard, also over ssh
         self.notify(f"Copied {address} (if your terminal allows OSC 52 clipboard writes)", title="Debug")
 
-    def action_debug(self, rank: int = 0) -> None:
+    def action_debug(self, rank: int = 0, process: int = 0) -> None:
         """Attach the console's debugger to the rank (kept attached across restarts) and show it."""
         opener = getattr(self.session, "debugger", None)
         if opener is None:
@@ -689,19 +689,21 @@ class TetherApp(App[str]):
             return
         debugger = opener(rank)
         debugger.start()
+        grouper = getattr(self.session, "debug_group", None)
+        group = grouper() if grouper is not None else None
+        if process and group is not None:  # a launcher's worker stopped: show that one
+            debugger = next((d for d in group.processes() if (d.rank, d.process) == (rank, process)), debugger)
         if not isinstance(self.screen, DebuggerScreen):
-            self.push_screen(DebuggerScreen(debugger))
+            self.push_screen(DebuggerScreen(debugger, group))
 
     def action_debug_release(self) -> None:
-        opener = getattr(self.session, "debugger", None)
-        if opener is not None:
-            self._release_debugger(opener(0))
+        grouper = getattr(self.session, "debug_group", None)
+        if grouper is not None:
+            self._release_debuggers(grouper())
 
     @work(group="debugger", exit_on_error=False)
-    async def _release_debugger(self, debugger: object) -> None:
-        stop = getattr(debugger, "stop", None)
-        if stop is not None:
-            await stop()
+    async def _release_debuggers(self, group: ConsoleDebugGroup) -> None:
+        await group.close()
         self.notify("The console's debugger let go; the run goes on. VS Code can attach now.", title="Debugger")
 
     def action_pause_sync(self) -> None:
@@ -735,8 +737,10 @@ class TetherApp(App[str]):
             return self._new_job_state()
         if action == SYNC_HALT_ACTION:
             return self.sync_halt is not None
-        if action in ("debug", "debug_release"):
+        if action == "debug":
             return hasattr(self.session, "debugger")
+        if action == "debug_release":
+            return hasattr(self.session, "debug_group")
         if action == RECONNECT_ACTION:
             return self._link_state is LinkState.RECONNECTING and hasattr(self.session, "reconnect_now")
         return True

@@ -114,14 +114,18 @@ class DapClient(DapConnection):
         just_my_code: bool = False,
         path_mappings: Sequence[tuple[str, str]] = (),
         exception_filters: Sequence[str] = (),
+        config: Mapping[str, Any] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> dict[str, dict[int, Breakpoint]]:
         """Attach, set ``breakpoints`` ({path: lines}) and ``exception_filters``, finish configuration.
 
         Returns the accepted breakpoints per path and requested line. ``path_mappings`` are
-        (local root, remote root) pairs, for breakpoints given as laptop paths.
+        (local root, remote root) pairs, for breakpoints given as laptop paths. ``config``: the
+        attach arguments debugpy gave for a subprocess (its ``debugpyAttach`` event: the
+        ``subProcessId`` that picks the process on the same adapter port).
         """
         arguments: dict[str, Any] = {"name": "Tether", "request": "attach", "justMyCode": just_my_code}
+        arguments.update(config or {})
         if path_mappings:
             arguments["pathMappings"] = [{"localRoot": loc, "remoteRoot": rem} for loc, rem in path_mappings]
         attached = await self.send_request("attach", arguments)

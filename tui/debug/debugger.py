@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tui.dap_model import (
     ArrayStats,
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 Connector = Callable[[], Awaitable[Streams]]
 Emit = Callable[[object], None]
+# A subprocess the debuggee started under debugpy (a launcher's worker): its attach arguments.
+ChildCallback = Callable[["Debugger", dict[str, Any]], None]
 
 STACK_LEVELS = 30
 LOCALS_PAGE = 100  # variables fetched per page; more on request
@@ -49,7 +51,9 @@ RECONNECT = Backoff(first=0.05, factor=2.0, maximum=1.0)
 
 
 class Debugger:
-    """One rank's debug session as the console sees it."""
+    """One process's debug session as the console sees it: a rank, or (``config`` given) a
+    subprocess of one, which debugpy holds until a client attaches to it: so the console attaches
+    to every subprocess it is told of (``on_child``), or a launcher's workers would wait forever."""
 
     def __init__(
         self,
@@ -60,16 +64,22 @@ class Debugger:
         emit: Emit,
         *,
         rank: int = 0,
+        config: dict[str, Any] | None = None,
+        on_child: ChildCallback | None = None,
     ) -> None:
         self.memory = memory
         self.rank = rank
+        self.config = config  # a subprocess's attach arguments; None: the rank's own process
+        self.process = int(config.get("subProcessId", 0)) if config else 0
+        self.label = f"rank {rank}" if config is None else f"pid {self.process} of rank {rank}"
+        self._on_child = on_child
         self.local_root = local_root.resolve()
         self._remote_root = remote_root  # read anew: the node's root is known once the agent said it
         self._connect = connect
         self._emit = emit
         self._client: DapClient | None = None
         self._task: asyncio.Task[None] | None = None
-        self._view = DebugView(rank, DebugStatus.OFF)
+        self._view = DebugView(rank, DebugStatus.OFF, process=self.process, label=self.label)
         self._verified: dict[tuple[str, int], bool] = {}
         self._attaches = 0
 
@@ -102,7 +112,9 @@ class Debugger:
 
     def _publish(self, status: DebugStatus, detail: str = "", stop: Stop | None = None) -> None:
         verified = tuple(sorted(key for key, ok in self._verified.items() if ok))
-        self._view = DebugView(self.rank, status, detail, stop, verified, self._attaches)
+        self._view = DebugView(
+            self.rank, status, detail, stop, verified, self._attaches, process=self.process, label=self.label
+        )
         self._emit(self._view)
 
     # -- attach, and again after each restart ---------------------------------------------------
@@ -138,18 +150,33 @@ class Debugger:
                 await self._configure(client)
                 self._attaches += 1
                 self._publish(DebugStatus.RUNNING, "attached")
+                if self.config is not None:
+                    await self._name_worker(client)
                 await client.wait_closed()
             except DapError as exc:
-                log.debug("rank %d: session ended (%s)", self.rank, exc)
+                log.debug("%s: session ended (%s)", self.label, exc)
             finally:
                 await self._drop_client(disconnect=False)
-            attempt = 1
             self._verified.clear()
+            if self.config is not None:  # a subprocess that ended is gone: nothing comes back on its id
+                self._publish(DebugStatus.OFF, "ended")
+                return
+            attempt = 1
+
+    async def _name_worker(self, client: DapClient) -> None:
+        """A launcher's worker is known by the RANK its launcher gave it (torchrun, accelerate and
+        deepspeed all set it): asked once, in the running process, a few bytes."""
+        with contextlib.suppress(DapError):
+            result = await client.evaluate("__import__('os').environ.get('RANK', '')", context="repl")
+            rank = result.result.strip("'\"")
+            if rank.isdigit():
+                self.label = f"rank {rank} (pid {self.process})"
+                self._publish(self._view.status, self._view.detail, self._view.stop)
 
     def _waiting_text(self, attempt: int) -> str:
         if attempt == 0:
-            return f"attaching to rank {self.rank}…"
-        return f"waiting for rank {self.rank}'s debuggee (it restarts, or is stopped: r starts it)"
+            return f"attaching to {self.label}…"
+        return f"waiting for {self.label}'s debuggee (it restarts, or is stopped: r starts it)"
 
     async def _open(self) -> DapClient:
         reader, writer = await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT)
@@ -164,7 +191,10 @@ class Debugger:
     async def _configure(self, client: DapClient) -> None:
         self._client = client
         accepted = await client.attach(
-            self._remote_breakpoints(), exception_filters=self.memory.exception_filters, timeout=CONNECT_TIMEOUT
+            self._remote_breakpoints(),
+            exception_filters=self.memory.exception_filters,
+            config=self.config,
+            timeout=CONNECT_TIMEOUT,
         )
         for remote, placed in accepted.items():
             local = self.local_path(remote)
@@ -204,7 +234,9 @@ class Debugger:
             text = str(event.body.get("output", ""))
             category = str(event.body.get("category", "console"))
             if text and category != "telemetry":
-                self._emit(DebugOutput(self.rank, category, text))
+                self._emit(DebugOutput(self.rank, category, text, self.label))
+        elif event.name == "debugpyAttach" and self._on_child is not None:
+            self._on_child(self, dict(event.body))
         elif event.name in ("terminated", "exited"):
             code = event.body.get("exitCode")
             detail = f"the debuggee exited with code {code}" if code is not None else "the debuggee ended"

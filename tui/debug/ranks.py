@@ -1,48 +1,140 @@
-"""The console's debuggers, one per rank, each on a stream no one else can reach.
+"""The console's debuggers: one per rank, one more per subprocess a rank starts (a launcher's
+workers), and what acts on all of them at once.
 
 Textual-free. The laptop's forwarded debug port (for VS Code) is open to every user of the laptop;
-the console does not need it. Each rank's ``Debugger`` connects through a ``PortRelay`` stream: one
-end of a socketpair in this process, carried over the agent's channel to 127.0.0.1 on the node,
-where the debug guard lets in the owner alone. So the console debugs also with
-``[debug] vscode_port = false``. The breakpoints, watches and exception filters are the
-workspace's (``DebugMemory``, saved in Tether's state folder) and shared by every rank.
+the console does not need it. ``RelayConnections`` gives each debugger a stream of its own: one end
+of a socketpair in this process, carried over the agent's channel to 127.0.0.1 on the node, where
+the debug guard lets in the owner alone. So the console debugs also with
+``[debug] vscode_port = false``. A subprocess's session rides the same kind of stream to the same
+port (debugpy tells them apart by ``subProcessId``). The breakpoints, watches and exception filters
+are the workspace's (``DebugMemory``) and shared by every process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tui.config import Workspace
 from tui.debug.breakpoints import DebugMemory
 from tui.debug.debugger import Debugger, Emit, Streams
 from tui.debug.runs import DebugRuns
+from tui.events import DebugStatus, DebugView
 from tui.remote.agent_channel import AgentChannel, AgentError
 from tui.remote.relay import PortRelay
 
+RankConnector = Callable[[int], Awaitable[Streams]]
+
 
 class RankDebuggers:
+    """Every process the console debugs, and "all together" (any stop pauses the others; F5 and
+    F6 go to all)."""
+
     def __init__(
         self,
-        workspace: Workspace,
-        runs: DebugRuns,
-        agent: Callable[[], AgentChannel | None],
+        memory: DebugMemory,
+        local_root: Path,
+        remote_root: Callable[[], str],
+        connect: RankConnector,
         emit: Emit,
-        memory_path: Path | None,
+        ranks: Callable[[], list[int]] = lambda: [0],
     ) -> None:
-        self.workspace = workspace
-        self.memory = DebugMemory(memory_path)
+        self.memory = memory
+        self.local_root = local_root
+        self._remote_root = remote_root
+        self._connect = connect
+        self._emit = emit
+        self._ranks = ranks
+        self._debuggers: dict[tuple[int, int], Debugger] = {}  # (rank, pid or 0) -> its debugger
+        self.together = False
+        self._pausing: set[asyncio.Task[None]] = set()
+
+    def debugger(self, rank: int = 0) -> Debugger:
+        """Rank ``rank``'s debugger (made on first use; attached only once started)."""
+        key = (rank, 0)
+        if key not in self._debuggers:
+            self._debuggers[key] = self._make(rank, None)
+        return self._debuggers[key]
+
+    def _make(self, rank: int, config: dict[str, Any] | None) -> Debugger:
+        return Debugger(
+            self.memory,
+            self.local_root,
+            self._remote_root,
+            lambda: self._connect(rank),
+            self._seen,
+            rank=rank,
+            config=config,
+            on_child=self._child,
+        )
+
+    def _child(self, parent: Debugger, config: dict[str, Any]) -> None:
+        child = self._make(parent.rank, config)
+        self._debuggers[(child.rank, child.process)] = child
+        child.start()
+
+    def processes(self) -> list[Debugger]:
+        """The ranks being debugged and their live subprocesses, by rank, then in start order."""
+        live = [d for d in self._debuggers.values() if d.wanted]
+        return sorted(live, key=lambda d: (d.rank, d.process != 0))
+
+    def _seen(self, event: object) -> None:
+        if isinstance(event, DebugView):
+            if event.process and event.status is DebugStatus.OFF:
+                self._debuggers.pop(event.key, None)  # the worker ended
+            if self.together and event.status is DebugStatus.STOPPED:
+                self._pause_others(event.key)
+        self._emit(event)
+
+    def _pause_others(self, key: tuple[int, int]) -> None:
+        for debugger in self.processes():
+            if (debugger.rank, debugger.process) != key and debugger.view.status is DebugStatus.RUNNING:
+                task = asyncio.get_running_loop().create_task(_quietly(debugger.pause()))
+                self._pausing.add(task)
+                task.add_done_callback(self._pausing.discard)
+
+    def set_together(self, on: bool) -> None:
+        self.together = on
+
+    async def resume_all(self) -> None:
+        await asyncio.gather(*(_quietly(d.resume()) for d in self.processes() if d.view.status is DebugStatus.STOPPED))
+
+    async def pause_all(self) -> None:
+        await asyncio.gather(*(_quietly(d.pause()) for d in self.processes() if d.view.status is DebugStatus.RUNNING))
+
+    def bring_up(self) -> None:
+        """After the node reported the run: the user's saved breakpoints mean they debug in the
+        console, so it attaches at once (VS Code can attach once it lets go)."""
+        if self.memory.files():
+            for rank in self._ranks():
+                self.debugger(rank).start()
+
+    async def close(self) -> None:
+        for debugger in list(self._debuggers.values()):
+            if debugger.wanted:
+                await debugger.stop()
+
+
+async def _quietly(step: Awaitable[None]) -> None:
+    """One process's command in an all-ranks command: one that ended meanwhile must not stop the rest."""
+    try:
+        await step
+    except Exception:  # noqa: BLE001 - the others still get theirs; the view says each one's state
+        pass
+
+
+class RelayConnections:
+    """Streams to each rank's debug port on the node, over the agent's channel (see the module doc)."""
+
+    def __init__(self, runs: DebugRuns, agent: Callable[[], AgentChannel | None]) -> None:
         self._runs = runs
         self._agent = agent
-        self._emit = emit
-        self._debuggers: dict[int, Debugger] = {}
         self._relays: dict[int, PortRelay] = {}
 
     def ranks(self) -> list[int]:
         """The ranks the run has, as the agent last said (rank 0 before it said)."""
-        found = sorted(int(entry["rank"]) for entry in self._runs.ranks)
-        return found or [0]
+        return sorted(int(entry["rank"]) for entry in self._runs.ranks) or [0]
 
     def _node_port(self, rank: int) -> int:
         for entry in self._runs.ranks:
@@ -50,20 +142,7 @@ class RankDebuggers:
                 return int(entry["port"])
         raise AgentError(f"rank {rank} has no debug port yet (the node has not reported the run)")
 
-    def debugger(self, rank: int = 0) -> Debugger:
-        """Rank ``rank``'s debugger (made on first use; attached only once started)."""
-        if rank not in self._debuggers:
-            self._debuggers[rank] = Debugger(
-                self.memory,
-                self.workspace.local_root,
-                lambda: self._runs.remote_root,
-                lambda: self._open(rank),
-                self._emit,
-                rank=rank,
-            )
-        return self._debuggers[rank]
-
-    async def _open(self, rank: int) -> Streams:
+    async def open(self, rank: int) -> Streams:
         port = self._node_port(rank)
         relay = self._relays.get(rank)
         if relay is None or relay.remote_port != port:
@@ -72,20 +151,16 @@ class RankDebuggers:
             raise AgentError("the node is not connected right now")
         return await relay.open_stream()
 
-    def bring_up(self) -> None:
-        """After the node reported the run: the user's saved breakpoints mean they debug in the
-        console, so it attaches at once (VS Code can attach once it lets go)."""
-        if self.memory.files():
-            for rank in self.ranks():
-                self.debugger(rank).start()
-
     def handle(self, message: dict[str, Any]) -> bool:
         """Pass an agent event to the relays; True when it was one of their streams' bytes."""
         return any(relay.handle(message) for relay in self._relays.values())
 
     async def close(self) -> None:
-        for debugger in self._debuggers.values():
-            if debugger.wanted:
-                await debugger.stop()
         for relay in self._relays.values():
             await relay.close()
+
+
+if TYPE_CHECKING:  # the console's contract: mypy checks that RankDebuggers keeps it
+    from tui.console_api import ConsoleDebugGroup
+
+    _KEEPS_THE_CONTRACT: type[ConsoleDebugGroup] = RankDebuggers

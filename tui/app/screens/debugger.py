@@ -23,7 +23,7 @@ from textual.widgets.option_list import Option
 from tui.app.screens.form import Field, FormScreen
 from tui.app.widgets.source_view import GutterMark, SourceView
 from tui.app.widgets.variables import VariablesTree
-from tui.console_api import ConsoleDebugger
+from tui.console_api import ConsoleDebugger, ConsoleDebugGroup
 from tui.dap_model import ArrayStats, ArraySummary, SourceBreakpoint, Variable, cap
 from tui.events import DebugOutput, DebugStatus, DebugView, Frame
 
@@ -103,12 +103,23 @@ class DebuggerScreen(Screen[None]):
             "e", "evaluate", "Eval", tooltip="Evaluate in the frame (the debug console)", id="tether.debug_evaluate"
         ),
         Binding("w", "watch", "Watch", tooltip="Add a watch expression", id="tether.debug_watch"),
+        Binding(
+            "ctrl+a",
+            "together",
+            "All",
+            tooltip="All processes together: a stop pauses the others, F5 and F6 go to all (a launcher's workers)",
+            id="tether.debug_together",
+        ),
+        Binding("right_square_bracket", "switch(1)", "Next", key_display="]", id="tether.debug_next"),
+        Binding("left_square_bracket", "switch(-1)", "Previous", key_display="[", id="tether.debug_previous"),
     ]
 
-    def __init__(self, debugger: ConsoleDebugger) -> None:
+    def __init__(self, debugger: ConsoleDebugger, group: ConsoleDebugGroup | None = None) -> None:
         super().__init__()
         self.debugger = debugger
-        self.view = debugger.view
+        self.group = group  # every process being debugged (a launcher's workers), when the session has them
+        # nothing drawn yet: on_mount draws the debugger's view, a stop included
+        self.view = DebugView(debugger.rank, DebugStatus.OFF, process=debugger.process)
         self.frame_index = 0
 
     def compose(self) -> ComposeResult:
@@ -116,6 +127,7 @@ class DebuggerScreen(Screen[None]):
         with Horizontal(id="debug-main"):
             yield SourceView(id="debug-source")
             with Vertical(id="debug-side"):
+                yield OptionList(id="debug-ranks")
                 yield OptionList(id="debug-stack")
                 yield VariablesTree(id="debug-vars")
                 yield OptionList(id="debug-watches")
@@ -126,6 +138,7 @@ class DebuggerScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#debug-source").border_title = "source"
         self.query_one("#debug-stack").border_title = "call stack"
+        self.query_one("#debug-ranks").border_title = "processes ([ ] switch, ^a all)"
         self.query_one("#debug-vars").border_title = "variables"
         self.query_one("#debug-watches").border_title = "watch (w adds)"
         self.query_one("#debug-log").border_title = "debug console"
@@ -139,6 +152,15 @@ class DebuggerScreen(Screen[None]):
     # -- what the core reports ------------------------------------------------------------------
 
     def show(self, view: DebugView) -> None:
+        """A snapshot of any process being debugged: the list of processes follows every one; the
+        rest of the screen shows the picked process, or the one that stopped while it ran."""
+        if view.key != (self.debugger.rank, self.debugger.process):
+            self._show_processes()
+            mine = self.debugger.view
+            if not (view.status is DebugStatus.STOPPED and mine.status is not DebugStatus.STOPPED):
+                return
+            self._pick(view.key)
+            return
         stopped_anew = view.stop is not None and view.stop is not self.view.stop
         self.view = view
         self._show_status()
@@ -149,20 +171,60 @@ class DebuggerScreen(Screen[None]):
                 self._show_frame()
         else:
             self.query_one(SourceView).set_current(None)
-            self.query_one(OptionList).clear_options()
+            self.query_one("#debug-stack", OptionList).clear_options()
             if view.status is not DebugStatus.STOPPED:
                 self.query_one(VariablesTree).show_message(
                     "running: F6 pauses" if view.status is DebugStatus.RUNNING else view.detail
                 )
         self._show_marks()
+        self._show_processes()
 
     def show_output(self, output: DebugOutput) -> None:
         style = "red" if output.category == "stderr" else "dim" if output.category == "console" else ""
-        self.query_one(RichLog).write(Text(output.text.rstrip("\n"), style=style))
+        several = self.group is not None and len(self.group.processes()) > 1
+        prefix = f"[{output.label}] " if several and output.label else ""
+        self.query_one(RichLog).write(Text(prefix + output.text.rstrip("\n"), style=style))
+
+    def _processes(self) -> list[ConsoleDebugger]:
+        return list(self.group.processes()) if self.group is not None else [self.debugger]
+
+    def _show_processes(self) -> None:
+        """Every process and where it is: the stacks' tops of all stopped ranks side by side."""
+        listing = self.query_one("#debug-ranks", OptionList)
+        processes = self._processes()
+        several = len(processes) > 1
+        if several != listing.display:
+            listing.display = several
+            self.refresh_bindings()  # the keys for several processes come and go with them
+        if not several:
+            return
+        rows = []
+        for debugger in processes:
+            view = debugger.view
+            top = view.stop.top if view.stop and view.status is DebugStatus.STOPPED else None
+            where = f"{view.stop.reason if view.stop else ''} at {top.where}" if top else view.status.value
+            mark = "▶" if view.key == self.view.key else " "
+            rows.append(Option(f"{mark} {debugger.label}: {where}", id=f"{view.rank}:{view.process}"))
+        highlighted = listing.highlighted
+        listing.clear_options()
+        listing.add_options(rows)
+        if rows:
+            listing.highlighted = min(highlighted or 0, len(rows) - 1)
+
+    def _pick(self, key: tuple[int, int]) -> None:
+        debugger = next((d for d in self._processes() if (d.rank, d.process) == key), None)
+        if debugger is None:
+            return
+        self.debugger = debugger
+        # the picked one's view as not yet drawn, so that show() draws all of it
+        self.view = DebugView(debugger.rank, DebugStatus.OFF, process=debugger.process)
+        self.show(debugger.view)
+        if debugger.view.stop is None:
+            self._show_some_file()
 
     def _show_status(self) -> None:
         view = self.view
-        parts = [f"rank {view.rank}", view.status.value]
+        parts = [self.debugger.label or f"rank {view.rank}", view.status.value]
         stop = view.stop if view.status is DebugStatus.STOPPED else None
         if stop is not None and stop.top is not None:
             parts.append(f"{stop.reason} at {stop.top.where}")
@@ -172,6 +234,8 @@ class DebuggerScreen(Screen[None]):
             parts.append(view.detail)
         filters = self.debugger.memory.exception_filters
         parts.append(f"exceptions: {', '.join(filters) or 'none'}")
+        if self.group is not None and self.group.together:
+            parts.append("all processes together")
         self.query_one("#debug-status", Static).update(" · ".join(parts))
 
     def _show_stack(self) -> None:
@@ -257,6 +321,9 @@ class DebuggerScreen(Screen[None]):
         if event.option_list.id == "debug-stack" and event.option.id is not None:
             self.frame_index = int(event.option.id)
             self._show_frame()
+        elif event.option_list.id == "debug-ranks" and event.option.id is not None:
+            rank, process = event.option.id.split(":")
+            self._pick((int(rank), int(process)))
 
     @work(group="frame", exclusive=True)
     async def _load_frame_locals(self, frame_id: int) -> None:
@@ -328,6 +395,9 @@ class DebuggerScreen(Screen[None]):
     # -- actions -------------------------------------------------------------------------------
 
     def action_resume(self) -> None:
+        if self.group is not None and self.group.together:
+            self._group_command("resume_all")
+            return
         self._command("resume")
 
     def action_over(self) -> None:
@@ -340,7 +410,40 @@ class DebuggerScreen(Screen[None]):
         self._command("step_out")
 
     def action_pause(self) -> None:
+        if self.group is not None and self.group.together:
+            self._group_command("pause_all")
+            return
         self._command("pause")
+
+    @work(group="command")
+    async def _group_command(self, name: str) -> None:
+        await getattr(self.group, name)()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("together", "switch"):
+            return len(self._processes()) > 1
+        return True
+
+    def action_together(self) -> None:
+        if self.group is None:
+            return
+        self.group.set_together(not self.group.together)
+        on = self.group.together
+        self.notify(
+            "All processes together: a stop pauses the others; F5 and F6 go to all."
+            if on
+            else "One process at a time: F5 and F6 go to the one shown.",
+            title="Debugger",
+        )
+        self._show_status()
+
+    def action_switch(self, step: int) -> None:
+        processes = self._processes()
+        keys = [(d.rank, d.process) for d in processes]
+        if len(keys) < 2:
+            return
+        index = keys.index(self.view.key) if self.view.key in keys else 0
+        self._pick(keys[(index + step) % len(keys)])
 
     @work(group="command")
     async def _command(self, name: str) -> None:
