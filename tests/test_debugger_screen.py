@@ -123,11 +123,16 @@ async def test_debug_the_run_with_keys_only(node: Testbed, tmp_path: Path) -> No
             pilot, lambda: stopped_at(app, line_of("CALL LINE")) or stopped_at(app, line_of("AFTER CALL LINE")), 10
         )
 
-        # continue: the breakpoint hits again, one step later
+        # continue: the breakpoint hits again, one step later; the stack and the locals of that
+        # stop were asked for on the node (tui/node/dapstorm.py): the only request was continue
+        client = session.debugger(0).client
+        assert client is not None
+        asked = client.requests_sent
         await pilot.press("f5")
         await wait_until(
             pilot, lambda: stopped_at(app, line_of("STEP LINE")) and local_value(app, "step") == str(step + 1), 10
         )
+        assert client.requests_sent - asked == 1
 
         # r restarts the run: the console attaches again and the breakpoint is there, unasked
         first_pid = session.debug_runs.rank_states()[0].pid

@@ -117,6 +117,7 @@ class Session:
             self.debug_streams.open,
             self._emit,
             ranks=self.debug_streams.ranks,
+            stops_prefetched=True,
         )
         self.panels.pass_env, self._pass_env_missing = pass_env_values(workspace, dict(os.environ))
 

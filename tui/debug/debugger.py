@@ -27,6 +27,7 @@ from tui.dap_model import (
     EvalResult,
     Scope,
     SourceBreakpoint,
+    StackFrame,
     Variable,
 )
 from tui.debug.breakpoints import DebugMemory, PathMap
@@ -42,6 +43,7 @@ Connector = Callable[[], Awaitable[Streams]]
 Emit = Callable[[object], None]
 # A subprocess the debuggee started under debugpy (a launcher's worker): its attach arguments.
 ChildCallback = Callable[["Debugger", dict[str, Any]], None]
+StopRead = tuple[list[StackFrame], int, tuple[Variable, ...]]  # frames, the top frame's locals reference, locals
 
 STACK_LEVELS = 30
 LOCALS_PAGE = 100  # variables fetched per page; more on request
@@ -66,6 +68,7 @@ class Debugger:
         rank: int = 0,
         config: dict[str, Any] | None = None,
         on_child: ChildCallback | None = None,
+        stops_prefetched: bool = False,
     ) -> None:
         self.memory = memory
         self.rank = rank
@@ -73,6 +76,7 @@ class Debugger:
         self.process = int(config.get("subProcessId", 0)) if config else 0
         self.label = f"rank {rank}" if config is None else f"pid {self.process} of rank {rank}"
         self._on_child = on_child
+        self._prefetch = stops_prefetched  # the stream's node end answers each stop (tui.node.dapstorm)
         self.local_root = local_root.resolve()
         self._remote_root = remote_root  # read anew: the node's root is known once the agent said it
         self._connect = connect
@@ -246,25 +250,56 @@ class Debugger:
         client = self._client
         if client is None:
             return
+        reason = str(event.body.get("reason", ""))
+        description = str(event.body.get("text") or event.body.get("description") or "")
         try:
             thread_id = event.body.get("threadId")
             if thread_id is None:
                 threads = await client.threads()
                 thread_id = threads[0].id if threads else 0
-            frames = await client.stack_trace(int(thread_id), levels=STACK_LEVELS)
-            stop = Stop(
-                int(thread_id),
-                str(event.body.get("reason", "")),
-                tuple(Frame(f, self.local_path(f.path)) for f in frames),
-                description=str(event.body.get("text") or event.body.get("description") or ""),
-            )
-            if frames:
-                reference, variables = await self._frame_locals(client, frames[0].id)
-                stop = Stop(stop.thread_id, stop.reason, stop.frames, reference, variables, stop.description)
+            read = await self._prefetched_stop(client, int(thread_id)) if self._prefetch else None
+            if read is None:
+                read = await self._ask_stop(client, int(thread_id))
         except DapError as exc:
-            log.debug("rank %d: could not read the stop (%s)", self.rank, exc)
+            log.debug("%s: could not read the stop (%s)", self.label, exc)
             return
-        self._publish(DebugStatus.STOPPED, f"stopped: {stop.reason}", stop)
+        frames, reference, variables = read
+        stop = Stop(
+            int(thread_id),
+            reason,
+            tuple(Frame(f, self.local_path(f.path)) for f in frames),
+            reference,
+            variables,
+            description,
+        )
+        self._publish(DebugStatus.STOPPED, f"stopped: {reason}", stop)
+
+    async def _ask_stop(self, client: DapClient, thread_id: int) -> StopRead:
+        """The stack, then the top frame's scopes, then its locals: three round trips."""
+        frames = await client.stack_trace(thread_id, levels=STACK_LEVELS)
+        if not frames:
+            return [], 0, ()
+        reference, variables = await self._frame_locals(client, frames[0].id)
+        return frames, reference, variables
+
+    async def _prefetched_stop(self, client: DapClient, thread_id: int) -> StopRead | None:
+        """What the node asked for this stop (tui.node.dapstorm): no round trip at all. None when
+        it could not (the answer then comes from ``_ask_stop``)."""
+        try:
+            event = await client.wait_for_event(
+                "tetherStop", lambda e: e.body.get("threadId") == thread_id, timeout=CONNECT_TIMEOUT
+            )
+        except DapError:
+            return None
+        body = event.body
+        if body.get("error") or not isinstance(body.get("stackTrace"), dict):
+            return None
+        frames = [StackFrame.from_dap(f) for f in body["stackTrace"].get("stackFrames", []) if isinstance(f, dict)]
+        scopes = [Scope.from_dap(s) for s in (body.get("scopes") or {}).get("scopes", []) if isinstance(s, dict)]
+        first = next((s for s in scopes if not s.expensive), None)
+        items = (body.get("variables") or {}).get("variables", [])
+        variables = tuple(Variable.from_dap(v) for v in items[:LOCALS_PAGE] if isinstance(v, dict))
+        return frames, first.variables_reference if first else 0, variables
 
     async def _frame_locals(self, client: DapClient, frame_id: int) -> tuple[int, tuple[Variable, ...]]:
         scopes = await client.scopes(frame_id)

@@ -39,8 +39,13 @@ class RankDebuggers:
         connect: RankConnector,
         emit: Emit,
         ranks: Callable[[], list[int]] = lambda: [0],
+        *,
+        stops_prefetched: bool = False,
     ) -> None:
+        """``stops_prefetched``: the streams ``connect`` opens answer each stop's requests on the
+        node (RelayConnections' do)."""
         self.memory = memory
+        self._prefetched = stops_prefetched
         self.local_root = local_root
         self._remote_root = remote_root
         self._connect = connect
@@ -67,6 +72,7 @@ class RankDebuggers:
             rank=rank,
             config=config,
             on_child=self._child,
+            stops_prefetched=self._prefetched,
         )
 
     def _child(self, parent: Debugger, config: dict[str, Any]) -> None:
@@ -149,7 +155,7 @@ class RelayConnections:
             relay = self._relays[rank] = PortRelay(f"debugger rank {rank}", port, 0, self._agent)
         if self._agent() is None:
             raise AgentError("the node is not connected right now")
-        return await relay.open_stream()
+        return await relay.open_stream(dap=True)
 
     def handle(self, message: dict[str, Any]) -> bool:
         """Pass an agent event to the relays; True when it was one of their streams' bytes."""
