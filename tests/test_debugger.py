@@ -207,3 +207,35 @@ async def test_a_value_of_10_to_the_8_elements_costs_the_link_a_few_kilobytes(tm
     finally:
         await debugger.stop()
         run.kill()
+
+
+async def test_while_another_debugger_holds_the_run_it_says_so_and_attaches_after(tmp_path: Path) -> None:
+    """debugpy takes one client: VS Code (here a plain DAP client) attached first. The console's
+    debugger says who holds the run and attaches once that one lets go."""
+    from tui.debug.dap import DapClient
+
+    loop = PROGRAM.parent / "debugger_loop.py"  # runs until stopped: there is a run to come back to
+    step_line = next(n for n, t in enumerate(loop.read_text().splitlines(), 1) if "# STEP LINE" in t)
+    port = free_port()
+    run = Debuggee(port, tmp_path / "out", loop)
+    seen = Seen()
+    debugger = make_debugger(port, DebugMemory(None), seen)
+    vscode = await DapClient.connect_initialized("127.0.0.1", port, timeout=20)
+    try:
+        await vscode.attach({str(loop): [step_line]})
+        debugger.start()
+        await wait_until(
+            lambda: seen.last and "another debugger (VS Code?) holds rank 0" in seen.last.detail, 20, "the word"
+        )
+        assert seen.last is not None and seen.last.status is DebugStatus.WAITING
+        stopped = await vscode.wait_stopped(timeout=20)
+        await vscode.set_breakpoints(str(loop), [])
+        await vscode.continue_(stopped.thread_id)
+        await vscode.disconnect()
+        await wait_until(
+            lambda: seen.last and seen.last.status is DebugStatus.RUNNING, 20, f"the console attached {seen.views[-3:]}"
+        )
+    finally:
+        await debugger.stop()
+        await vscode.close()
+        run.kill()

@@ -288,3 +288,33 @@ async def test_closing_the_relay_stops_listening_and_closes_connections(node: No
     await asyncio.wait_for(echo.eof_seen.wait(), QUICK)  # the node's end was closed too
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", relay.local_port)
+
+
+def test_the_only_unix_socket_the_relay_reaches_is_the_users_own_pdb(tmp_path: Path):
+    """relay.open's pdb target (tui/node/pdbsocket.py): a pdb.sock of this user's, in a folder no
+    one else may enter; anything else is refused before any connection."""
+    import os
+    import socket as socketlib
+
+    from tui.node.pdbsocket import pdb_refusal
+
+    folder = tmp_path / "loop"
+    folder.mkdir(mode=0o700)
+    path = folder / "pdb.sock"
+    server = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    server.bind(str(path))
+    try:
+        assert pdb_refusal(str(path)) is None
+        assert "absolute path" in (pdb_refusal("loop/pdb.sock") or "")
+        assert "absolute path" in (pdb_refusal(str(folder / "control.sock")) or "")
+        assert "absolute path" in (pdb_refusal(7) or "")
+        os.chmod(folder, 0o755)  # others may enter the folder: not a private pdb
+        assert "private folder" in (pdb_refusal(str(path)) or "")
+        os.chmod(folder, 0o700)
+        link_folder = tmp_path / "other"
+        link_folder.mkdir(mode=0o700)
+        (link_folder / "pdb.sock").symlink_to("/run/systemd/private")  # a name, pointing elsewhere
+        assert "not a socket" in (pdb_refusal(str(link_folder / "pdb.sock")) or "")
+        assert "no pdb waits" in (pdb_refusal(str(tmp_path / "gone" / "pdb.sock")) or "")
+    finally:
+        server.close()

@@ -226,6 +226,7 @@ class RankState:
     backoff_s: float = 0.0
     debugpy_missing: bool = False
     fix: str = ""  # the command that installs debugpy, when it is missing
+    pdb: str = ""  # the run's python has no debugpy: breakpoint() waits in pdb on this socket on the node
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ class DebuggerWaiting:
     rank: int
     where: str
     local_port: int
+    pdb: bool = False  # in pdb on the node (no debugpy there): the console's pdb screen opens it
 
 
 # -- sync (tui/sync emits these; the console shows them) -----------------------------------------

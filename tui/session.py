@@ -373,6 +373,11 @@ class Session:
         """The console's debugger of ``rank`` (attached once started: ``Debugger.start``)."""
         return self.debuggers.debugger(rank)
 
+    async def open_pdb(self, rank: int = 0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The pdb that breakpoint() waits in, where the run's python has no debugpy (a private
+        stream over the agent's channel to its Unix socket on the node)."""
+        return await self.debug_streams.open_pdb(rank)
+
     def debug_group(self) -> RankDebuggers:
         """Every process the console debugs (ranks and their workers), and what acts on all."""
         return self.debuggers

@@ -43,6 +43,7 @@ from tui.app.messages import (
 )
 from tui.app.screens import ConfirmScreen, HelpScreen, KeyHelp, LogsScreen, PasswordScreen, SyncHaltScreen
 from tui.app.screens.debugger import DebuggerScreen
+from tui.app.screens.pdb import PdbScreen
 from tui.app.screens.sync_halt import CHOICE_DELETE, CHOICE_KEEP, CHOICE_RESCAN
 from tui.app.themes import load_themes
 from tui.app.widgets import (
@@ -564,8 +565,9 @@ class TetherApp(App[str]):
             self._alert(self.alerts.run_state(event))
         elif isinstance(event, DebuggerWaiting):
             where = f"127.0.0.1:{event.local_port}" if event.local_port else "the rank's debug port"
+            how = f"press {self.hints['debug']} for its pdb" if event.pdb else f"attach to {where}"
             self.notify(
-                f"waiting for debugger at {event.where} (rank {event.rank}; attach to {where})",
+                f"waiting for debugger at {event.where} (rank {event.rank}; {how})",
                 title="breakpoint()",
                 severity="warning",
                 timeout=30,
@@ -682,7 +684,14 @@ class TetherApp(App[str]):
         self.notify(f"Copied {address} (if your terminal allows OSC 52 clipboard writes)", title="Debug")
 
     def action_debug(self, rank: int = 0, process: int = 0) -> None:
-        """Attach the console's debugger to the rank (kept attached across restarts) and show it."""
+        """Attach the console's debugger to the rank (kept attached across restarts) and show it;
+        a rank whose breakpoint() waits in pdb (no debugpy there) gets the pdb screen."""
+        waiting = next((r for r in self.run_state.ranks if r.pdb and r.waiting_at), None) if self.run_state else None
+        open_pdb = getattr(self.session, "open_pdb", None)
+        if waiting is not None and open_pdb is not None:
+            if not isinstance(self.screen, PdbScreen):
+                self.push_screen(PdbScreen(partial(open_pdb, waiting.rank), waiting.rank, waiting.waiting_at))
+            return
         opener = getattr(self.session, "debugger", None)
         if opener is None:
             self.notify("This session has no debugger.", title="Debugger", severity="warning")
@@ -738,7 +747,7 @@ class TetherApp(App[str]):
         if action == SYNC_HALT_ACTION:
             return self.sync_halt is not None
         if action == "debug":
-            return hasattr(self.session, "debugger")
+            return hasattr(self.session, "debugger") or hasattr(self.session, "open_pdb")
         if action == "debug_release":
             return hasattr(self.session, "debug_group")
         if action == RECONNECT_ACTION:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from tui.dap_model import (
@@ -138,14 +138,19 @@ class DapClient(DapConnection):
                 # that error now. Adapters that accept early still send initialized next.
                 await self._response_body("attach", attached, timeout)
             await initialized
-            accepted = {}
-            for path, lines in (breakpoints or {}).items():
-                accepted[path] = await self.set_breakpoints(path, lines, timeout=timeout)
+            # The whole configuration is sent back to back and answered in order: one round trip
+            # for it, not one per file (a reattach after every restart pays it over a slow link).
+            paths = list(breakpoints or {})
+            steps: list[Awaitable[Any]] = [
+                self.set_breakpoints(path, (breakpoints or {})[path], timeout=timeout) for path in paths
+            ]
             # Sent even when empty, to any adapter that offers filters (debugpy always does): a
             # reattach must not inherit what an earlier session set. The spec's rule for skipping it.
             if exception_filters or self.capabilities.get("exceptionBreakpointFilters"):
-                await self.set_exception_breakpoints(exception_filters, timeout=timeout)
-            await self.configuration_done(timeout=timeout)
+                steps.append(self.set_exception_breakpoints(exception_filters, timeout=timeout))
+            steps.append(self.configuration_done(timeout=timeout))
+            answers = await asyncio.gather(*steps)
+            accepted = dict(zip(paths, answers))
             await self._response_body("attach", attached, timeout)
         finally:
             for pending in (initialized, attached):

@@ -48,8 +48,11 @@ StopRead = tuple[list[StackFrame], int, tuple[Variable, ...]]  # frames, the top
 STACK_LEVELS = 30
 LOCALS_PAGE = 100  # variables fetched per page; more on request
 CONNECT_TIMEOUT = 5.0
-# A restart brings debugpy back within about half a second: try often at first.
-RECONNECT = Backoff(first=0.05, factor=2.0, maximum=1.0)
+# A restart brings debugpy back within about half a second: try often at first (each try is one
+# small relay.open on the link), then, for a run stopped for good, every 2 s.
+RECONNECT = Backoff(first=0.05, factor=2.0, maximum=0.25)
+QUICK_TRIES = 40  # ~10 s of quick tries
+IDLE_RETRY_S = 2.0
 
 
 class Debugger:
@@ -147,9 +150,10 @@ class Debugger:
             except (DapError, OSError) as exc:
                 attempt += 1
                 log.debug("rank %d: no adapter yet (%s)", self.rank, exc)
-                await asyncio.sleep(RECONNECT.delay(attempt))
+                await asyncio.sleep(RECONNECT.delay(attempt) if attempt < QUICK_TRIES else IDLE_RETRY_S)
                 continue
             attempt = 0
+            held_elsewhere = False
             try:
                 await self._configure(client)
                 self._attaches += 1
@@ -158,6 +162,8 @@ class Debugger:
                     await self._name_worker(client)
                 await client.wait_closed()
             except DapError as exc:
+                # debugpy takes one client per process: "Server[pid=N] is already being debugged."
+                held_elsewhere = "already being debugged" in exc.message
                 log.debug("%s: session ended (%s)", self.label, exc)
             finally:
                 await self._drop_client(disconnect=False)
@@ -166,6 +172,14 @@ class Debugger:
                 self._publish(DebugStatus.OFF, "ended")
                 return
             attempt = 1
+            if held_elsewhere:
+                self._publish(
+                    DebugStatus.WAITING,
+                    f"another debugger (VS Code?) holds {self.label}: the console attaches once it "
+                    "detaches (or after r, before it)",
+                )
+                await asyncio.sleep(IDLE_RETRY_S)
+                attempt = QUICK_TRIES  # keep that word on screen until the next try
 
     async def _name_worker(self, client: DapClient) -> None:
         """A launcher's worker is known by the RANK its launcher gave it (torchrun, accelerate and
@@ -178,6 +192,8 @@ class Debugger:
                 self._publish(self._view.status, self._view.detail, self._view.stop)
 
     def _waiting_text(self, attempt: int) -> str:
+        if attempt >= QUICK_TRIES and "another debugger" in self._view.detail:
+            return self._view.detail
         if attempt == 0:
             return f"attaching to {self.label}…"
         return f"waiting for {self.label}'s debuggee (it restarts, or is stopped: r starts it)"

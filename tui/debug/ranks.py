@@ -157,6 +157,18 @@ class RelayConnections:
             raise AgentError("the node is not connected right now")
         return await relay.open_stream(dap=True)
 
+    async def open_pdb(self, rank: int) -> Streams:
+        """A stream to the pdb that breakpoint() started in the rank (its python has no debugpy)."""
+        state = next((s for s in self._runs.rank_states() if s.rank == rank), None)
+        if state is None or not state.pdb:
+            raise AgentError(f"rank {rank} waits in no pdb")
+        relay = self._relays.get(rank)
+        if relay is None:
+            relay = self._relays[rank] = PortRelay(f"debugger rank {rank}", state.port, 0, self._agent)
+        if self._agent() is None:
+            raise AgentError("the node is not connected right now")
+        return await relay.open_stream(pdb=state.pdb)
+
     def handle(self, message: dict[str, Any]) -> bool:
         """Pass an agent event to the relays; True when it was one of their streams' bytes."""
         return any(relay.handle(message) for relay in self._relays.values())

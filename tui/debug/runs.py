@@ -207,6 +207,7 @@ class DebugRuns:
                     float(state.get("backoff_s") or 0.0),
                     bool(state.get("debugpy_missing")),
                     str(state.get("fix") or ""),
+                    str(state.get("pdb") or ""),
                 )
             )
         return tuple(found)
@@ -215,14 +216,9 @@ class DebugRuns:
         ranks = self.rank_states()
         for rank in ranks:
             if rank.waiting_at and self._waiting.get(rank.rank) != rank.waiting_at:
-                self.sink(DebuggerWaiting(rank.rank, rank.waiting_at, rank.local_port))
-                self.sink(
-                    Notice(
-                        f"rank {rank.rank}: waiting for debugger at {rank.waiting_at} "
-                        f"(attach to 127.0.0.1:{rank.local_port})",
-                        "warning",
-                    )
-                )
+                self.sink(DebuggerWaiting(rank.rank, rank.waiting_at, rank.local_port, bool(rank.pdb)))
+                where = "press b for its pdb" if rank.pdb else f"attach to 127.0.0.1:{rank.local_port}"
+                self.sink(Notice(f"rank {rank.rank}: waiting for debugger at {rank.waiting_at} ({where})", "warning"))
             self._waiting[rank.rank] = rank.waiting_at
         if any(rank.debugpy_missing for rank in ranks):
             self._debugpy_missing(next(rank for rank in ranks if rank.debugpy_missing))

@@ -169,6 +169,7 @@ class Run:
     warned_stuck: bool = False
     listening: bool = False
     waiting_at: str | None = None  # "train.py:42": breakpoint() waits for a debugger there
+    pdb: str = ""  # the Unix socket where pdb waits instead (the run's python has no debugpy)
 
 
 def _noop(signum: int, frame: Any) -> None:
@@ -319,6 +320,7 @@ class Supervisor:
             "debugpy_missing": self.debugpy_missing,
             "debugpy_from_tether": bool(self.use_debugpy_dir),
             "waiting_at": run.waiting_at if run is not None else None,
+            "pdb": run.pdb if run is not None and run.waiting_at else "",
         }
         if self.debugpy_missing:
             common["fix"] = self.debugpy_fix()
@@ -533,7 +535,11 @@ class Supervisor:
             return
         if isinstance(info, dict) and info.get("token") == run.token:
             run.waiting_at = f"{info.get('file')}:{info.get('line')}"
-            self.say(f"waiting for debugger at {run.waiting_at} (breakpoint(); port {self.options.port} on {HOST})")
+            run.pdb = str(info.get("pdb") or "")
+            if run.pdb:
+                self.say(f"pdb waits at {run.waiting_at} (breakpoint(); no debugpy): press b in the console")
+            else:
+                self.say(f"waiting for debugger at {run.waiting_at} (breakpoint(); port {self.options.port} on {HOST})")
 
     def _port_ready(self, now: float) -> bool:
         """Before a start: let the last run's debugpy adapter free the port (it exits by itself)."""

@@ -2,8 +2,8 @@
 
 On sites whose compute nodes take no ssh (Slurm steps through ``srun --overlap``) ``ssh -O forward``
 cannot reach the debug port, so the laptop listens itself and carries each connection it accepts
-over these ops. The target is always 127.0.0.1: no message names a host, so the relay can never
-become a proxy into the cluster's network. Stdlib only.
+over these ops. The target is always 127.0.0.1 (no message names a host, so the relay can never
+become a proxy into the cluster's network), or a run's own pdb socket. Stdlib only.
 
 The laptop names each stream (unique on this channel) before it opens it, so bytes a server sends
 at once cannot arrive before the laptop knows where they belong.
@@ -11,7 +11,9 @@ at once cannot arrive before the laptop knows where they belong.
 Ops:    relay.open  {stream, port}   -> relay.opened {stream}; an error when the port is not 1..65535,
                                         the stream is already open, or nothing listens there;
                                         with ``dap: true`` the stream is a debug adapter's and the
-                                        node answers each stop's requests itself (tui.node.dapstorm)
+                                        node answers each stop's requests itself (tui.node.dapstorm);
+                    {stream, pdb}    the same to a run's pdb socket (tui.node.hook), checked to be
+                                        the user's own pdb.sock in a 0700 folder of theirs
         relay.send  {stream, data}   (no id, no reply): base64 bytes to the stream's socket
         relay.close {stream}         (no id, no reply): shut the stream's socket down
 Events: relay.data   {stream, data}  bytes the node's socket sent (base64, reads of up to 64 KiB)
@@ -30,6 +32,7 @@ import threading
 from typing import Any
 
 from tui.node.dapstorm import StopStorm
+from tui.node.pdbsocket import pdb_connection, pdb_refusal
 
 LOOPBACK = "127.0.0.1"
 READ_CHUNK = 64 * 1024
@@ -61,8 +64,8 @@ class Relay:
         self._lock = threading.Lock()  # reader threads forget streams while the main thread opens them
 
     def open(self, message: dict[str, Any]) -> dict[str, Any]:
-        stream, port = message.get("stream"), message.get("port")
-        refusal = port_refusal(port)
+        stream, port, unix = message.get("stream"), message.get("port"), message.get("pdb")
+        refusal = pdb_refusal(unix) if unix is not None else port_refusal(port)
         if refusal is not None:
             return _error(f"relay.open: {refusal}")
         if not isinstance(stream, str) or not 0 < len(stream) <= MAX_STREAM_NAME:
@@ -70,12 +73,16 @@ class Relay:
         with self._lock:
             if stream in self._sockets:
                 return _error(f"relay.open: stream {stream!r} is already open")
+        target = str(unix) if unix is not None else f"{LOOPBACK}:{port}"
         try:
-            sock = socket.create_connection((LOOPBACK, port), timeout=CONNECT_TIMEOUT)
-        except ConnectionRefusedError:
-            return _error(f"nothing listens on {LOOPBACK}:{port} on the node")
+            if unix is not None:
+                sock = pdb_connection(str(unix), CONNECT_TIMEOUT)
+            else:
+                sock = socket.create_connection((LOOPBACK, port), timeout=CONNECT_TIMEOUT)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return _error(f"nothing listens on {target} on the node")
         except OSError as exc:
-            return _error(f"cannot connect to {LOOPBACK}:{port} on the node: {exc}")
+            return _error(f"cannot connect to {target} on the node: {exc}")
         sock.settimeout(None)
         # Small request/answer messages (DAP): without this, Nagle's wait for the peer's delayed
         # ACK holds each one ~40 ms, and the node's stop storm (three in a row) took 130 ms.

@@ -46,11 +46,14 @@ class PortRelay:
         self._server = await asyncio.start_server(self._serve, LOOPBACK, self.local_port)
         self.local_port = self._server.sockets[0].getsockname()[1]
 
-    async def open_stream(self, *, dap: bool = False) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open_stream(
+        self, *, dap: bool = False, pdb: str = ""
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A connection to the node's port for this process alone, with no listener at all: one end
         of a socketpair (no address another user of the laptop could reach), whose other end the
         relay carries as if it had accepted it. The console's own debugger connects this way;
-        ``dap``: the node answers each stop's requests itself (tui.node.dapstorm)."""
+        ``dap``: the node answers each stop's requests itself (tui.node.dapstorm); ``pdb``: a run's pdb
+        socket on the node instead of the port (tui.node.hook)."""
         ours, theirs = socket.socketpair()
         try:
             carried = await asyncio.open_connection(sock=theirs)
@@ -59,7 +62,8 @@ class PortRelay:
             ours.close()
             theirs.close()
             raise
-        self._connections.add(asyncio.get_running_loop().create_task(self._serve(*carried, dap=dap)))
+        target: dict[str, Any] = {"pdb": pdb} if pdb else {"port": self.remote_port, **({"dap": True} if dap else {})}
+        self._connections.add(asyncio.get_running_loop().create_task(self._serve(*carried, target=target)))
         return streams
 
     def handle(self, message: dict[str, Any]) -> bool:
@@ -90,7 +94,9 @@ class PortRelay:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dap: bool = False) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: dict[str, Any] | None = None
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
@@ -100,7 +106,7 @@ class PortRelay:
         self._writers[stream] = writer
         try:
             if channel is not None and not channel.closed:
-                await self._carry(reader, channel, stream, dap)
+                await self._carry(reader, channel, stream, target or {"port": self.remote_port})
         except (AgentError, asyncio.TimeoutError):
             pass  # nothing listens on the node, or the channel went away: the client sees the close
         except asyncio.CancelledError:
@@ -114,9 +120,12 @@ class PortRelay:
                 with contextlib.suppress(AgentError):
                     await channel.send_raw(protocol.encode({"op": "relay.close", "stream": stream}))
 
-    async def _carry(self, reader: asyncio.StreamReader, channel: AgentChannel, stream: str, dap: bool = False) -> None:
-        """Open the node's end, then pump until either end closes or the channel does."""
-        await channel.request("relay.open", stream=stream, port=self.remote_port, **({"dap": True} if dap else {}))
+    async def _carry(
+        self, reader: asyncio.StreamReader, channel: AgentChannel, stream: str, target: dict[str, Any]
+    ) -> None:
+        """Open the node's end (``target``: relay.open's port or pdb), then pump until either end
+        closes or the channel does."""
+        await channel.request("relay.open", stream=stream, **target)
         pump = asyncio.create_task(self._pump(reader, channel, stream))
         gone = asyncio.create_task(channel.wait_closed())  # a reconnect's new channel knows no old streams
         try:
