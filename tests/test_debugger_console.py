@@ -74,6 +74,11 @@ async def test_the_screens_keys_follow_ui_keys_and_help_lists_them(debuggee) -> 
         assert "n Over" in footer
         await pilot.press("n")
         await wait_until(pilot, lambda: debugger_stopped(app, loop_line("CALL LINE")), 10)
+        # the palette has the screen's actions too, named with the keys in force
+        await run_from_palette(app, pilot, "Debugger: Continue (f8)")
+        await wait_until(pilot, lambda: debugger_stopped(app, loop_line("STEP LINE")), 10)
+        await run_from_palette(app, pilot, "Debugger: Over (n)")
+        await wait_until(pilot, lambda: debugger_stopped(app, loop_line("CALL LINE")), 10)
         await pilot.press("f10")  # the default is gone
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))

@@ -84,7 +84,12 @@ async def test_every_worker_is_a_rank_and_stops_and_goes_all_together(launch: De
         await pilot.press("f6")
         await wait_until(pilot, lambda: all_stopped(session, ("pause",)), 20)
         await pilot.press("f5")
-        await wait_until(pilot, lambda: all_running(session), 20)
+        try:
+            await wait_until(pilot, lambda: all_running(session), 20)
+        except AssertionError:
+            raise AssertionError(
+                [(v.label, v.status, v.stop.reason if v.stop else "") for v in workers(session)]
+            ) from None
 
 
 async def remove_breakpoint(pilot: Pilot, app: TetherApp) -> None:

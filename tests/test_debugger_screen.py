@@ -137,11 +137,16 @@ async def test_debug_the_run_with_keys_only(node: Testbed, tmp_path: Path) -> No
         # r restarts the run: the console attaches again and the breakpoint is there, unasked
         first_pid = session.debug_runs.rank_states()[0].pid
         await pilot.press("r")
-        await wait_until(
-            pilot,
-            lambda: debugger_screen(app).view.attaches >= 2 and stopped_at(app, line_of("STEP LINE")),
-            40,
-        )
+        try:
+            await wait_until(
+                pilot,
+                lambda: debugger_screen(app).view.attaches >= 2 and stopped_at(app, line_of("STEP LINE")),
+                40,
+            )
+        except AssertionError:
+            raise AssertionError(
+                f"after r: {debugger_screen(app).view}, run {session.debug_runs.rank_states()}"
+            ) from None
         # a new run (mode "attach" does not wait for the debugger, so it may be a few steps in)
         assert session.debug_runs.rank_states()[0].pid != first_pid
 

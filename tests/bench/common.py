@@ -112,6 +112,15 @@ def relay_ssh_config(testbed: Testbed, relay: DelayRelay, folder: Path, compress
     return path
 
 
+async def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> None:
+    """Poll ``condition`` every 5 ms until it holds; TimeoutError after ``timeout`` (no bare sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"benchmark: still waiting for {condition}")
+        await asyncio.sleep(0.005)
+
+
 def percentile(values: list[float], q: float) -> float:
     """The sample at fraction ``q`` of the sorted values (nearest rank: a measured time, not a blend)."""
     ordered = sorted(values)

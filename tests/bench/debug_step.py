@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DelayRelay, bench_parser, ratio, relay_ssh_config, run_benchmark
+from common import DelayRelay, bench_parser, ratio, relay_ssh_config, run_benchmark, wait_for
 from debug_helpers import rank, ranks
 from node_helpers import Events, clean_node
 from testbed import Testbed
@@ -67,14 +67,6 @@ def write_workspace(folder: Path, testbed: Testbed, ssh_config: Path) -> Path:
         + "\n"
     )
     return path
-
-
-async def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"benchmark: still waiting for {condition}")
-        await asyncio.sleep(0.002)
 
 
 async def tether_steps(session: Session, steps: int, relay: DelayRelay) -> dict:

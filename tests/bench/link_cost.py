@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import DelayRelay, bench_parser, relay_ssh_config, run_benchmark
+from common import DelayRelay, bench_parser, relay_ssh_config, run_benchmark, wait_for
 from node_helpers import clean_node, install_standin_nvidia_smi
 from testbed import Testbed
 
@@ -144,14 +144,6 @@ def live(events: list) -> bool:
     kinds = {type(e) for e in events}
     history = any(isinstance(e, OutputLines) and e.history for e in events)
     return history and {LayoutChanged, NodeStats, GpuStats} <= kinds
-
-
-async def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"benchmark: still waiting for {condition}")
-        await asyncio.sleep(0.005)
 
 
 def attach_in_pty(config: Path, testbed: Testbed) -> tuple[subprocess.Popen, threading.Thread]:

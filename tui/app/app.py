@@ -21,7 +21,7 @@ from typing import ClassVar, TypeVar
 from textual import events, work
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
@@ -132,6 +132,10 @@ class TetherCommands(Provider):
             ),
             ("Help: keys", "Show every key and what it does", app.action_help),
         ]
+        # the screen the palette was opened on (the palette is a screen of its own above it)
+        shown = next((s for s in reversed(app.screen_stack) if not isinstance(s, CommandPalette)), None)
+        if isinstance(shown, DebuggerScreen):
+            commands += shown.palette_commands()
         if app.check_action("debug", ()):
             commands.append(
                 ("Debugger: open", "Breakpoints, stack, variables and a console for the run", app.action_debug)

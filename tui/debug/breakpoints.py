@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,8 +54,25 @@ class DebugMemory:
         self._breakpoints: dict[str, dict[int, SourceBreakpoint]] = {}
         self.watches: list[str] = []
         self.exception_filters: tuple[str, ...] = DEFAULT_EXCEPTION_FILTERS
+        # Every process being debugged shares these breakpoints: each listens, and sends a file's
+        # breakpoints (or the filters: "") again when another process's debugger changed them.
+        self._listeners: list[Callable[[str], None]] = []
         if path is not None:
             self._load(path)
+
+    def listen(self, listener: Callable[[str], None]) -> None:
+        self._listeners.append(listener)
+
+    def unlisten(self, listener: Callable[[str], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def tell_others(self, what: str, source: Callable[[str], None] | None) -> None:
+        """A file's breakpoints (``what``: its relative path) or the exception filters (``""``)
+        changed: every listener but ``source`` hears it."""
+        for listener in list(self._listeners):
+            if listener != source:
+                listener(what)
 
     # -- reading ----------------------------------------------------------------------------
 

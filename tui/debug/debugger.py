@@ -80,6 +80,7 @@ class Debugger:
         self.label = f"rank {rank}" if config is None else f"pid {self.process} of rank {rank}"
         self._on_child = on_child
         self._prefetch = stops_prefetched  # the stream's node end answers each stop (tui.node.dapstorm)
+        self._resending: set[asyncio.Task[None]] = set()
         self.local_root = local_root.resolve()
         self._remote_root = remote_root  # read anew: the node's root is known once the agent said it
         self._connect = connect
@@ -129,11 +130,26 @@ class Debugger:
     def start(self) -> None:
         """Attach now and after every restart, until ``stop``."""
         if not self.wanted:
+            self.memory.listen(self._memory_changed)
             self._task = asyncio.get_running_loop().create_task(self._keep_attached())
+
+    def _memory_changed(self, what: str) -> None:
+        """Another process's debugger changed the shared breakpoints: this session gets them too."""
+        if self._client is None or self._client.closed:
+            return  # the next attach sends them all
+        send = self._send_filters() if what == "" else self._send_file(what)
+        task = asyncio.get_running_loop().create_task(_quietly(send))
+        self._resending.add(task)
+        task.add_done_callback(self._resending.discard)
+
+    async def _send_filters(self) -> None:
+        if self._client is not None and not self._client.closed:
+            await self._client.set_exception_breakpoints(list(self.memory.exception_filters))
 
     async def stop(self) -> None:
         """Let go (VS Code may attach then); the run goes on."""
         task, self._task = self._task, None
+        self.memory.unlisten(self._memory_changed)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -157,7 +173,10 @@ class Debugger:
             try:
                 await self._configure(client)
                 self._attaches += 1
-                self._publish(DebugStatus.RUNNING, "attached")
+                if self._view.status is DebugStatus.STOPPED:  # a breakpoint hit while attaching
+                    self._publish(DebugStatus.STOPPED, self._view.detail, self._view.stop)
+                else:
+                    self._publish(DebugStatus.RUNNING, "attached")
                 if self.config is not None:
                     await self._name_worker(client)
                 await client.wait_closed()
@@ -169,6 +188,7 @@ class Debugger:
                 await self._drop_client(disconnect=False)
             self._verified.clear()
             if self.config is not None:  # a subprocess that ended is gone: nothing comes back on its id
+                self.memory.unlisten(self._memory_changed)
                 self._publish(DebugStatus.OFF, "ended")
                 return
             attempt = 1
@@ -367,12 +387,14 @@ class Debugger:
         """Add or remove a breakpoint; sent at once when attached, kept for every later attach."""
         relative = self.relative(local)
         added = self.memory.toggle(relative, line)
+        self.memory.tell_others(relative, self._memory_changed)
         await self._send_file(relative)
         return added
 
     async def put_breakpoint(self, local: Path, breakpoint: SourceBreakpoint) -> None:
         relative = self.relative(local)
         self.memory.put(relative, breakpoint)
+        self.memory.tell_others(relative, self._memory_changed)
         await self._send_file(relative)
 
     async def _send_file(self, relative: str) -> None:
@@ -390,8 +412,8 @@ class Debugger:
 
     async def set_exception_filters(self, filters: list[str]) -> None:
         self.memory.set_exception_filters(filters)
-        if self._client is not None and not self._client.closed:
-            await self._client.set_exception_breakpoints(list(self.memory.exception_filters))
+        self.memory.tell_others("", self._memory_changed)
+        await self._send_filters()
 
     async def scopes(self, frame_id: int) -> list[Scope]:
         return await self._session().scopes(frame_id)
@@ -424,3 +446,11 @@ if TYPE_CHECKING:  # the debugger screen's contract: mypy checks that Debugger k
     from tui.console_api import ConsoleDebugger
 
     _KEEPS_THE_CONTRACT: type[ConsoleDebugger] = Debugger
+
+
+async def _quietly(step: Awaitable[None]) -> None:
+    """Breakpoints sent again to another process: one that ended meanwhile is no error."""
+    try:
+        await step
+    except DapError as exc:
+        log.debug("could not send the breakpoints again (%s)", exc)

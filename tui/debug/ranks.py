@@ -89,7 +89,10 @@ class RankDebuggers:
         if isinstance(event, DebugView):
             if event.process and event.status is DebugStatus.OFF:
                 self._debuggers.pop(event.key, None)  # the worker ended
-            if self.together and event.status is DebugStatus.STOPPED:
+            # a pause is one of ours (or the user's pause of all): only a stop of the run's own
+            # (a breakpoint, a step, an exception) stops the others
+            reason = event.stop.reason if event.stop else ""
+            if self.together and event.status is DebugStatus.STOPPED and reason != "pause":
                 self._pause_others(event.key)
         self._emit(event)
 

@@ -44,6 +44,20 @@ def _record(folder: str, info: dict[str, Any]) -> str:
     return path
 
 
+def _waiting(frame: Any, port: int, **extra: str) -> dict[str, Any]:
+    """What breakpoint.json says: where the run waits, for the loop (it matches the token)."""
+    return {
+        "token": os.environ.get("TETHER_LOOP_RUN"),
+        "file": os.path.basename(frame.f_code.co_filename),
+        "path": frame.f_code.co_filename,
+        "line": frame.f_lineno,
+        "pid": os.getpid(),
+        "port": port,
+        "at": time.time(),
+        **extra,
+    }
+
+
 def _forget(path: str) -> None:
     try:
         os.unlink(path)
@@ -112,19 +126,7 @@ def _pdb_on_socket(folder: str, frame: Any) -> None:
     finally:
         os.umask(old)
     server.listen(1)
-    record = _record(
-        folder,
-        {
-            "token": os.environ.get("TETHER_LOOP_RUN"),
-            "file": os.path.basename(frame.f_code.co_filename),
-            "path": frame.f_code.co_filename,
-            "line": frame.f_lineno,
-            "pid": os.getpid(),
-            "port": 0,
-            "pdb": path,
-            "at": time.time(),
-        },
-    )
+    record = _record(folder, _waiting(frame, 0, pdb=path))
     _note(f"pdb waits at {os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} (b in the console)")
     try:
         while True:
@@ -167,18 +169,7 @@ def breakpointhook(*args: object, **kwargs: object) -> None:
             pass
         breakpointhook._listening = True  # type: ignore[attr-defined]
     where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
-    path = _record(
-        folder,
-        {
-            "token": os.environ.get("TETHER_LOOP_RUN"),
-            "file": os.path.basename(frame.f_code.co_filename),
-            "path": frame.f_code.co_filename,
-            "line": frame.f_lineno,
-            "pid": os.getpid(),
-            "port": int(port),
-            "at": time.time(),
-        },
-    )
+    path = _record(folder, _waiting(frame, int(port)))
     try:
         if not debugpy.is_client_connected():
             _note(f"waiting for debugger at {where} (port {port} on {HOST}; attach from Tether or VS Code)")

@@ -8,6 +8,8 @@ commands in workers. Every binding has an id (``tether.debug_*``), so ``[ui.keys
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -393,6 +395,24 @@ class DebuggerScreen(Screen[None]):
             line.cursor_position = start + len(common)
 
     # -- actions -------------------------------------------------------------------------------
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        """The screen's actions for the command palette, named with the keys in force."""
+        commands: list[tuple[str, str, Callable[[], object]]] = []
+        for active in self.active_bindings.values():  # after [ui.keys]: the keys in force
+            binding = active.binding
+            if active.node is not self or not (binding.id or "").startswith("tether.") or not active.enabled:
+                continue
+            key = self.app.get_key_display(binding)
+            action = binding.action
+            commands.append(
+                (
+                    f"Debugger: {binding.description} ({key})",
+                    binding.tooltip or binding.description,
+                    partial(self.run_action, action),
+                )
+            )
+        return commands
 
     def action_resume(self) -> None:
         if self.group is not None and self.group.together:
