@@ -8,9 +8,6 @@ by pid: the debuggee's process group and debugpy's detached adapter.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,21 +36,7 @@ class Program(Debuggee):
     """dap_program.py under debugpy, on loopback only; killed like test_dap's debuggee."""
 
     def __init__(self, port: int, out: Path, *args: str) -> None:
-        self.port = port
-        self.out = out
-        listen = f"{LOOPBACK}:{port}"
-        self.argv = [sys.executable, "-m", "debugpy", "--listen", listen, "--wait-for-client", str(PROGRAM), *args]
-        env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
-        with open(out, "wb") as stdout:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdout=stdout,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        self.adapters: set[int] = set()
+        super().__init__(port, out, PROGRAM, args)
 
 
 class Session:

@@ -179,6 +179,9 @@ class ConsoleDebugger(Protocol):
 
     async def scopes(self, frame_id: int) -> list[Scope]: ...
 
+    async def frame_locals(self, frame_id: int, count: int = 0) -> tuple[int, tuple[Variable, ...]]:
+        """A frame's locals: (their reference, them); (0, ()) for none."""
+
     async def variables(self, reference: int, start: int = 0, count: int = 0) -> list[Variable]: ...
 
     async def evaluate(self, expression: str, frame_id: int | None = None, context: str = "repl") -> EvalResult: ...

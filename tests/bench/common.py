@@ -112,6 +112,30 @@ def relay_ssh_config(testbed: Testbed, relay: DelayRelay, folder: Path, compress
     return path
 
 
+def bench_workspace(
+    folder: Path, testbed: Testbed, ssh_config: Path, *, name: str, remote_root: str, run: tuple[str, ...] = ()
+) -> Path:
+    """A tether.toml in ``folder`` for the testbed through ``ssh_config``: its [run] with the node's
+    python and then ``run``'s lines (which may open further sections)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tether.toml"
+    lines = [
+        "[workspace]",
+        f'name = "{name}"',
+        f'remote_root = "{remote_root}"',
+        "[connection]",
+        f'login = "{testbed.login_alias}"',
+        f'node = "{testbed.node_alias}"',
+        f'ssh_config = "{ssh_config}"',
+        "connect_timeout = 10",
+        "[run]",
+        f'interpreter = "{testbed.node_python}"',
+        *run,
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 async def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> None:
     """Poll ``condition`` every 5 ms until it holds; TimeoutError after ``timeout`` (no bare sleeps)."""
     deadline = time.monotonic() + timeout

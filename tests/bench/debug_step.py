@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DelayRelay, bench_parser, ratio, relay_ssh_config, run_benchmark, wait_for
+from common import DelayRelay, bench_parser, bench_workspace, ratio, relay_ssh_config, run_benchmark, wait_for
 from debug_helpers import rank, ranks
 from node_helpers import Events, clean_node
 from testbed import Testbed
@@ -45,28 +45,8 @@ DELAY_S = 0.05  # each way
 def write_workspace(folder: Path, testbed: Testbed, ssh_config: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / LOOP.name).write_text(LOOP.read_text())
-    path = folder / "tether.toml"
-    path.write_text(
-        "\n".join(
-            [
-                "[workspace]",
-                'name = "bench"',
-                'remote_root = "~/work/bench"',
-                "[connection]",
-                f'login = "{testbed.login_alias}"',
-                f'node = "{testbed.node_alias}"',
-                f'ssh_config = "{ssh_config}"',
-                "connect_timeout = 10",
-                "[run]",
-                f'interpreter = "{testbed.node_python}"',
-                f'command = "python3 {LOOP.name}"',
-                "[ui]",
-                "stats_interval = 2.0",
-            ]
-        )
-        + "\n"
-    )
-    return path
+    run = (f'command = "python3 {LOOP.name}"', "[ui]", "stats_interval = 2.0")
+    return bench_workspace(folder, testbed, ssh_config, name="bench", remote_root="~/work/bench", run=run)
 
 
 async def tether_steps(session: Session, steps: int, relay: DelayRelay) -> dict:

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import DelayRelay, bench_parser, relay_ssh_config, run_benchmark, wait_for
+from common import DelayRelay, bench_parser, bench_workspace, relay_ssh_config, run_benchmark, wait_for
 from node_helpers import clean_node, install_standin_nvidia_smi
 from testbed import Testbed
 
@@ -99,32 +99,15 @@ while True:
 
 
 def write_workspace(folder: Path, testbed: Testbed, ssh_config: Path, env_line: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "tether.toml"
-    path.write_text(
-        "\n".join(
-            [
-                "[workspace]",
-                'name = "bench"',
-                'remote_root = "~/work/bench"',
-                "[connection]",
-                f'login = "{testbed.login_alias}"',
-                f'node = "{testbed.node_alias}"',
-                f'ssh_config = "{ssh_config}"',
-                "connect_timeout = 10",
-                "[run]",
-                f'interpreter = "{testbed.node_python}"',
-                'command = "python3 run.py"',
-                f'env = [{env_line}, "export NVIDIA_SMI_STANDIN_VARY=1"]',
-                "[layout]",
-                'panes = ["run", "htop", "gpu"]',
-                "[ui]",
-                "stats_interval = 2.0",
-            ]
-        )
-        + "\n"
+    run = (
+        'command = "python3 run.py"',
+        f'env = [{env_line}, "export NVIDIA_SMI_STANDIN_VARY=1"]',
+        "[layout]",
+        'panes = ["run", "htop", "gpu"]',
+        "[ui]",
+        "stats_interval = 2.0",
     )
-    return path
+    return bench_workspace(folder, testbed, ssh_config, name="bench", remote_root="~/work/bench", run=run)
 
 
 @dataclass

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, DelayRelay, bench_parser, percentile, ratio, relay_ssh_config, run_benchmark
+from common import ROOT, DelayRelay, bench_parser, bench_workspace, percentile, ratio, relay_ssh_config, run_benchmark
 from testbed import Testbed
 
 from tui.config import load_workspace
@@ -69,26 +69,7 @@ SMOKE = {
 
 
 def write_config(folder: Path, testbed: Testbed, remote: str, ssh_config: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "tether.toml"
-    path.write_text(
-        "\n".join(
-            [
-                "[workspace]",
-                f'name = "{folder.name}"',
-                f'remote_root = "~/{remote}"',
-                "[connection]",
-                f'login = "{testbed.login_alias}"',
-                f'node = "{testbed.node_alias}"',
-                f'ssh_config = "{ssh_config}"',
-                "connect_timeout = 10",
-                "[run]",
-                f'interpreter = "{testbed.node_python}"',
-            ]
-        )
-        + "\n"
-    )
-    return path
+    return bench_workspace(folder, testbed, ssh_config, name=folder.name, remote_root=f"~/{remote}")
 
 
 def make_tree(folder: Path, count: int, size: int, *, prefix: str = "src") -> list[str]:

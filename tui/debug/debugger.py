@@ -125,6 +125,10 @@ class Debugger:
         )
         self._emit(self._view)
 
+    def _republish(self) -> None:
+        """The same state again, with what changed beside it (the label, the breakpoints placed)."""
+        self._publish(self._view.status, self._view.detail, self._view.stop)
+
     # -- attach, and again after each restart ---------------------------------------------------
 
     def start(self) -> None:
@@ -138,7 +142,7 @@ class Debugger:
         if self._client is None or self._client.closed:
             return  # the next attach sends them all
         send = self._send_filters() if what == "" else self._send_file(what)
-        task = asyncio.get_running_loop().create_task(_quietly(send))
+        task = asyncio.get_running_loop().create_task(quietly(send))
         self._resending.add(task)
         task.add_done_callback(self._resending.discard)
 
@@ -174,7 +178,7 @@ class Debugger:
                 await self._configure(client)
                 self._attaches += 1
                 if self._view.status is DebugStatus.STOPPED:  # a breakpoint hit while attaching
-                    self._publish(DebugStatus.STOPPED, self._view.detail, self._view.stop)
+                    self._republish()
                 else:
                     self._publish(DebugStatus.RUNNING, "attached")
                 if self.config is not None:
@@ -209,7 +213,7 @@ class Debugger:
             rank = result.result.strip("'\"")
             if rank.isdigit():
                 self.label = f"rank {rank} (pid {self.process})"
-                self._publish(self._view.status, self._view.detail, self._view.stop)
+                self._republish()
 
     def _waiting_text(self, attempt: int) -> str:
         if attempt >= QUICK_TRIES and "another debugger" in self._view.detail:
@@ -331,18 +335,25 @@ class Debugger:
         if body.get("error") or not isinstance(body.get("stackTrace"), dict):
             return None
         frames = [StackFrame.from_dap(f) for f in body["stackTrace"].get("stackFrames", []) if isinstance(f, dict)]
-        scopes = [Scope.from_dap(s) for s in (body.get("scopes") or {}).get("scopes", []) if isinstance(s, dict)]
-        first = next((s for s in scopes if not s.expensive), None)
+        first = locals_scope(
+            [Scope.from_dap(s) for s in (body.get("scopes") or {}).get("scopes", []) if isinstance(s, dict)]
+        )
         items = (body.get("variables") or {}).get("variables", [])
         variables = tuple(Variable.from_dap(v) for v in items[:LOCALS_PAGE] if isinstance(v, dict))
         return frames, first.variables_reference if first else 0, variables
 
-    async def _frame_locals(self, client: DapClient, frame_id: int) -> tuple[int, tuple[Variable, ...]]:
-        scopes = await client.scopes(frame_id)
-        first = next((s for s in scopes if not s.expensive), None)
+    async def _frame_locals(
+        self, client: DapClient, frame_id: int, count: int = LOCALS_PAGE
+    ) -> tuple[int, tuple[Variable, ...]]:
+        first = locals_scope(await client.scopes(frame_id))
         if first is None:
             return 0, ()
-        return first.variables_reference, tuple(await client.variables(first.variables_reference, count=LOCALS_PAGE))
+        return first.variables_reference, tuple(await client.variables(first.variables_reference, count=count))
+
+    async def frame_locals(self, frame_id: int, count: int = 0) -> tuple[int, tuple[Variable, ...]]:
+        """A frame's locals (its first cheap scope): (their reference, them); (0, ()) for a frame
+        without any. ``count`` > 0: at most that many."""
+        return await self._frame_locals(self._session(), frame_id, count)
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -408,7 +419,7 @@ class Debugger:
         for key in [key for key in self._verified if key[0] == relative]:
             del self._verified[key]
         self._note_placed(relative, placed)
-        self._publish(self._view.status, self._view.detail, self._view.stop)
+        self._republish()
 
     async def set_exception_filters(self, filters: list[str]) -> None:
         self.memory.set_exception_filters(filters)
@@ -448,9 +459,15 @@ if TYPE_CHECKING:  # the debugger screen's contract: mypy checks that Debugger k
     _KEEPS_THE_CONTRACT: type[ConsoleDebugger] = Debugger
 
 
-async def _quietly(step: Awaitable[None]) -> None:
-    """Breakpoints sent again to another process: one that ended meanwhile is no error."""
+def locals_scope(scopes: list[Scope]) -> Scope | None:
+    """The scope a stop shows first: the frame's first that the adapter calls cheap (its locals)."""
+    return next((s for s in scopes if not s.expensive), None)
+
+
+async def quietly(step: Awaitable[None]) -> None:
+    """One process's share of a command to several (breakpoints sent again, continue all): one
+    that ended meanwhile must not stop the rest; each one's view says its state."""
     try:
         await step
-    except DapError as exc:
-        log.debug("could not send the breakpoints again (%s)", exc)
+    except Exception as exc:  # noqa: BLE001 - the others still get theirs
+        log.debug("a command to one process failed (%s)", exc)

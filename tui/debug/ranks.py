@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.debug.breakpoints import DebugMemory
-from tui.debug.debugger import Debugger, Emit, Streams
+from tui.debug.debugger import Debugger, Emit, Streams, quietly
 from tui.debug.runs import DebugRuns
 from tui.events import DebugStatus, DebugView
 from tui.remote.agent_channel import AgentChannel, AgentError
@@ -99,7 +99,7 @@ class RankDebuggers:
     def _pause_others(self, key: tuple[int, int]) -> None:
         for debugger in self.processes():
             if (debugger.rank, debugger.process) != key and debugger.view.status is DebugStatus.RUNNING:
-                task = asyncio.get_running_loop().create_task(_quietly(debugger.pause()))
+                task = asyncio.get_running_loop().create_task(quietly(debugger.pause()))
                 self._pausing.add(task)
                 task.add_done_callback(self._pausing.discard)
 
@@ -107,10 +107,10 @@ class RankDebuggers:
         self.together = on
 
     async def resume_all(self) -> None:
-        await asyncio.gather(*(_quietly(d.resume()) for d in self.processes() if d.view.status is DebugStatus.STOPPED))
+        await asyncio.gather(*(quietly(d.resume()) for d in self.processes() if d.view.status is DebugStatus.STOPPED))
 
     async def pause_all(self) -> None:
-        await asyncio.gather(*(_quietly(d.pause()) for d in self.processes() if d.view.status is DebugStatus.RUNNING))
+        await asyncio.gather(*(quietly(d.pause()) for d in self.processes() if d.view.status is DebugStatus.RUNNING))
 
     def bring_up(self) -> None:
         """After the node reported the run: the user's saved breakpoints mean they debug in the
@@ -123,14 +123,6 @@ class RankDebuggers:
         for debugger in list(self._debuggers.values()):
             if debugger.wanted:
                 await debugger.stop()
-
-
-async def _quietly(step: Awaitable[None]) -> None:
-    """One process's command in an all-ranks command: one that ended meanwhile must not stop the rest."""
-    try:
-        await step
-    except Exception:  # noqa: BLE001 - the others still get theirs; the view says each one's state
-        pass
 
 
 class RelayConnections:
@@ -151,26 +143,24 @@ class RelayConnections:
                 return int(entry["port"])
         raise AgentError(f"rank {rank} has no debug port yet (the node has not reported the run)")
 
-    async def open(self, rank: int) -> Streams:
-        port = self._node_port(rank)
+    def _relay(self, rank: int, port: int) -> PortRelay:
+        """The rank's relay (one per rank, made anew when its port moved), on a connected node."""
         relay = self._relays.get(rank)
         if relay is None or relay.remote_port != port:
             relay = self._relays[rank] = PortRelay(f"debugger rank {rank}", port, 0, self._agent)
         if self._agent() is None:
             raise AgentError("the node is not connected right now")
-        return await relay.open_stream(dap=True)
+        return relay
+
+    async def open(self, rank: int) -> Streams:
+        return await self._relay(rank, self._node_port(rank)).open_stream(dap=True)
 
     async def open_pdb(self, rank: int) -> Streams:
         """A stream to the pdb that breakpoint() started in the rank (its python has no debugpy)."""
         state = next((s for s in self._runs.rank_states() if s.rank == rank), None)
         if state is None or not state.pdb:
             raise AgentError(f"rank {rank} waits in no pdb")
-        relay = self._relays.get(rank)
-        if relay is None:
-            relay = self._relays[rank] = PortRelay(f"debugger rank {rank}", state.port, 0, self._agent)
-        if self._agent() is None:
-            raise AgentError("the node is not connected right now")
-        return await relay.open_stream(pdb=state.pdb)
+        return await self._relay(rank, state.port).open_stream(pdb=state.pdb)
 
     def handle(self, message: dict[str, Any]) -> bool:
         """Pass an agent event to the relays; True when it was one of their streams' bytes."""

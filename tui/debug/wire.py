@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from tui.dap_model import DapEvent
 from tui.errors import TetherError
+from tui.node.dapstorm import content_length, frame
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,7 @@ class DapError(TetherError):
 
 def encode_message(message: Mapping[str, Any]) -> bytes:
     """One DAP message on the wire: a Content-Length header, a blank line, UTF-8 JSON."""
-    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+    return frame(message)
 
 
 async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
@@ -60,15 +60,8 @@ async def read_framed(reader: asyncio.StreamReader) -> tuple[dict[str, Any], int
         return None
     except asyncio.LimitOverrunError:
         raise DapError("the peer sent a header too long for DAP: is this port really debugpy?") from None
-    length = None
-    for line in header.decode("ascii", "replace").split("\r\n"):
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            try:
-                length = int(value.strip())
-            except ValueError:
-                length = None
-    if length is None or length < 0:
+    length = content_length(header)
+    if length is None:
         raise DapError(f"the peer sent no valid Content-Length header ({header[:80]!r}): is this debugpy?")
     try:
         body = await reader.readexactly(length)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +26,24 @@ VARIABLES_COUNT = 100
 HEADER_END = b"\r\n\r\n"
 
 
-def frame(message: dict[str, Any]) -> bytes:
+def frame(message: Mapping[str, Any]) -> bytes:
+    """One DAP message on the wire: a Content-Length header, a blank line, UTF-8 JSON. (The
+    laptop's DAP client frames and reads with these two as well: tui/debug/wire.py.)"""
     body = json.dumps(message, separators=(",", ":")).encode("utf-8")
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def content_length(header: bytes) -> int | None:
+    """The body's length a DAP header gives (its last Content-Length), or None when it gives none."""
+    length = None
+    for line in header.decode("ascii", "replace").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            try:
+                length = int(value.strip())
+            except ValueError:
+                length = None
+    return length if length is not None and length >= 0 else None
 
 
 class Framer:
@@ -48,7 +63,7 @@ class Framer:
             end = self._buffer.find(HEADER_END)
             if end < 0:
                 return out
-            length = _content_length(self._buffer[:end])
+            length = content_length(self._buffer[:end])
             if length is None:
                 self.broken = True
                 out.append((self._buffer, None))
@@ -63,14 +78,6 @@ class Framer:
             except ValueError:
                 message = None
             out.append((raw, message if isinstance(message, dict) else None))
-
-
-def _content_length(header: bytes) -> int | None:
-    for line in header.decode("ascii", "replace").split("\r\n"):
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length" and value.strip().isdigit():
-            return int(value.strip())
-    return None
 
 
 @dataclass

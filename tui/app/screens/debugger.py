@@ -23,13 +23,13 @@ from textual.widgets import Footer, Input, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
 from tui.app.screens.form import Field, FormScreen
+from tui.app.widgets.history_input import HistoryInput
 from tui.app.widgets.source_view import GutterMark, SourceView
 from tui.app.widgets.variables import VariablesTree
 from tui.console_api import ConsoleDebugger, ConsoleDebugGroup
 from tui.dap_model import ArrayStats, ArraySummary, SourceBreakpoint, Variable, cap
 from tui.events import DebugOutput, DebugStatus, DebugView, Frame
 
-HISTORY = 200
 # What ctrl+e cycles through: debugpy's exception filters, and how the user reads them.
 EXCEPTION_CHOICES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("uncaught",), "stop on uncaught ones"),
@@ -39,32 +39,14 @@ EXCEPTION_CHOICES: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
-class ConsoleInput(Input):
+class ConsoleInput(HistoryInput):
     """The debug console's line: Enter evaluates in the frame, Up/Down walk the history, Tab
     completes (from the debuggee's own names)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "history(-1)", show=False),
-        Binding("down", "history(1)", show=False),
-        Binding("tab", "complete", "Complete", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("tab", "complete", "Complete", show=False)]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(placeholder="evaluate in the frame (Tab completes, ↑ history)", id=id)
-        self.history: list[str] = []
-        self._position = 0
-
-    def remember(self, text: str) -> None:
-        if text and (not self.history or self.history[-1] != text):
-            self.history = (self.history + [text])[-HISTORY:]
-        self._position = len(self.history)
-
-    def action_history(self, step: int) -> None:
-        if not self.history:
-            return
-        self._position = max(0, min(len(self.history), self._position + step))
-        self.value = self.history[self._position] if self._position < len(self.history) else ""
-        self.cursor_position = len(self.value)
 
     def action_complete(self) -> None:
         screen = self.screen
@@ -329,13 +311,12 @@ class DebuggerScreen(Screen[None]):
 
     @work(group="frame", exclusive=True)
     async def _load_frame_locals(self, frame_id: int) -> None:
-        scopes = await self.debugger.scopes(frame_id)
-        first = next((s for s in scopes if not s.expensive), None)
+        reference, variables = await self.debugger.frame_locals(frame_id)
         tree = self.query_one(VariablesTree)
-        if first is None:
+        if not reference:
             tree.show_message("no variables in this frame")
             return
-        tree.show(await self.debugger.variables(first.variables_reference), first.variables_reference)
+        tree.show(variables, reference)
 
     @work(group="watches", exclusive=True)
     async def _refresh_watches(self) -> None:

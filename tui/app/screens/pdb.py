@@ -16,8 +16,9 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, RichLog, Static
 
+from tui.app.widgets.history_input import HistoryInput
+
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-HISTORY = 200
 
 
 class PdbScreen(Screen[None]):
@@ -26,11 +27,7 @@ class PdbScreen(Screen[None]):
     PdbScreen #pdb-log { height: 1fr; border: round $primary 50%; background: $surface; }
     PdbScreen #pdb-input { height: 1; border: none; padding: 0 1; background: $panel; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back", key_display="Esc"),
-        Binding("up", "history(-1)", show=False),
-        Binding("down", "history(1)", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back", key_display="Esc")]
 
     def __init__(self, open_stream: Callable[[], Awaitable[Streams]], rank: int, where: str) -> None:
         super().__init__()
@@ -38,19 +35,17 @@ class PdbScreen(Screen[None]):
         self.rank = rank
         self.where = where
         self._writer: asyncio.StreamWriter | None = None
-        self.history: list[str] = []
-        self._position = 0
         self.ended = False
 
     def compose(self) -> ComposeResult:
         yield Static(f"rank {self.rank} · pdb at {self.where} (no debugpy for this run's python)", id="pdb-status")
         yield RichLog(id="pdb-log", wrap=True, markup=False, max_lines=5000)
-        yield Input(placeholder="a pdb command: p x, n, s, c (continue), where", id="pdb-input")
+        yield HistoryInput(placeholder="a pdb command: p x, n, s, c (continue), where", id="pdb-input")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(RichLog).border_title = "pdb on the node"
-        self.query_one(Input).focus()
+        self.query_one(HistoryInput).focus()
         self._talk()
 
     @work(exclusive=True, group="pdb")
@@ -72,22 +67,12 @@ class PdbScreen(Screen[None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value
         event.input.value = ""
-        if text and (not self.history or self.history[-1] != text):
-            self.history = (self.history + [text])[-HISTORY:]
-        self._position = len(self.history)
+        self.query_one(HistoryInput).remember(text)
         if self._writer is None:
             self.notify("pdb is not connected.", title="pdb", severity="warning")
             return
         self.query_one(RichLog).write(Text(f"> {text}", style="dim"))
         self._writer.write(text.encode() + b"\n")
-
-    def action_history(self, step: int) -> None:
-        if not self.history:
-            return
-        self._position = max(0, min(len(self.history), self._position + step))
-        line = self.query_one(Input)
-        line.value = self.history[self._position] if self._position < len(self.history) else ""
-        line.cursor_position = len(line.value)
 
     def action_back(self) -> None:
         if self._writer is not None:
