@@ -467,6 +467,7 @@ def test_kube_needs_exactly_one_of_pod_and_selector(in_tmp: Path) -> None:
             '\n[ui]\nterminal_alert = "desktp"\n',
             'tether.toml:8: ui.terminal_alert: \'desktp\' is not one of "off", "bell", "desktop"',
         ),
+        ('\n[ui]\nlong_lines = "wrap"\n', 'tether.toml:8: ui.long_lines: \'wrap\' is not one of "fold", "scroll"'),
         (
             'control_persist = "10 minutes"\n',
             "tether.toml:6: connection.control_persist: '10 minutes' is not a duration",

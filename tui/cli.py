@@ -62,6 +62,7 @@ def _console(workspace: Workspace, *, theme: str | None, attach: bool, demo: boo
         keys=workspace.ui.keys,
         terminal_alert=workspace.ui.terminal_alert,
         metrics=workspace.ui.metrics,
+        long_lines=workspace.ui.long_lines,
     )
     result = app.run()
     if result == "detached" and demo:

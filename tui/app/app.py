@@ -23,7 +23,6 @@ from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from tui.alerts import Alert, JobAlerts, LinkAlerts, RunAlerts, terminal_sequence
@@ -57,6 +56,7 @@ from tui.app.widgets import (
     ProcessTable,
     RunPanel,
 )
+from tui.app.widgets.footer import FittingFooter
 from tui.app.widgets.sync_panel import SyncPanel
 from tui.console_api import ConsoleDebugGroup, ConsoleSession
 from tui.events import (
@@ -336,18 +336,21 @@ class TetherApp(App[str]):
         keys: tuple[tuple[str, str], ...] = (),
         terminal_alert: str = "off",
         metrics: Sequence[str] | None = None,
+        long_lines: str = "fold",
     ) -> None:
         """``theme_name``: the one asked for (``--theme``, ``[ui] theme``); None: the one the user
         last picked (``prefs``), else the default. A theme picked with ``t`` or the palette is
         remembered in ``prefs``. ``terminal_alert``: ``[ui] terminal_alert``, how an alert is also
         told to the terminal (bell, desktop notification) or not at all. ``metrics``: ``[ui] metrics``,
-        the numbers of the run's output to plot (None: the usual names)."""
+        the numbers of the run's output to plot (None: the usual names). ``long_lines``: ``[ui]
+        long_lines``, a line wider than the output panel folded at spaces or scrolled to sideways."""
         super().__init__()
         self.session = session
         self.prefs = prefs
         self.keys = keys  # [ui.keys], checked by the config: (action, Textual key names)
         self.terminal_alert = terminal_alert
         self.metrics = metrics
+        self.long_lines = long_lines
         self.terminal_writes: list[str] = []  # what alerts wrote to the terminal, oldest first
         self.sync_state: SyncState | None = None  # as the sync last reported it
         self.stopped: list[str] = []  # what `down` stopped, for the CLI to print
@@ -377,7 +380,7 @@ class TetherApp(App[str]):
         yield LinkHeader(self.session.title, tuple(self.session.chain), id="header")
         with Horizontal(id="dashboard"):
             with Vertical(id="main"):
-                yield OutputPanel(id="output")
+                yield OutputPanel(fold=self.long_lines == "fold", id="output")
                 yield MetricsPanel(self.metrics, id="metrics")
             with Vertical(id="side"):
                 yield SyncPanel(id="sync")
@@ -386,11 +389,11 @@ class TetherApp(App[str]):
                 yield ProcessTable(id="processes")
                 yield GpuPanel(id="gpus")
         yield EventLog(id="events")
-        yield Footer(compact=self.size.width < NARROW_BELOW, id="footer")
+        yield FittingFooter(compact=self.size.width < NARROW_BELOW, id="footer")
 
     def on_resize(self, event: events.Resize) -> None:
         # The footer's spacing is a widget setting, not a style, so it is switched here.
-        for footer in self.screen_stack[0].query(Footer):
+        for footer in self.screen_stack[0].query(FittingFooter):
             footer.compact = event.size.width < NARROW_BELOW
 
     def on_mount(self) -> None:
@@ -751,6 +754,9 @@ class TetherApp(App[str]):
         if action == SYNC_HALT_ACTION:
             return self.sync_halt is not None
         if action == "debug":
+            # Not offered on the debugger's own screens (the footer has no room to waste there).
+            if isinstance(self.screen, DebuggerScreen | PdbScreen):
+                return False
             return hasattr(self.session, "debugger") or hasattr(self.session, "open_pdb")
         if action == "debug_release":
             return hasattr(self.session, "debug_group")

@@ -80,7 +80,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "layout": ("panes",),
     "debug": ("mode", "wait_timeout", "ranks", "provide_debugpy", "vscode_port"),
     "scheduler": SCHEDULER_KEYS,
-    "ui": ("theme", "stats_interval", "keys", "terminal_alert", "metrics"),
+    "ui": ("theme", "stats_interval", "keys", "terminal_alert", "metrics", "long_lines"),
 }
 _HOME_SECTION = {key: section for section, keys in SECTION_KEYS.items() for key in keys}
 

@@ -95,6 +95,7 @@ class DebugConfig:
 
 
 TERMINAL_ALERTS = ("off", "bell", "desktop")
+LONG_LINES = ("fold", "scroll")
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class UiConfig:
     keys: tuple[tuple[str, str], ...] = ()  # [ui.keys]: (action, Textual key names, comma-separated)
     terminal_alert: str = "off"  # also tell the terminal of an alert: "bell", "desktop" (OSC 9), "off"
     metrics: tuple[str, ...] | None = None  # names or patterns of the numbers to plot; None: tui.metrics' defaults
+    long_lines: str = "fold"  # the run's lines wider than the output panel: "fold" at spaces, or "scroll" sideways
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from tui.config.model import (
     BUILTIN_PANES,
     DEFAULT_PROTECT,
+    LONG_LINES,
     NODE_FROM_SCHEDULER,
     TERMINAL_ALERTS,
     ConnectionConfig,
@@ -226,6 +227,7 @@ def read_ui(section: TableReader) -> UiConfig:
         keys=read_keys(section.reader("keys", ALL_KEYS, example='{ restart = "f5" }')),
         terminal_alert=section.choice("terminal_alert", "off", TERMINAL_ALERTS),
         metrics=read_metrics(section),
+        long_lines=section.choice("long_lines", "fold", LONG_LINES),
     )
 
 

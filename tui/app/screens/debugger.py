@@ -19,10 +19,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, OptionList, RichLog, Static
+from textual.widgets import Input, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
 from tui.app.screens.form import Field, FormScreen
+from tui.app.widgets.footer import FittingFooter
 from tui.app.widgets.history_input import HistoryInput
 from tui.app.widgets.source_view import GutterMark, SourceView
 from tui.app.widgets.variables import VariablesTree
@@ -117,7 +118,7 @@ class DebuggerScreen(Screen[None]):
                 yield OptionList(id="debug-watches")
         yield RichLog(id="debug-log", wrap=True, markup=False, max_lines=2000)
         yield ConsoleInput(id="debug-input")
-        yield Footer(compact=True)
+        yield FittingFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#debug-source").border_title = "source"

@@ -15,8 +15,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Label, RichLog
+from textual.widgets import Label, RichLog
 
+from tui.app.widgets.footer import FittingFooter
 from tui.events import OutputPage
 
 PageFetcher = Callable[[int | None, int], Awaitable[OutputPage]]
@@ -48,7 +49,7 @@ class LogsScreen(Screen[None]):
         with Vertical():
             yield Label("loading the run's log from the node…", id="logs-status")
             yield RichLog(id="logs-body", wrap=False, markup=False, highlight=False)
-        yield Footer()
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         self.load_page(None)

@@ -14,8 +14,9 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Input, RichLog, Static
+from textual.widgets import Input, RichLog, Static
 
+from tui.app.widgets.footer import FittingFooter
 from tui.app.widgets.history_input import HistoryInput
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -41,7 +42,7 @@ class PdbScreen(Screen[None]):
         yield Static(f"rank {self.rank} · pdb at {self.where} (no debugpy for this run's python)", id="pdb-status")
         yield RichLog(id="pdb-log", wrap=True, markup=False, max_lines=5000)
         yield HistoryInput(placeholder="a pdb command: p x, n, s, c (continue), where", id="pdb-input")
-        yield Footer(compact=True)
+        yield FittingFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(RichLog).border_title = "pdb on the node"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -10,6 +12,9 @@ from textual.widgets import DataTable, Static
 from tui.events import GpuStats, LayoutChanged, NodeStats, RunProcesses
 
 BAR_WIDTH = 10
+PROCESS_COLUMNS = ("PID", "CPU", "MEM", "COMMAND")
+# Numbers first: on a narrow side bar the long name is what is shortened.
+GPU_COLUMNS = ("#", "Util", "Mem GiB", "Temp", "Power", "Name")
 
 
 def bar(percent: float, width: int = BAR_WIDTH) -> str:
@@ -34,6 +39,27 @@ def describe_node(stats: NodeStats, width: int = 0) -> str:
 
 def _value(value: int | None, unit: str = "") -> str:
     return "n/a" if value is None else f"{value}{unit}"
+
+
+def fill_table(table: DataTable[str], labels: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """``rows`` into ``table``, the last column (a command, a GPU's name) ending in "…" where the
+    panel is too narrow for it, and left out where not even its label fits: never cut mid-word by
+    the frame. Columns are made again, so that they also shrink."""
+    pad = 2 * table.cell_padding
+    widths = [max([len(label)] + [len(row[i]) for row in rows]) + pad for i, label in enumerate(labels)]
+    room = table.scrollable_content_region.width - sum(widths[:-1]) - pad
+    last = len(labels) - 1
+    if room <= 0:  # not laid out yet: nothing to fit to
+        room = widths[-1]
+    keep = labels if room >= len(labels[-1]) else labels[:-1]
+    table.clear(columns=True)
+    for label in keep:
+        table.add_column(label, key=label)
+    for row in rows:
+        cells = list(row[: len(keep)])
+        if len(keep) > last and len(cells[last]) > room:
+            cells[last] = cells[last][: room - 1].rstrip() + "…"
+        table.add_row(*cells)
 
 
 class NodePanel(Static):
@@ -79,22 +105,25 @@ class ProcessTable(DataTable[str]):
         super().__init__(id=id, cursor_type="none", zebra_stripes=False, show_cursor=False)
         self.border_title = "Run processes"
         self.add_class("panel")  # the frame all panels share (app.tcss)
+        self.run: RunProcesses = RunProcesses(())
 
     def on_mount(self) -> None:
-        self.add_column("PID", key="pid")
-        self.add_column("CPU", key="cpu")
-        self.add_column("MEM", key="mem")
-        self.add_column("COMMAND", key="command")
+        self.show(self.run)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.show(self.run)
 
     def show(self, run: RunProcesses) -> None:
-        self.clear()
-        for proc in run.processes:
-            command = " ".join(proc.command.split())
-            self.add_row(str(proc.pid), f"{proc.cpu_percent}%", f"{proc.mem_mb}M", command, key=str(proc.pid))
+        self.run = run
+        fill_table(self, PROCESS_COLUMNS, self.rows_text)
 
     @property
-    def rows_text(self) -> list[list[str]]:
-        return [[str(cell) for cell in self.get_row_at(index)] for index in range(self.row_count)]
+    def rows_text(self) -> list[tuple[str, ...]]:
+        """The rows in full (a long command is shortened on screen only)."""
+        return [
+            (str(proc.pid), f"{proc.cpu_percent}%", f"{proc.mem_mb}M", " ".join(proc.command.split()))
+            for proc in self.run.processes
+        ]
 
 
 class GpuPanel(Vertical):
@@ -121,27 +150,25 @@ class GpuPanel(Vertical):
         table.display = False
         yield table
 
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        # Numbers first: on a narrow side bar the long name is what gets cut.
-        for label in ("#", "Util", "Mem GiB", "Temp", "Power", "Name"):
-            table.add_column(label, key=label)
+    def on_resize(self, event: events.Resize) -> None:
+        if self.stats is not None:
+            self.show(self.stats)
 
     def show(self, stats: GpuStats) -> None:
         self.stats = stats
         note, table = self.query_one("#gpu-note", Static), self.query_one(DataTable)
-        table.clear()
-        for gpu in stats.gpus:
-            memory = f"{gib(gpu.memory_used_mb)}/{gib(gpu.memory_total_mb)}"
-            name = gpu.name.removeprefix("NVIDIA ")
-            table.add_row(
+        rows = [
+            (
                 gpu.index,
                 _value(gpu.utilization, "%"),
-                memory,
+                f"{gib(gpu.memory_used_mb)}/{gib(gpu.memory_total_mb)}",
                 _value(gpu.temperature_c, "°C"),
                 _value(gpu.power_w, " W"),
-                name,
+                gpu.name.removeprefix("NVIDIA "),
             )
+            for gpu in stats.gpus
+        ]
+        fill_table(table, GPU_COLUMNS, rows)
         table.display = bool(stats.gpus)
         note.display = not stats.gpus
         note.update(stats.reason or "no GPU")

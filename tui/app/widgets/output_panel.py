@@ -21,7 +21,10 @@ NEW_RUN = "──── a new run starts here; the lines above are an earlier ru
 
 
 class OutputPanel(RichLog):
-    """Shows ``OutputLines``; a ``history`` event (after a (re)attach) replaces what is shown."""
+    """Shows ``OutputLines``; a ``history`` event (after a (re)attach) replaces what is shown.
+
+    A line wider than the panel is folded at spaces (``fold``), or kept whole and reached by
+    scrolling sideways (the arrows once the panel has the focus, or shift and the wheel)."""
 
     DEFAULT_CSS = """
     OutputPanel {
@@ -35,9 +38,12 @@ class OutputPanel(RichLog):
     SCROLLBACK = 5000
     """Lines kept in the console; older ones are still in the node's log (the logs screen)."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, fold: bool = True, id: str | None = None) -> None:
         # min_width 1: RichLog renders at least 78 wide by default, which a narrow panel cuts off.
-        super().__init__(wrap=True, markup=False, highlight=False, max_lines=self.SCROLLBACK, min_width=1, id=id)
+        super().__init__(wrap=fold, markup=False, highlight=False, max_lines=self.SCROLLBACK, min_width=1, id=id)
+        self.fold = fold
+        if not fold:
+            self.styles.overflow_x = "auto"
         self.border_title = "Run output"
         self.add_class("panel")  # the frame all panels share (app.tcss)
         self._lines: deque[tuple[str, str]] = deque(maxlen=self.SCROLLBACK)  # (text, style)
@@ -67,7 +73,7 @@ class OutputPanel(RichLog):
     def on_resize(self, event: events.Resize) -> None:
         # RichLog keeps lines as folded when written: fold them again at the new width.
         width = self.scrollable_content_region.width
-        if self._folded_at and width != self._folded_at and self._lines:
+        if self.fold and self._folded_at and width != self._folded_at and self._lines:
             super().clear()
             for line, style in self._lines:
                 self.write(Text(line, style=style))
