@@ -128,7 +128,7 @@ def test_a_job_ending_is_told_once_in_its_last_ten_minutes_and_only_while_it_run
     assert alerts.check(AllocationChanged("7", "n1", None, JobState.RUNNING), now) == []  # no time limit
     assert alerts.check(AllocationChanged("7", "", now + 300, JobState.WAITING, "pending"), now) == []
     told = alerts.check(AllocationChanged("7", "n1", now + 1800, JobState.RUNNING), now + 1260)  # 9 min left
-    assert [a.title for a in told] == ["Job ending soon"] and "job 7 ends in 9 min:" in told[0].message
+    assert [a.title for a in told] == ["Job ending soon"] and "job 7 ends in 9 min 0 s:" in told[0].message
     assert alerts.check(AllocationChanged("7", "n1", now + 1800, JobState.RUNNING), now + 1300) == []
     assert [a.kind for a in alerts.check(AllocationChanged("8", "n2", now + 60, JobState.RUNNING), now)] == [
         "job_ending"

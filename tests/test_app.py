@@ -26,7 +26,8 @@ from tui.app.messages import LinkUpdated, ProgressReported, UnhandledEvent, mess
 from tui.app.screens import HelpScreen, PasswordScreen
 from tui.app.themes import COLOUR_KEYS
 from tui.app.widgets import EventLog, JobClock, LinkStatus
-from tui.app.widgets.link_header import describe_allocation, describe_link, describe_time_left
+from tui.app.widgets.link_header import describe_allocation, describe_link
+from tui.durations import describe_duration
 from tui.errors import TetherError
 from tui.events import AllocationChanged, JobState, LinkChanged, LinkState, Notice, PasswordPrompt, Progress, RankStatus
 from tui.state import UiPrefs
@@ -477,8 +478,8 @@ def test_the_app_imports_no_core_subsystem() -> None:
         (-30, "0 s"),  # past the end, before the scheduler says it ended
     ],
 )
-def test_describe_time_left(seconds: float, shown: str) -> None:
-    assert describe_time_left(seconds) == shown
+def test_describe_duration(seconds: float, shown: str) -> None:
+    assert describe_duration(seconds) == shown
 
 
 def test_describe_allocation() -> None:

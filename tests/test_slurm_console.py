@@ -15,6 +15,7 @@ from testbed.slurm import SlurmCluster
 from workspaces import write_workspace
 
 from tui.app import DETACHED, TetherApp
+from tui.app.widgets import EventLog
 from tui.cli import main
 from tui.config import load_workspace
 from tui.session import Session
@@ -56,6 +57,7 @@ async def test_console_on_slurm_gets_a_job_reuses_it_and_sees_a_scancel(
         # A job of 9 minutes is in its last ten from the start: said once, with what to do.
         ending = [str(n.message) for n in app._notifications if n.title == "Job ending soon"]
         assert len(ending) == 1 and f"job {job} ends in " in ending[0] and "save checkpoints" in ending[0], ending
+        assert not [line for line in app.query_one(EventLog).lines_text if "ends in" in line]  # not said twice
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_value is not None, 20)
     assert app.return_value == DETACHED

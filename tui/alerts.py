@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tui.durations import describe_duration
 from tui.events import (
     JOB_ENDING_S,
     AllocationChanged,
@@ -126,7 +127,7 @@ class LinkAlerts:
                 Alert(
                     "link_back",
                     "Link back",
-                    f"after {_duration(now - lost_at)}; edits made meanwhile go now",
+                    f"after {describe_duration(now - lost_at)}; edits made meanwhile go now",
                     "information",
                 )
             ]
@@ -162,12 +163,7 @@ class JobAlerts:
             Alert(
                 "job_ending",
                 "Job ending soon",
-                f"job {allocation.job_id} ends in {_duration(left)}: save checkpoints now ({self.keys['new_job']}: a new job once it ends)",
+                f"job {allocation.job_id} ends in {describe_duration(left)}: save checkpoints now ({self.keys['new_job']}: a new job once it ends)",
                 "warning",
             )
         ]
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    return f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} min"

@@ -4,7 +4,8 @@ from outside is said at once, and the console warns before the time runs out.
 Polls the scheduler's ``state(job_id)`` (one squeue on the login master every few seconds) and
 reports changes as ``Notice`` events; the scheduler's own ``describe`` words them. Each
 change of state or end time also goes out as ``AllocationChanged``, from which the console's
-header counts the time left down by itself.
+header counts the time left down by itself, and the console's alerts warn of the last minutes
+(``tui.alerts.JobAlerts``: once, with the key for a new job; this watch does not say it again).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from tui.errors import TetherError
-from tui.events import JOB_ENDING_S, AllocationChanged, EventSink, JobState, Notice
+from tui.events import AllocationChanged, EventSink, JobState, Notice
 from tui.remote.scheduler.base import PolledJob
 
 # squeue's time left is whole seconds read at some point within a poll: an end time that moved less
@@ -46,7 +47,6 @@ class JobWatch:
         self._interval = interval
         self._clock = clock
         self.last_state: str | None = None
-        self._warned = False
         self._shown: AllocationChanged | None = None
 
     async def run(self) -> None:
@@ -78,10 +78,6 @@ class JobWatch:
             self._show(AllocationChanged(self.job_id, self.node, ends_at, JobState.RUNNING))
         else:
             self._show(AllocationChanged(self.job_id, self.node, ends_at, JobState.WAITING, status.state.lower()))
-        if not self._warned and ends_at is not None and ends_at - self._clock() <= JOB_ENDING_S:
-            minutes = max(0, round((ends_at - self._clock()) / 60))
-            self._sink(Notice(f"job {self.job_id} ends in {minutes} min: save checkpoints now", "warning"))
-            self._warned = True
         return status.ended
 
     def _show(self, allocation: AllocationChanged) -> None:

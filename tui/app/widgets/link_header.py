@@ -13,6 +13,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label
 
+from tui.durations import describe_duration
 from tui.events import JOB_ENDING_S, AllocationChanged, JobState, LinkChanged, LinkState
 
 LAPTOP = "laptop"
@@ -39,24 +40,6 @@ def describe_link(link: LinkChanged) -> str:
     return f"{text} — {link.detail}" if link.detail else text
 
 
-def describe_time_left(seconds: float) -> str:
-    """``2 d 3 h``, ``4 h 32 min``, ``29 min``, ``9 min 5 s``, ``42 s``: as precise as the moment needs.
-
-    Seconds appear only in the last ten minutes, where they matter (and tick visibly).
-    """
-    whole = max(0, int(seconds))
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if whole >= JOB_ENDING_S:
-        return f"{minutes} min"
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
-
-
 def counts_down(allocation: AllocationChanged | None) -> bool:
     """The job runs and has an end: its time left is shown and ticks."""
     return (
@@ -76,7 +59,7 @@ def describe_allocation(allocation: AllocationChanged | None, now: float) -> str
         return f"{job} · ended"
     if counts_down(allocation):
         assert allocation.ends_at is not None
-        return f"{job} · {describe_time_left(allocation.ends_at - now)} left"
+        return f"{job} · {describe_duration(allocation.ends_at - now)} left"
     if allocation.state in (JobState.RUNNING, JobState.UNWATCHED):
         return job  # no time limit
     return f"{job} · {allocation.detail or allocation.state.value}"
