@@ -96,7 +96,7 @@ async def test_fifty_attaches_at_random_moments_through_the_forward_all_hit(node
 
 def guard_folder(tmp_path: Path) -> Path:
     """tether_debugguard and its adapter, copied the way the loop copies them next to its state."""
-    (tmp_path / "state").mkdir()
+    (tmp_path / "state").mkdir(parents=True)
     folder = install_hook(tmp_path / "state")
     assert folder is not None
     return folder
@@ -108,12 +108,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-async def test_fifty_immediate_reattaches_to_the_guarded_debugpy_all_hit(tmp_path: Path):
-    """debugpy as the loop runs it (``python -m tether_debugguard --listen``), on this machine."""
+def start_guarded(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], Path]:
+    """debugpy as the loop runs it (``python -m tether_debugguard --listen``), on this machine, and
+    the program it runs (the debuggee with its ``# BREAK HERE`` line)."""
     guard = guard_folder(tmp_path)
     program = tmp_path / "train.py"
     program.write_text(DEBUGGEE.read_text())
-    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(guard), "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     run = subprocess.Popen(
         [
@@ -130,7 +130,14 @@ async def test_fifty_immediate_reattaches_to_the_guarded_debugpy_all_hit(tmp_pat
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
+    return run, program
+
+
+async def test_fifty_immediate_reattaches_to_the_guarded_debugpy_all_hit(tmp_path: Path):
+    port = free_port()
+    run, program = start_guarded(tmp_path, port)
     try:
         missed = await attach_many(port, str(program), BREAK_LINE, [0.0] * ATTACHES)
         assert not missed, f"{len(missed)} of {ATTACHES} missed: " + "; ".join(missed)

@@ -27,9 +27,13 @@ Stdlib only; it runs in the user's interpreter, so it avoids syntax newer than P
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +49,11 @@ ADAPTER_MAIN = (
 )
 _TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 ENDPOINTS_WAIT_S = 30.0  # debugpy's own limit for the debuggee to take the endpoints
+CLIENT_GONE_WAIT_S = 10.0  # how long a client's session may take to end once the client has left
+# Sent for a client that left without its disconnect: the run goes on, as after VS Code's own.
+DISCONNECT = (
+    b'{"seq": 2147483647, "type": "request", "command": "disconnect", "arguments": {"terminateDebuggee": false}}'
+)
 
 
 def _note(text: str) -> None:
@@ -236,6 +245,123 @@ def adapter_main() -> None:
     debugpy_adapter()
 
 
+class ClientRequests:
+    """What a client asked of the adapter so far, read from its DAP stream as it passes. (The
+    agent reads DAP with tui/node/dapstorm.py; this file runs alone in the user's interpreter.)"""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self.any = False  # a whole message came: the adapter has a session for this client
+        self.disconnect = False  # the client ended its session itself
+        self._blind = False  # not DAP after all: nothing more to learn
+
+    def feed(self, data: bytes) -> None:
+        if self._blind:
+            return
+        self._buffer += data
+        while True:
+            head_end = self._buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            length = None
+            for line in self._buffer[:head_end].split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length" and value.strip().isdigit():
+                    length = int(value.strip())
+            if length is None:
+                self._blind, self._buffer = True, b""
+                return
+            end = head_end + 4 + length
+            if len(self._buffer) < end:
+                return
+            body, self._buffer = self._buffer[head_end + 4 : end], self._buffer[end:]
+            self.any = True
+            try:
+                message = json.loads(body.decode("utf-8"))
+            except ValueError:
+                continue
+            if (
+                isinstance(message, dict)
+                and message.get("type") == "request"
+                and message.get("command") == "disconnect"
+            ):
+                self.disconnect = True
+
+
+def hold_client(client: socket.socket) -> socket.socket:
+    """The adapter's end of a client's connection, which ends only when the adapter ends it.
+
+    debugpy's adapter (seen in 1.8.x) dies when a client sends ``disconnect`` and closes its socket
+    at once, as a quitting client does: the adapter reads the end of the stream, marks it closed,
+    then fails to send the disconnect's answer, and the run goes on with nothing listening on its
+    debug port. Here the adapter talks to one end of a socketpair; two threads carry the bytes to
+    and from the client. When the client goes (quits, or its link drops), the adapter's end stays
+    open: a client that did not end its session gets a ``disconnect`` sent in its name (the run
+    goes on), and the adapter's end is closed once the adapter has closed its own (its session
+    is over), or after CLIENT_GONE_WAIT_S."""
+    ours, theirs = socket.socketpair()
+    requests = ClientRequests()
+    gone = threading.Event()  # the client has left
+
+    def to_adapter() -> None:
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                requests.feed(data)
+                ours.sendall(data)
+        except OSError:
+            pass
+        gone.set()
+        if not requests.any:
+            _close(ours)  # no session to end: as if it had never come
+        elif not requests.disconnect:
+            try:
+                ours.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(DISCONNECT), DISCONNECT))
+            except OSError:
+                pass
+
+    def to_client() -> None:
+        deadline = None
+        try:
+            while True:
+                if gone.is_set() and deadline is None:
+                    deadline = time.monotonic() + CLIENT_GONE_WAIT_S
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                readable, _, _ = select.select([ours], [], [], 0.5)
+                if not readable:
+                    continue
+                data = ours.recv(65536)
+                if not data:
+                    break  # the adapter closed its end: the session is over
+                if not gone.is_set():
+                    try:
+                        client.sendall(data)
+                    except OSError:
+                        gone.set()  # the answers to a client that left are dropped
+        except (OSError, ValueError):
+            pass
+        _close(ours)
+        _close(client)
+
+    for pump in (to_adapter, to_client):
+        threading.Thread(target=pump, name="tether-client-" + pump.__name__, daemon=True).start()
+    return theirs
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
 def survive_quick_reattach(sockets: Any) -> None:
     """Keep debugpy's adapter answering when a client attaches right after another detached.
 
@@ -276,6 +402,8 @@ def survive_quick_reattach(sockets: Any) -> None:
 
     def serve_surviving(name: str, handler: Callable[[Any], None], *args: Any, **kwargs: Any) -> Any:
         def handle(sock: Any) -> None:
+            if name == "Client":  # the debug port's connections (not the debuggee's, "Server")
+                sock = hold_client(sock)
             try:
                 handler(sock)
             except Exception as exc:  # noqa: BLE001 - one bad connection must not end the accept loop

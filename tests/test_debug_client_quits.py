@@ -1,0 +1,98 @@
+"""A run's debugger outlives any client (issue 14): a client that quits at once, or whose link
+drops while the run is paused, leaves the debug port answering and the run going.
+
+What was found (debugpy 1.8.x, plain ``python -m debugpy --listen``, no Tether): a client that
+attached, paused, evaluated, continued, then sent ``disconnect`` and closed its socket at once, as
+a quitting VS Code does, killed the adapter: it read the end of the stream first, then failed to
+answer the disconnect, and exited. The run went on with nothing listening on its port (3 of 3
+here); so did one that connected and left before the debuggee had reached the adapter (3 of 3;
+1 of 3 with the guard as it was). The guarded adapter holds its end of every client's connection until it has ended that
+client's session itself, and ends it for a client that left without a word.
+
+On this machine, debugpy as the loop runs it (``python -m tether_debugguard --listen``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from debug_helpers import BREAK_LINE
+from test_debug_reattach import attach_and_hit, free_port, start_guarded
+
+from tui.debug.dap import DapClient
+from tui.node.dapstorm import frame
+
+
+async def leave(port: int, *, quits: bool) -> None:
+    """Attach, pause, evaluate; then quit at once (continue, disconnect, close without waiting for
+    the answer) or, with the run still paused, drop the connection without a word."""
+    client = await DapClient.connect_initialized("127.0.0.1", port, timeout=15)
+    await client.attach({}, timeout=15)
+    thread = (await client.threads(timeout=15))[0]
+    await client.pause(thread.id, timeout=15)
+    stopped = await client.wait_stopped(timeout=15)
+    top = (await client.stack_trace(stopped.thread_id, levels=1, timeout=15))[0]
+    assert (await client.evaluate("1 + 1", frame_id=top.id, timeout=15)).result == "2"
+    if quits:
+        await client.continue_(stopped.thread_id, timeout=15)
+        await client.send_request("disconnect", {"terminateDebuggee": False})
+    await client.close()
+
+
+async def attach_after(port: int, program: Path) -> str:
+    """``attach_and_hit`` once the last client's session has ended: the adapter ends it a moment
+    after the client left, and until then refuses the run to a new one ("already being debugged"),
+    as it does after any client; Tether's console, too, tries again then."""
+    for _ in range(50):
+        problem = await attach_and_hit(port, str(program), BREAK_LINE)
+        if "is already being debugged" not in problem:
+            return problem
+        await asyncio.sleep(0.1)
+    return problem
+
+
+async def leave_early(port: int) -> None:
+    """Connect the moment the port opens (before the debuggee reaches the adapter), say
+    ``initialize``, and go."""
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            break
+        except OSError:
+            await asyncio.sleep(0.002)
+    writer.write(frame({"seq": 1, "type": "request", "command": "initialize", "arguments": {"adapterID": "t"}}))
+    await writer.drain()
+    writer.close()
+
+
+async def test_a_client_that_leaves_before_the_debuggee_is_there_leaves_the_port_answering(tmp_path: Path):
+    for attempt in range(2):
+        port = free_port()
+        early = asyncio.create_task(leave_early(port))
+        run, program = start_guarded(tmp_path / str(attempt), port)
+        try:
+            await asyncio.wait_for(early, 30)
+            assert await attach_and_hit(port, str(program), BREAK_LINE) == ""
+        finally:
+            run.kill()
+            run.wait()
+            assert run.stderr is not None
+            run.stderr.close()
+
+
+async def test_a_client_that_quits_or_drops_leaves_the_port_answering_and_the_run_going(tmp_path: Path):
+    port = free_port()
+    run, program = start_guarded(tmp_path, port)
+    try:
+        for quits in (True, False, True):
+            await leave(port, quits=quits)
+            # The next client finds the port, and the run going (its breakpoint hits: not paused).
+            problem = await attach_after(port, program)
+            assert problem == "", f"after a client that {'quit' if quits else 'dropped'}: {problem}"
+        assert run.poll() is None  # the same run all along: nothing was restarted
+    finally:
+        run.kill()
+        run.wait()
+        assert run.stderr is not None
+        run.stderr.close()
