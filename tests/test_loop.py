@@ -461,6 +461,26 @@ def test_a_debugger_attaching_is_seen(pane):
     assert after["status"] in ("running", "exited", "stopped") and after["pid"] == attached["pid"]
 
 
+def test_a_debugger_that_dies_is_said_and_the_run_goes_on(pane):
+    """debugpy's adapter can die under a run (issue 14): the loop says so, and the run is no
+    longer shown as attached (or starting) for good, and it is not restarted for it."""
+    pane.start_loop("sleep", mode="attach")
+    pane.wait_state("listening", lambda s: s["status"] == "running")
+    dap = Dap(pane.port)
+    try:
+        dap.request("initialize", adapterID="debugpy", clientID="tether-test", linesStartAt1=True)
+        dap.until("response", "initialize")
+        attached = pane.wait_state("attached", lambda s: s["status"] == "attached")
+        listening = {s.inode for s in ls.tcp_sockets() if s.port == pane.port and s.state == "LISTEN"}
+        (adapter,) = ls.socket_owners(listening)
+        os.kill(adapter, signal.SIGKILL)
+        gone = pane.wait_state("the adapter gone", lambda s: s["status"] == "running")
+    finally:
+        dap.sock.close()
+    assert gone["pid"] == attached["pid"] and alive(attached["pid"])
+    wait_for(lambda: "debugger stopped listening" in pane.text(), "the loop to say it")
+
+
 def test_closing_the_pane_stops_the_debuggee(pane):
     pane.start_loop("spawn", str(pane.dir.parent / "children"))
     running = pane.wait_state("running", lambda s: s["status"] == "running")

@@ -104,6 +104,7 @@ def install_hook(directory: Path) -> Path | None:
 MODES = ("attach", "wait", "off")
 QUICK_EXIT_S = 2.0  # a run that ends sooner than this counts towards the backoff
 NEVER_UP_QUICK_S = 30.0  # ... and so does one that ends before debugpy listens, within this
+DEBUGGER_GONE_S = 2.0  # the debug port unheard this long, the run alive: its debugger is gone
 MIN_START_INTERVAL_S = 1.0
 DOUBLE_CTRL_C_S = 1.0
 MAX_BACKOFF_S = 30.0
@@ -168,6 +169,8 @@ class Run:
     up: float | None = None  # monotonic time debugpy was first seen listening (mode off: the start)
     warned_stuck: bool = False
     listening: bool = False
+    unheard_since: float | None = None  # it listened, and since then no longer does
+    debugger_gone: bool = False  # ... for DEBUGGER_GONE_S with the run alive: the adapter is gone
     waiting_at: str | None = None  # "train.py:42": breakpoint() waits for a debugger there
     pdb: str = ""  # the Unix socket where pdb waits instead (the run's python has no debugpy)
 
@@ -628,7 +631,21 @@ class Supervisor:
             self.debugpy_missing = False
             entry = f"TETHER_LOOP_RUN={run.token}"
             run.adapters = [pid for pid in ls.socket_owners(listening) if ls.environ_has(pid, entry)]
-        if run.clients:
+        if listening or not run.listening:
+            run.unheard_since = None
+        elif run.unheard_since is None:
+            run.unheard_since = now
+        # A run that ends closes its debugger first: only one still alive a while later (this is
+        # asked only while it is) lost it.
+        elif not run.debugger_gone and now - run.unheard_since >= DEBUGGER_GONE_S:
+            run.debugger_gone = True
+            self.say(
+                f"the run's debugger stopped listening on port {self.options.port} (debugpy's adapter is gone); "
+                "the run goes on without one; a restart brings it back"
+            )
+        if run.debugger_gone:
+            self.status = "running"  # not "attached" for good: nobody can be
+        elif run.clients:
             run.ever_attached = True
             run.waiting_at = None
             self.status = "attached"
