@@ -202,7 +202,7 @@ def test_build_launch_inserts_debugpy_after_the_interpreter():
 @pytest.mark.parametrize(
     "command, message",
     [
-        (["torchrun", "train.py"], "--mode off"),
+        (["bash", "run.sh"], "--mode off"),
         (["python", "-m", "debugpy", "--listen", "0.0.0.0:5678", "train.py"], "without '-m debugpy"),
         (["python"], "no script or module"),
         (["python", "-"], "stdin"),
@@ -261,7 +261,7 @@ def test_output_goes_to_pane_and_log_and_the_tail_keeps_what_a_terminal_shows(tm
 def test_a_command_the_loop_cannot_debug_is_refused_in_the_state_too(tmp_path):
     state = tmp_path / "loop" / "state.json"
     result = subprocess.run(
-        [sys.executable, "-m", "tui.node.loop", "--state", str(state), "--port", "5999", "--", "torchrun", "t.py"],
+        [sys.executable, "-m", "tui.node.loop", "--state", str(state), "--port", "5999", "--", "bash", "run.sh"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -269,7 +269,7 @@ def test_a_command_the_loop_cannot_debug_is_refused_in_the_state_too(tmp_path):
     )
     assert result.returncode == 2 and "--mode off" in result.stderr
     written = ls.read_state(state)
-    assert written["status"] == "stopped" and written["loop_running"] is False and "torchrun" in written["exit_reason"]
+    assert written["status"] == "stopped" and written["loop_running"] is False and "'bash'" in written["exit_reason"]
 
 
 # ------------------------------------------------------------------------------ in a tmux pane

@@ -237,7 +237,9 @@ _DEBUG_SECTION = """
 mode = "attach"
 # With mode = "wait": how many seconds to wait for a debugger (0 = forever).
 wait_timeout = 0
-# Processes to debug (torchrun and friends): one debug port per rank.
+# Copies of the command that Tether starts itself, RANK set in each, one debug port each. A
+# launcher's command (torchrun, accelerate launch, deepspeed) keeps 1: its workers are debugged
+# through its one port.
 ranks = 1
 """
 

@@ -16,9 +16,13 @@ command, to which the loop adds debugpy, always on 127.0.0.1, never 0.0.0.0:
                                                       -m debugpy --listen 127.0.0.1:P script.py ARGS
     python [options] -m module ARGS / -c CODE ARGS   (the same, debugpy runs the module or code)
     script.py ARGS                                   (run with --python, default: this interpreter)
-"python" is any word whose file name is python, python3 or python3.N. Anything else (torchrun, a
-shell script, a command that starts debugpy itself) is refused in these modes; mode ``off`` runs
-COMMAND as it is, without a debugger.
+    torchrun ARGS, accelerate launch ARGS, deepspeed ARGS
+                                 ->  PYTHON -m torch.distributed.run ARGS (and so on) under debugpy,
+                                     PYTHON the one the launcher's script names (else --python);
+                                     debugpy follows the workers it starts: each rank is debuggable
+"python" is any word whose file name is python, python3 or python3.N. Anything else (a shell
+script, a command that starts debugpy itself) is refused in these modes; mode ``off`` runs COMMAND
+as it is, without a debugger.
 
 Keys in the pane: Ctrl-C restarts the debuggee (the new one starts once a second has passed without
 another Ctrl-C); Ctrl-C twice within a second stops it and leaves the loop (a third one: SIGKILL
