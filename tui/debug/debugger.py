@@ -48,9 +48,10 @@ StopRead = tuple[list[StackFrame], int, tuple[Variable, ...]]  # frames, the top
 STACK_LEVELS = 30
 LOCALS_PAGE = 100  # variables fetched per page; more on request
 CONNECT_TIMEOUT = 5.0
-# A restart brings debugpy back within about half a second: try often at first (each try is one
-# small relay.open on the link), then, for a run stopped for good, every 2 s.
-RECONNECT = Backoff(first=0.05, factor=2.0, maximum=0.25)
+# A restart brings debugpy back within tens of ms (the loop's standby: tui/node/standby.py), or
+# about half a second without one: try soon and often at first (each try is one small relay.open on
+# the link), then, for a run stopped for good, every 2 s.
+RECONNECT = Backoff(first=0.02, factor=2.0, maximum=0.25)
 QUICK_TRIES = 40  # ~10 s of quick tries
 IDLE_RETRY_S = 2.0
 

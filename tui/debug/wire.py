@@ -188,6 +188,7 @@ class DapConnection:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        delay = 0.01  # soon at first: a restarted run's adapter listens within tens of ms
         while True:
             remaining = max(0.0, deadline - loop.time())
             client = await cls.connect(host, port, timeout=remaining, on_event=on_event, queue=queue)
@@ -205,7 +206,8 @@ class DapConnection:
                         fix="check that the run started under debugpy (see the run pane) and that its "
                         "port is forwarded",
                     ) from None
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     async def __aenter__(self: _C) -> _C:
         return self
