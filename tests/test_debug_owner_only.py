@@ -159,6 +159,20 @@ print(json.dumps(out))
 """
 
 
+# Join the debug port's SO_REUSEPORT group (the loop's standby binds it beside the run's adapter):
+# the kernel lets only the owner's uid in; anyone else would share the run's connections.
+JOIN = r"""
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    print("joined")
+except OSError as exc:
+    print("refused", exc.errno)
+"""
+
+
 def on_node(testbed: Testbed, argv: list[str], *, other: bool, timeout: float = 60) -> str:
     """``argv`` on the node (its network, hostname and mount namespaces), as root or as ``nobody``."""
     prefix = [*testbed.node.nsenter_argv(), *(OTHER if other else ())]
@@ -235,6 +249,12 @@ async def test_a_second_user_on_the_node_cannot_reach_the_debugger_and_the_owner
         assert rank(events).status is RankStatus.RUNNING
         mine = probe(node, "ports", str(state.port), other=False)
         assert mine[0]["initialized"] and mine[0]["evaluated"] == str(node.uid), mine
+
+        # The debug port's group (the standby's way in) takes the owner, and no one else.
+        refused = on_node(node, ["/usr/bin/python3", "-c", JOIN, str(state.port)], other=True).split()
+        assert refused == ["refused", "98"], refused  # EADDRINUSE
+        joined = node.node_run_as_user(f"/usr/bin/python3 - {state.port}", input=JOIN, timeout=30, check=True)
+        assert joined.stdout.split() == ["joined"], joined.stdout
     await session.down()
 
 

@@ -78,7 +78,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "sync": ("ignore", "protect", "delete_threshold"),
     "ports": (),  # any name
     "layout": ("panes",),
-    "debug": ("mode", "wait_timeout", "ranks", "provide_debugpy", "vscode_port"),
+    "debug": ("mode", "wait_timeout", "ranks", "provide_debugpy", "vscode_port", "standby"),
     "scheduler": SCHEDULER_KEYS,
     "ui": ("theme", "stats_interval", "keys", "terminal_alert", "metrics", "long_lines"),
 }

@@ -92,6 +92,9 @@ class DebugConfig:
     # The laptop TCP port VS Code attaches to (a forward of the debug port): every user of the
     # laptop can connect to 127.0.0.1. false: no such port, no launch.json.
     vscode_port: bool = True
+    # The loop starts the next run ahead (debugpy imported, its adapter up, no user code run), so
+    # a restart takes milliseconds; false where memory on the node is tight (one more interpreter).
+    standby: bool = True
 
 
 TERMINAL_ALERTS = ("off", "bell", "desktop")

@@ -217,6 +217,7 @@ def read_debug(section: TableReader) -> DebugConfig:
         ranks=section.integer("ranks", 1, minimum=1),
         provide_debugpy=section.choice("provide_debugpy", "auto", ("auto", "ask", "never")),
         vscode_port=section.boolean("vscode_port", True),
+        standby=section.boolean("standby", True),
     )
 
 

@@ -40,6 +40,9 @@ from typing import Any
 GUARD_MODULE = "tether_debugguard"  # this file's name where the loop copies it
 ADAPTER_DIR = "tether_adapter"  # next to this file: its __main__.py runs the guarded adapter
 ROOT_ENV = "TETHER_DEBUGPY_ROOT"  # the folder holding the run's debugpy package, for the adapter
+# A standby run (the loop's next run, started ahead): the FIFO in the loop's 0700 folder that says
+# "go", one byte to the run and one to its adapter (the loop holds it open until then).
+GATE_ENV = "TETHER_STANDBY_GATE"
 ADAPTER_MAIN = (
     "# Written by Tether's debug loop: debugpy's adapter with its listeners guarded (tether_debugguard).\n"
     "import os, sys\n"
@@ -114,9 +117,18 @@ def peer_allowed(conn: socket.socket) -> bool:
 
 
 class GuardedSocket(socket.socket):
-    """A listening socket whose accept() hands out only connections of this uid (or root)."""
+    """A listening socket whose accept() hands out only connections of this uid (or root). A
+    standby's debug port is bound but listens only once the loop says go (``gate``)."""
+
+    gate: str | None = None
+    backlog = socket.SOMAXCONN
 
     def accept(self) -> tuple[socket.socket, Any]:
+        if self.gate:
+            gate, self.gate = self.gate, None
+            if not wait_at_gate(gate):
+                os._exit(0)  # the loop dropped this standby: its adapter goes with it
+            self.listen(self.backlog)
         while True:
             conn, address = super().accept()
             if peer_allowed(conn):
@@ -167,6 +179,52 @@ def guard(listener: socket.socket) -> socket.socket:
     guarded = GuardedSocket(listener.family, listener.type, listener.proto, fileno=listener.detach())
     guarded.settimeout(timeout)
     return guarded
+
+
+def wait_at_gate(path: str) -> bool:
+    """Until the loop says go (one byte from the FIFO ``path``); False when it never will (its end
+    closed: the standby is dropped)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while True:
+            try:
+                return bool(os.read(fd, 1))
+            except InterruptedError:
+                continue
+    finally:
+        os.close(fd)
+
+
+def debug_port_server(create_server: Callable[..., socket.socket], gate: str | None) -> Callable[..., socket.socket]:
+    """debugpy's ``create_server`` for the adapter: the debug port (the one port given; the others
+    are the kernel's pick) with SO_REUSEPORT, so that the loop's standby can hold the port beside
+    the run's adapter (the kernel lets only this uid join), and, in a standby (``gate``), bound but
+    not listening until the loop says go: no client can reach it before it is the run."""
+
+    def create(host: Any, port: Any = 0, backlog: int = socket.SOMAXCONN, timeout: Any = None) -> socket.socket:
+        if not port or not hasattr(socket, "SO_REUSEPORT"):
+            return guard(create_server(host, port, backlog, timeout))
+        host = host or "127.0.0.1"
+        family = socket.AF_INET6 if host.count(":") > 1 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        server = guard(sock)
+        assert isinstance(server, GuardedSocket)
+        if timeout is not None:
+            server.settimeout(timeout)
+        if gate:
+            server.gate, server.backlog = gate, backlog
+        else:
+            server.listen(backlog)
+        return server
+
+    return create
 
 
 def install(spawns_adapter: bool = True) -> None:
@@ -226,6 +284,7 @@ def adapter_main() -> None:
     install(spawns_adapter=False)
     from debugpy.common import sockets
 
+    sockets.create_server = debug_port_server(sockets.create_server, os.environ.pop(GATE_ENV, None))
     create_client = sockets.create_client  # the adapter's one client socket: the endpoints for the debuggee
 
     def waiting_client(*args: Any, **kwargs: Any) -> socket.socket:
@@ -432,7 +491,34 @@ def main() -> None:
 
     _honour_pythonbreakpoint()
     _answer_without_nagle()
+    gate = os.environ.pop(GATE_ENV, None)
+    if gate:
+        _stand_by(cli, gate)
     cli.main()
+
+
+def _stand_by(cli: Any, gate: str) -> None:
+    """A standby: debugpy starts (its import, its adapter: most of a start's time), then the run
+    waits for the loop's go before any of the user's code runs, so it runs the files as they are
+    then. The adapter learns of the gate from the environment it starts with."""
+    start_debugging = cli.start_debugging
+
+    def start_at_go(argv_0: str) -> None:
+        wait_for_client = cli.options.wait_for_client
+        cli.options.wait_for_client = False
+        os.environ[GATE_ENV] = gate  # for the adapter that listen() starts
+        try:
+            start_debugging(argv_0)
+        finally:
+            os.environ.pop(GATE_ENV, None)
+        if not wait_at_gate(gate):
+            sys.exit(0)  # dropped before it ran
+        if wait_for_client:
+            import debugpy
+
+            debugpy.wait_for_client()
+
+    cli.start_debugging = start_at_go
 
 
 def _answer_without_nagle() -> None:

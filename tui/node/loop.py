@@ -77,6 +77,7 @@ from tui.node import debugguard
 from tui.node import loopstate as ls
 from tui.node.loopcmd import HOST, CommandError, Launch, build_launch
 from tui.node.pyenv import PYTHON_ENV_PROBE, debugpy_install_fix
+from tui.node.standby import Standby, processes_with
 
 RUN_PYTHONPATH = "TETHER_RUN_PYTHONPATH"  # the user's PYTHONPATH, kept aside while the loop runs with the agent's
 HOOK = "tether_breakpoint.breakpointhook"  # PYTHONBREAKPOINT for the run (tui/node/hook.py, copied next to the state)
@@ -114,6 +115,9 @@ DOUBLE_CTRL_C_S = 1.0
 MAX_BACKOFF_S = 30.0
 LOG_ROTATE_BYTES = 64 * 1024 * 1024
 TICK_S = 0.2
+HANDOVER_TICK_S = 0.005  # while a restart waits for the old run to go: its adapter ends unannounced
+STANDBY_AFTER_S = 0.2  # the standby starts this long after the run listens (not competing with its start)
+STANDBY_TRIES = 3  # standbys that die before their go: after these, restarts start from scratch
 PORT_WAIT_S = 3.0
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")  # colours, titles
 _EXIT_HINT = "press Ctrl-C or r in Tether to restart, Ctrl-C twice to leave"
@@ -150,6 +154,7 @@ class Options:
     prefix: tuple[str, ...] = ()  # a container prefix put before the launch argv (apptainer exec ...)
     debugpy_dir: Path | None = None  # a folder holding Tether's copy of debugpy, used when the run has none
     provide_debugpy: str = "auto"  # [debug] provide_debugpy: "never" stops at once when debugpy is missing
+    standby: bool = True  # [debug] standby: the next run starts ahead, so a restart takes milliseconds
 
 
 @dataclass
@@ -177,6 +182,7 @@ class Run:
     debugger_gone: bool = False  # ... for DEBUGGER_GONE_S with the run alive: the adapter is gone
     waiting_at: str | None = None  # "train.py:42": breakpoint() waits for a debugger there
     pdb: str = ""  # the Unix socket where pdb waits instead (the run's python has no debugpy)
+    gate: Standby | None = None  # the standby it was, until it and its adapter passed their gate
 
 
 def _noop(signum: int, frame: Any) -> None:
@@ -242,6 +248,8 @@ class Supervisor:
         self.debugpy_missing = False
         self._debugpy_fix: str | None = None
         self.breakpoint_seen: tuple[int, int] | None = None
+        self.standby: Standby | None = None
+        self.standby_failures = 0
 
     # ---------------------------------------------------------------- output: pane, log, tail
     def _pane(self, data: bytes) -> None:
@@ -328,6 +336,8 @@ class Supervisor:
             "debugpy_from_tether": bool(self.use_debugpy_dir),
             "waiting_at": run.waiting_at if run is not None else None,
             "pdb": run.pdb if run is not None and run.waiting_at else "",
+            "standby_pid": self.standby.popen.pid if self.standby is not None else None,
+            "standby_token": self.standby.token if self.standby is not None else None,
         }
         if self.debugpy_missing:
             common["fix"] = self.debugpy_fix()
@@ -377,9 +387,17 @@ class Supervisor:
             return
         self.restarts += 1
         self.last_start = time.monotonic()
-        if self.options.mode != "off":
-            env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-        self.say(("starting " if self.restarts == 0 else f"restart {self.restarts}: ") + " ".join(self.launch.argv))
+        said = ("starting " if self.restarts == 0 else f"restart {self.restarts}: ") + " ".join(self.launch.argv)
+        standby, self.standby = self.standby, None
+        if standby is not None and standby.alive() and standby.fits(self.launch.argv, env):
+            self.say(said + " (started ahead)")
+            standby.go()
+            run = Run(standby.popen, standby.fd, standby.token, time.monotonic(), time.time(), gate=standby)
+            self._adopt(run)
+            return
+        if standby is not None:
+            standby.drop()  # the command or its environment changed since: it would run the old one
+        self.say(said)
         read_fd, write_fd = os.pipe()
         try:
             popen = subprocess.Popen(
@@ -412,13 +430,50 @@ class Supervisor:
             return
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        run = Run(popen, read_fd, token, time.monotonic(), time.time())
+        self._adopt(Run(popen, read_fd, token, time.monotonic(), time.time()))
+
+    def _adopt(self, run: Run) -> None:
         if self.options.mode == "off":
             run.up = run.started
-        self.sel.register(read_fd, selectors.EVENT_READ, lambda _key: self._read_output(run))
+        self.sel.register(run.fd, selectors.EVENT_READ, lambda _key: self._read_output(run))
         self.run = run
         self.status = "running" if self.options.mode == "off" else "starting"
         self.next_poll = 0.0
+
+    def _keep_standby(self, now: float) -> None:
+        """A standby ready beside a run that is up (see tui.node.standby); one that died before its
+        go is said once it has happened STANDBY_TRIES times, and not made again."""
+        standby, run = self.standby, self.run
+        if standby is not None and not standby.alive():
+            self.standby = None
+            standby.drop()
+            self.standby_failures += 1
+            if self.standby_failures == STANDBY_TRIES:
+                self.say("the next run could not be started ahead (it ended before its turn); restarts start it then")
+            return
+        wanted = (
+            self.options.standby
+            and self.options.mode != "off"
+            and self.hook_dir is not None  # the guard that holds the standby's port
+            and not self.quitting
+            and self.standby_failures < STANDBY_TRIES
+            and run is not None
+            and run.phase == "alive"
+            and run.up is not None
+            and now - run.up >= STANDBY_AFTER_S
+        )
+        if not wanted or standby is not None:
+            return
+        try:
+            self.standby = Standby.start(self.launch.argv, self._run_env(uuid.uuid4().hex), self.dir, self.preexec)
+        except OSError as exc:
+            self.standby_failures = STANDBY_TRIES
+            self.say(f"the next run cannot be started ahead ({exc}); restarts start it then")
+
+    def _drop_standby(self) -> None:
+        standby, self.standby = self.standby, None
+        if standby is not None:
+            standby.drop()
 
     def _run_env(self, token: str) -> dict[str, Any]:
         """The debuggee's environment: the pane's, the user's PYTHONPATH back, the hook, the port."""
@@ -443,6 +498,8 @@ class Supervisor:
             env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
             if self.hook_dir is not None:
                 env.setdefault("PYTHONBREAKPOINT", HOOK)
+        if self.options.mode != "off":
+            env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         return env
 
     def _debugpy_dir_needed(self, env: dict[str, Any]) -> bool:
@@ -608,6 +665,8 @@ class Supervisor:
                     self._signal_run(run, signal.SIGTERM)
                     run.phase, run.kill_at = "term", now + self.options.grace
         if run.phase == "alive":
+            if run.gate is not None and run.gate.taken():
+                run.gate = None
             if now >= self.next_poll:
                 self._poll_debugger(run, now)
             return
@@ -672,6 +731,8 @@ class Supervisor:
         if run.fd >= 0:
             self.sel.unregister(run.fd)
             os.close(run.fd)
+        if run.gate is not None:
+            run.gate.close_gate()
         code = run.exit_code if run.exit_code is not None else -9
         # How long the program itself ran: from debugpy's listening (seen here) on, since debugpy
         # alone takes a second or two to start; one that never got that far counts as quick.
@@ -780,6 +841,7 @@ class Supervisor:
             return
         self.say(f"leaving the loop ({why})")
         self.quitting = True
+        self._drop_standby()
         if self.run is None and self.start_at is not None:  # between two runs
             self.status, self.last = "stopped", dict(self.last, exit_reason=why)
         self.start_at = None
@@ -867,7 +929,12 @@ class Supervisor:
 
     # ---------------------------------------------------------------- main loop
     def _cleanup_previous(self, old: dict[str, Any] | None) -> None:
-        """Stop what a killed loop left here: processes of its last run's session, recognised by token."""
+        """Stop what a killed loop left here: processes of its last run's session, recognised by
+        token, and its standby's (the kernel ended the standby with the loop; its adapter may stay)."""
+        if old and isinstance(old.get("standby_token"), str):
+            for pid in processes_with(f"TETHER_LOOP_RUN={old['standby_token']}"):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         if not old or not isinstance(old.get("pgid"), int) or not isinstance(old.get("token"), str):
             return
         entry = f"TETHER_LOOP_RUN={old['token']}"
@@ -911,6 +978,8 @@ class Supervisor:
                 timeout = TICK_S if self.run is None or self.run.up is not None else 0.05
                 if self.start_at is not None:
                     timeout = min(timeout, max(0.05, self.start_at - now))
+                    if self.run is not None and self.run.phase != "alive" or self.run is None and now >= self.start_at:
+                        timeout = HANDOVER_TICK_S
                 for key, _mask in self.sel.select(timeout):
                     if key.data is None:
                         try:
@@ -924,6 +993,7 @@ class Supervisor:
                 now = time.monotonic()
                 if self.run is not None:
                     self._check_run(now)
+                self._keep_standby(now)
                 if self.run is None:
                     if self.quitting:
                         self.done = True
@@ -934,6 +1004,7 @@ class Supervisor:
         finally:
             if self.run is not None:  # an unexpected error: never leave the debuggee behind
                 self._signal_run(self.run, signal.SIGKILL)
+            self._drop_standby()
             self.done = True
             self._save()
             signal.set_wakeup_fd(-1)
@@ -979,6 +1050,9 @@ def parse_args(argv: list[str]) -> Options:
         default="auto",
         help="never: stop with the fix when the run's python has no debugpy (else wait for Tether's copy)",
     )
+    parser.add_argument(
+        "--no-standby", action="store_true", help="start each run only when it is due ([debug] standby = false)"
+    )
     args = parser.parse_args(argv[:split])
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a TCP port (1-65535)")
@@ -996,6 +1070,7 @@ def parse_args(argv: list[str]) -> Options:
         tuple(shlex.split(args.prefix)),
         args.debugpy_dir,
         args.provide_debugpy,
+        not args.no_standby,
     )
 
 

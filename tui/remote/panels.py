@@ -42,6 +42,7 @@ def layout_request(
         "ranks": debug.ranks,
         "interpreter": run.interpreter,
         "provide_debugpy": debug.provide_debugpy,
+        "standby": debug.standby,
     }
     return {
         "workspace": workspace.name,
