@@ -157,7 +157,15 @@ class GpuPanel(Vertical):
     def show(self, stats: GpuStats) -> None:
         self.stats = stats
         note, table = self.query_one("#gpu-note", Static), self.query_one(DataTable)
-        rows = [
+        fill_table(table, GPU_COLUMNS, self.rows)
+        table.display = bool(stats.gpus)
+        note.display = not stats.gpus
+        note.update(stats.reason or "no GPU")
+
+    @property
+    def rows(self) -> list[tuple[str, ...]]:
+        """One row per GPU, in full (a long name is shortened on screen only)."""
+        return [
             (
                 gpu.index,
                 _value(gpu.utilization, "%"),
@@ -166,19 +174,14 @@ class GpuPanel(Vertical):
                 _value(gpu.power_w, " W"),
                 gpu.name.removeprefix("NVIDIA "),
             )
-            for gpu in stats.gpus
+            for gpu in (self.stats.gpus if self.stats is not None else ())
         ]
-        fill_table(table, GPU_COLUMNS, rows)
-        table.display = bool(stats.gpus)
-        note.display = not stats.gpus
-        note.update(stats.reason or "no GPU")
 
     @property
     def text(self) -> str:
-        """What the panel says, as plain text."""
+        """What the panel says, as plain text (in full)."""
         if self.stats is None:
             return ""
         if not self.stats.gpus:
             return self.stats.reason
-        table = self.query_one(DataTable)
-        return "\n".join(" ".join(str(c) for c in table.get_row_at(i)) for i in range(table.row_count))
+        return "\n".join(" ".join(row) for row in self.rows)
