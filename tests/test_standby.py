@@ -21,7 +21,7 @@ from test_loop import Pane, alive, wait_for
 
 from tui.config import load_workspace
 from tui.node import loopstate as ls
-from tui.node.panes import loop_script
+from tui.node.layout import loop_options
 from tui.remote.panels import layout_request
 
 SCRIPT = (
@@ -109,11 +109,23 @@ def test_no_standby_when_turned_off(loop_pane: Pane, tmp_path: Path):
     assert "(started ahead)" not in pane.text()
 
 
-@pytest.mark.parametrize("setting, flagged", [("", False), ("standby = false\n", True)])
-def test_debug_standby_in_tether_toml_reaches_the_loop(tmp_path: Path, setting: str, flagged: bool) -> None:
+@pytest.mark.parametrize("setting, wanted", [("", True), ("standby = false\n", False)])
+def test_debug_standby_in_tether_toml_reaches_the_loop(tmp_path: Path, setting: str, wanted: bool) -> None:
+    """As the loop's options (taken at its next start, like the mode: no run is stopped for it)."""
     (tmp_path / "tether.toml").write_text(
         '[workspace]\nname = "w1"\nremote_root = "~/w1"\n[connection]\nlogin = "hpc"\n[debug]\n' + setting
     )
-    run = layout_request(load_workspace(tmp_path / "tether.toml"))["run"]
-    line = loop_script(run, rank=0, port=5678, state=tmp_path / "state.json", agent_python="python3", agent_root="/a")
-    assert ("--no-standby" in line) is flagged
+    loop = layout_request(load_workspace(tmp_path / "tether.toml"))["run"]["loop"]
+    assert loop_options(loop)["standby"] is wanted
+
+
+def test_turned_off_while_running_the_standby_goes_at_the_next_restart(loop_pane: Pane, tmp_path: Path):
+    pane, script = loop_pane, tmp_path / "train.py"
+    script.write_text(SCRIPT.format(VERSION=1))
+    start(pane, script)
+    ready = pane.wait_state("a standby", lambda s: s.get("standby_pid") is not None)
+    ls.write_options(pane.dir, {"mode": "attach", "wait_timeout": 0, "standby": False})
+    ls.send_control(pane.state, "restart")
+    second = pane.wait_state("the restart", lambda s: s["restarts"] == 1 and s["status"] == "running")
+    assert second["pid"] != ready["standby_pid"] and second.get("standby_pid") is None
+    wait_for(lambda: not alive(ready["standby_pid"]), "the dropped standby to end")

@@ -455,7 +455,11 @@ class Layout:
 
 def loop_options(loop: dict[str, Any]) -> dict[str, Any]:
     """The options of a layout request's ``run.loop`` that a running loop takes at its next start."""
-    return {"mode": str(loop.get("mode", "attach")), "wait_timeout": float(loop.get("wait_timeout") or 0)}
+    return {
+        "mode": str(loop.get("mode", "attach")),
+        "wait_timeout": float(loop.get("wait_timeout") or 0),
+        "standby": bool(loop.get("standby", True)),
+    }
 
 
 def _agent_root() -> str:
@@ -487,6 +491,20 @@ CURRENT: Layout | None = None
 
 def run_pane_pid() -> int | None:
     return CURRENT.run_pid if CURRENT is not None else None
+
+
+def standby_pids() -> set[int]:
+    """The loops' next runs, started ahead (tui.node.standby): not the run's processes yet."""
+    workspace = CURRENT.workspace if CURRENT is not None else None
+    if not workspace:
+        return set()
+    pids = set()
+    for state in state_dir(workspace).glob("loop*/state.json"):
+        with contextlib.suppress(ls.LoopError, OSError):
+            pid = (ls.read_state(state) or {}).get("standby_pid")
+            if isinstance(pid, int):
+                pids.add(pid)
+    return pids
 
 
 def register(agent: Any) -> None:

@@ -786,6 +786,11 @@ class Supervisor:
         agent), taken at a start: a mode changed while this run went on applies from here, and no
         run is stopped for it. A mode the command cannot run in is said once and left."""
         wanted = ls.read_options(self.dir)
+        standby = bool(wanted.get("standby", self.options.standby))
+        if standby != self.options.standby:
+            self.options = dataclasses.replace(self.options, standby=standby)
+            if not standby:
+                self._drop_standby()
         mode = wanted.get("mode", self.options.mode)
         wait_timeout = float(wanted.get("wait_timeout", self.options.wait_timeout))
         if mode not in MODES or (mode, wait_timeout) == (self.options.mode, self.options.wait_timeout):

@@ -45,7 +45,7 @@ LOG_NAME = "output.log"
 TAIL_NAME = "output.tail"
 TAIL_LINES = 200
 OPTIONS_NAME = "options.json"
-OPTION_KEYS = ("mode", "wait_timeout")
+OPTION_KEYS = ("mode", "wait_timeout", "standby")
 # Unix socket addresses hold ~108 bytes; longer paths go through /proc/self/fd/N/NAME.
 _MAX_SOCKET_PATH = 100
 

@@ -80,8 +80,6 @@ def loop_script(
     ]
     if interpreter:
         words += ["--python", interpreter]
-    if not loop.get("standby", True):
-        words.append("--no-standby")
     if run.get("prefix"):
         words += ["--prefix", run["prefix"]]
     lines = [_WAIT_FOR_PIPE] if wait_for_pipe else []

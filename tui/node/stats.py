@@ -117,14 +117,16 @@ def command_line(pid: int) -> str:
     return text.replace(home + "/", "~/")[:80]
 
 
-def descendants(processes: dict[int, tuple[int, int, int]], root: int) -> list[int]:
+def descendants(processes: dict[int, tuple[int, int, int]], root: int, hidden: set[int] | None = None) -> list[int]:
+    """``root`` and every process below it, but for ``hidden`` ones and what is below them."""
+    hidden = hidden or set()
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in processes.items():
         children.setdefault(ppid, []).append(pid)
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
-        if pid in processes and pid not in found:
+        if pid in processes and pid not in found and pid not in hidden:
             found.append(pid)
             todo.extend(children.get(pid, []))
     return sorted(found)
@@ -146,8 +148,11 @@ def diff_section(
 class Sampler:
     """Takes samples and turns them into the smallest message that updates the laptop's view."""
 
-    def __init__(self, run_pid: Any = lambda: None) -> None:
+    def __init__(self, run_pid: Any = lambda: None, hidden: Any = set) -> None:
+        """``run_pid``: the run pane's process; ``hidden``: the processes below it that are not
+        the run's (the loop's standby)."""
         self._run_pid = run_pid
+        self._hidden = hidden
         self._cpu: tuple[int, int] | None = None
         self._proc_jiffies: dict[int, tuple[int, float]] = {}
         self._sent: dict[str, Any] = {"node": {}, "procs": {}, "gpus": {}, "nogpu": None}
@@ -166,7 +171,7 @@ class Sampler:
             table = read_processes()
             now = time.monotonic()
             jiffies: dict[int, tuple[int, float]] = {}
-            for pid in descendants(table, root):
+            for pid in descendants(table, root, self._hidden()):
                 _, ticks, rss = table[pid]
                 jiffies[pid] = (ticks, now)
                 before = self._proc_jiffies.get(pid)
@@ -229,7 +234,7 @@ class Stats:
         self.agent.spawn("stats", self._loop)
 
     def _loop(self) -> None:
-        sampler = Sampler(_run_pane_pid)
+        sampler = Sampler(_run_pane_pid, _standby_pids)
         while self.agent.running:
             self._wake.clear()
             message = sampler.message(sampler.sample())
@@ -248,6 +253,14 @@ class Stats:
             while _run_pane_pid() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             self.start(float(state["interval"]))
+
+
+def _standby_pids() -> set[int]:
+    try:
+        from tui.node import layout
+    except Exception:
+        return set()
+    return layout.standby_pids()
 
 
 def _run_pane_pid() -> int | None:
