@@ -9,18 +9,25 @@ here); so did one that connected and left before the debuggee had reached the ad
 1 of 3 with the guard as it was). The guarded adapter holds its end of every client's connection until it has ended that
 client's session itself, and ends it for a client that left without a word.
 
-On this machine, debugpy as the loop runs it (``python -m tether_debugguard --listen``).
+On this machine, debugpy as the loop runs it (``python -m tether_debugguard --listen``), and the
+real loop in a tmux pane: ten quits and ten drops against one run, ten clients that leave at a
+restart (issue 14, done-when 2).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from debug_helpers import BREAK_LINE
 from test_debug_reattach import attach_and_hit, free_port, start_guarded
+from test_loop import Pane, alive
 
 from tui.debug.dap import DapClient
+from tui.node import loopstate as ls
 from tui.node.dapstorm import frame
 
 
@@ -96,3 +103,51 @@ async def test_a_client_that_quits_or_drops_leaves_the_port_answering_and_the_ru
         run.wait()
         assert run.stderr is not None
         run.stderr.close()
+
+
+@pytest.fixture
+def loop_pane(tmp_path: Path) -> Iterator[Pane]:
+    pane = Pane(tmp_path)
+    try:
+        yield pane
+    finally:
+        pane.close()
+
+
+async def answers_within(port: int, seconds: float) -> float:
+    """How long a DAP initialize took to be answered (failing past ``seconds``)."""
+    started = time.monotonic()
+    client = await DapClient.connect_initialized("127.0.0.1", port, timeout=seconds)
+    await client.close()
+    return time.monotonic() - started
+
+
+async def test_ten_quits_and_ten_drops_against_one_run_under_the_loop(loop_pane: Pane, tmp_path: Path):
+    """Issue 14, done-when 2: each time the port answers again within 1 s, the run's pid never
+    changes, and the loop does not go on saying "attached" once the client is gone."""
+    pane = loop_pane
+    pane.start_loop("sleep", mode="attach")
+    first = pane.wait_state("running", lambda s: s["status"] == "running")
+    for attempt in range(10):
+        for quits in (True, False):
+            await leave(pane.port, quits=quits)
+            took = await answers_within(pane.port, 1.0)
+            state = pane.wait_state("the client gone", lambda s: s["status"] == "running", timeout=5)
+            assert state["pid"] == first["pid"], (attempt, quits, state["pid"])
+            assert took < 1.0
+    assert alive(first["pid"]) and pane.read()["restarts"] == 0
+
+
+async def test_ten_clients_that_leave_at_a_restart_against_the_loop(loop_pane: Pane, tmp_path: Path):
+    """A client that comes and goes the moment a run (re)starts: the new run answers within 1 s."""
+    pane = loop_pane
+    pane.start_loop("sleep", mode="attach")
+    state = pane.wait_state("running", lambda s: s["status"] == "running")
+    for attempt in range(10):
+        await asyncio.sleep(1.1)  # the loop never starts twice within a second
+        early = asyncio.create_task(leave_early(pane.port))
+        ls.send_control(pane.state, "restart")
+        await asyncio.wait_for(early, 10)
+        new = pane.wait_state("the restart", lambda s, old=state["pid"]: s.get("pid") not in (None, old))
+        assert await answers_within(pane.port, 1.0) < 1.0, attempt
+        state = new
