@@ -171,6 +171,7 @@ class TetherCommands(Provider):
             )
         if app.sync_halt is not None:
             commands += [
+                ("Sync halt: show it", "What the halt holds back, and the choices", app.action_sync_halt),
                 (
                     "Sync: allow the deletes",
                     "Release the sync halt: do what it held back",
@@ -198,6 +199,7 @@ class TetherCommands(Provider):
                     app.action_allocate_again,
                 )
             )
+        commands.append(("Switch theme: the next one", "Tether's next theme (as t does)", app.action_cycle_theme))
         for name in app.tether_themes:
             commands.append((f"Switch theme: {name}", f"Use Tether's {name} theme", partial(app.switch_theme, name)))
         return commands
