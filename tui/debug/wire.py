@@ -199,7 +199,7 @@ class DapConnection:
                 await client.close()
                 if not client.closed_by_adapter:
                     raise
-                if loop.time() + 0.1 >= deadline:
+                if loop.time() + delay >= deadline:
                     raise DapError(
                         f"the debug adapter at {host}:{port} kept closing the connection for {timeout:g}s"
                         f" ({exc.message})",
