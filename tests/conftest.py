@@ -184,3 +184,15 @@ def terminal() -> Iterator[LaptopTerminal]:
     yield terminal
     terminal("kill-server")
     socket_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def pane(tmp_path: Path) -> Iterator[object]:
+    """A tmux pane on a private tmux server, for the debug loop (tests/test_loop.py's Pane)."""
+    from test_loop import Pane
+
+    made = Pane(tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()

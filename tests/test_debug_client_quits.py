@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from debug_helpers import BREAK_LINE
 from test_debug_reattach import attach_and_hit, free_port, start_guarded
 from test_loop import Pane, alive
@@ -105,15 +103,6 @@ async def test_a_client_that_quits_or_drops_leaves_the_port_answering_and_the_ru
         run.stderr.close()
 
 
-@pytest.fixture
-def loop_pane(tmp_path: Path) -> Iterator[Pane]:
-    pane = Pane(tmp_path)
-    try:
-        yield pane
-    finally:
-        pane.close()
-
-
 async def answers_within(port: int, seconds: float) -> float:
     """How long a DAP initialize took to be answered (failing past ``seconds``)."""
     started = time.monotonic()
@@ -122,10 +111,9 @@ async def answers_within(port: int, seconds: float) -> float:
     return time.monotonic() - started
 
 
-async def test_ten_quits_and_ten_drops_against_one_run_under_the_loop(loop_pane: Pane, tmp_path: Path):
+async def test_ten_quits_and_ten_drops_against_one_run_under_the_loop(pane: Pane, tmp_path: Path):
     """Issue 14, done-when 2: each time the port answers again within 1 s, the run's pid never
     changes, and the loop does not go on saying "attached" once the client is gone."""
-    pane = loop_pane
     pane.start_loop("sleep", mode="attach")
     first = pane.wait_state("running", lambda s: s["status"] == "running")
     for attempt in range(10):
@@ -138,9 +126,8 @@ async def test_ten_quits_and_ten_drops_against_one_run_under_the_loop(loop_pane:
     assert alive(first["pid"]) and pane.read()["restarts"] == 0
 
 
-async def test_ten_clients_that_leave_at_a_restart_against_the_loop(loop_pane: Pane, tmp_path: Path):
+async def test_ten_clients_that_leave_at_a_restart_against_the_loop(pane: Pane, tmp_path: Path):
     """A client that comes and goes the moment a run (re)starts: the new run answers within 1 s."""
-    pane = loop_pane
     pane.start_loop("sleep", mode="attach")
     state = pane.wait_state("running", lambda s: s["status"] == "running")
     for attempt in range(10):

@@ -14,7 +14,6 @@ import asyncio
 import os
 import shlex
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -82,16 +81,6 @@ def test_a_console_script_names_its_interpreter(tmp_path: Path, monkeypatch: pyt
     assert script_python("missing") is None
 
 
-@pytest.fixture
-def loop_pane(tmp_path: Path) -> Iterator[Pane]:
-    """A tmux pane on a private server for the loop (tests/test_loop.py's)."""
-    pane = Pane(tmp_path)
-    try:
-        yield pane
-    finally:
-        pane.close()
-
-
 def standin_torchrun(folder: Path) -> Path:
     """A ``torchrun`` console script as pip writes it, in this interpreter's name."""
     folder.mkdir(parents=True)
@@ -132,8 +121,7 @@ async def wait_async(check, what: str, timeout: float = 30.0):
     return value
 
 
-async def test_torchrun_under_the_loop_every_rank_debuggable_and_restarted_as_one(loop_pane: Pane, tmp_path: Path):
-    pane = loop_pane
+async def test_torchrun_under_the_loop_every_rank_debuggable_and_restarted_as_one(pane: Pane, tmp_path: Path):
     start_torchrun(pane, tmp_path, 2)
     first = pane.wait_state("running", lambda s: s["status"] == "running")
     assert "torch.distributed.run" in first["argv"] and first["name"] == "torchrun"

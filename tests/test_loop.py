@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,15 +150,6 @@ class Pane:
             except ProcessLookupError:
                 pass
         wait_for(lambda: not [p for p in marked(self.mark) if alive(p)], "the test's processes to end", 10)
-
-
-@pytest.fixture
-def pane(tmp_path: Path) -> Iterator[Pane]:
-    pane = Pane(tmp_path)
-    try:
-        yield pane
-    finally:
-        pane.close()
 
 
 def run_processes(state: dict[str, Any]) -> list[int]:
@@ -441,14 +432,20 @@ class Dap:
             if message["type"] == kind and message.get("command", message.get("event")) == name:
                 return message
 
+    @classmethod
+    def initialized(cls, port: int) -> Dap:
+        """Connected, and its ``initialize`` answered."""
+        dap = cls(port)
+        dap.request("initialize", adapterID="debugpy", clientID="tether-test", linesStartAt1=True)
+        dap.until("response", "initialize")
+        return dap
+
 
 def test_a_debugger_attaching_is_seen(pane):
     pane.start_loop("sleep", mode="wait")
     pane.wait_state("waiting", lambda s: s["status"] == "waiting_for_debugger")
-    dap = Dap(pane.port)
+    dap = Dap.initialized(pane.port)
     try:
-        dap.request("initialize", adapterID="debugpy", clientID="tether-test", linesStartAt1=True)
-        dap.until("response", "initialize")
         dap.request("attach", justMyCode=True)
         dap.until("event", "initialized")
         dap.request("configurationDone")
@@ -466,10 +463,8 @@ def test_a_debugger_that_dies_is_said_and_the_run_goes_on(pane):
     longer shown as attached (or starting) for good, and it is not restarted for it."""
     pane.start_loop("sleep", mode="attach")
     pane.wait_state("listening", lambda s: s["status"] == "running")
-    dap = Dap(pane.port)
+    dap = Dap.initialized(pane.port)
     try:
-        dap.request("initialize", adapterID="debugpy", clientID="tether-test", linesStartAt1=True)
-        dap.until("response", "initialize")
         attached = pane.wait_state("attached", lambda s: s["status"] == "attached")
         listening = {s.inode for s in ls.tcp_sockets() if s.port == pane.port and s.state == "LISTEN"}
         (adapter,) = ls.socket_owners(listening)

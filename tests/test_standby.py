@@ -13,7 +13,6 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ SCRIPT = (
 )
 
 
-@pytest.fixture
-def loop_pane(tmp_path: Path) -> Iterator[Pane]:
-    pane = Pane(tmp_path)
-    try:
-        yield pane
-    finally:
-        pane.close()
-
-
 def start(pane: Pane, script: Path, *extra: str) -> None:
     loop = [sys.executable, "-m", "tui.node.loop", "--state", str(pane.state), "--port", str(pane.port)]
     pane.type(shlex.join([*loop, "--grace", "0.5", *extra, "--", sys.executable, str(script)]))
@@ -48,8 +38,8 @@ def listeners(port: int) -> dict[int, int]:
     return ls.socket_owners({s.inode for s in ls.tcp_sockets() if s.port == port and s.state == "LISTEN"})
 
 
-def test_a_restart_hands_over_to_the_standby_which_runs_the_script_as_it_is_then(loop_pane: Pane, tmp_path: Path):
-    pane, script = loop_pane, tmp_path / "train.py"
+def test_a_restart_hands_over_to_the_standby_which_runs_the_script_as_it_is_then(pane: Pane, tmp_path: Path):
+    script = tmp_path / "train.py"
     script.write_text(SCRIPT.format(VERSION=1))
     start(pane, script)
     first = pane.wait_state("running", lambda s: s["status"] == "running")
@@ -79,8 +69,8 @@ def test_a_restart_hands_over_to_the_standby_which_runs_the_script_as_it_is_then
     assert alive(after["standby_pid"])
 
 
-def test_a_changed_command_drops_the_standby_and_starts_afresh(loop_pane: Pane, tmp_path: Path):
-    pane, script = loop_pane, tmp_path / "train.py"
+def test_a_changed_command_drops_the_standby_and_starts_afresh(pane: Pane, tmp_path: Path):
+    script = tmp_path / "train.py"
     script.write_text(SCRIPT.format(VERSION=1))
     start(pane, script)
     ready = pane.wait_state("a standby", lambda s: s.get("standby_pid") is not None)
@@ -92,8 +82,8 @@ def test_a_changed_command_drops_the_standby_and_starts_afresh(loop_pane: Pane, 
     assert "(started ahead)" not in pane.text()
 
 
-def test_no_standby_when_turned_off(loop_pane: Pane, tmp_path: Path):
-    pane, script = loop_pane, tmp_path / "train.py"
+def test_no_standby_when_turned_off(pane: Pane, tmp_path: Path):
+    script = tmp_path / "train.py"
     script.write_text(SCRIPT.format(VERSION=1))
     start(pane, script, "--no-standby")
     first = pane.wait_state("running", lambda s: s["status"] == "running")
@@ -119,8 +109,8 @@ def test_debug_standby_in_tether_toml_reaches_the_loop(tmp_path: Path, setting: 
     assert loop_options(loop)["standby"] is wanted
 
 
-def test_turned_off_while_running_the_standby_goes_at_the_next_restart(loop_pane: Pane, tmp_path: Path):
-    pane, script = loop_pane, tmp_path / "train.py"
+def test_turned_off_while_running_the_standby_goes_at_the_next_restart(pane: Pane, tmp_path: Path):
+    script = tmp_path / "train.py"
     script.write_text(SCRIPT.format(VERSION=1))
     start(pane, script)
     ready = pane.wait_state("a standby", lambda s: s.get("standby_pid") is not None)
