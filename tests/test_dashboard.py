@@ -77,7 +77,7 @@ async def test_gpu_table_shows_the_standin_nvidia_smi(node: Testbed, tmp_path: P
             "0 97% 39.3/79.6 64°C 512 W H100 80GB HBM3 (stand-in)",
             "1 12% 1.0/79.6 41°C 118 W H100 80GB HBM3 (stand-in)",
         ]
-        assert "97%" in screen_text(app)
+        await wait_until(pilot, lambda: "97%" in screen_text(app), 10)  # drawn a moment after it came
         # The `watch -n 2 nvidia-smi` pane on the node shows the (stand-in) table.
         layout = session.panels.layout
         gpu_pane = next(p.pane_id for p in layout.panes if p.name == "gpu")

@@ -651,6 +651,9 @@ class Supervisor:
         if run.stop_reason is None and run.exit_code is None:
             run.stop_reason = reason
         if run.phase == "alive":
+            # Its adapter, also where the listening poll has not seen it yet (a run just handed
+            # over from the standby): it carries the run's token, and must not outlive the run.
+            run.adapters = sorted(set(run.adapters) | set(processes_with(f"TETHER_LOOP_RUN={run.token}")))
             self._signal_run(run, signal.SIGTERM)
             run.phase, run.kill_at = "term", time.monotonic() + self.options.grace
 
