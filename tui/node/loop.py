@@ -77,7 +77,7 @@ from tui.node import debugguard
 from tui.node import loopstate as ls
 from tui.node.loopcmd import HOST, CommandError, Launch, build_launch
 from tui.node.pyenv import PYTHON_ENV_PROBE, debugpy_install_fix
-from tui.node.standby import Standby, processes_with
+from tui.node.standby import Standby, kill_now, processes_with, token_entry
 
 RUN_PYTHONPATH = "TETHER_RUN_PYTHONPATH"  # the user's PYTHONPATH, kept aside while the loop runs with the agent's
 HOOK = "tether_breakpoint.breakpointhook"  # PYTHONBREAKPOINT for the run (tui/node/hook.py, copied next to the state)
@@ -619,7 +619,7 @@ class Supervisor:
         self.port_wait = None
         owners = sorted(ls.socket_owners(held))
         token = self.last.get("token")
-        stale = [pid for pid in owners if token and ls.environ_has(pid, f"TETHER_LOOP_RUN={token}")]
+        stale = [pid for pid in owners if token and ls.environ_has(pid, token_entry(token))]
         for pid in stale:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
@@ -632,7 +632,7 @@ class Supervisor:
 
     def _members(self, run: Run) -> list[int]:
         """The run's live processes: its session, and debugpy's adapter (which left the session)."""
-        entry = f"TETHER_LOOP_RUN={run.token}"
+        entry = token_entry(run.token)
         adapters = [pid for pid in run.adapters if ls.environ_has(pid, entry) and pid in ls.live_pids([pid])]
         return ls.session_members(run.popen.pid) + adapters
 
@@ -653,7 +653,7 @@ class Supervisor:
         if run.phase == "alive":
             # Its adapter, also where the listening poll has not seen it yet (a run just handed
             # over from the standby): it carries the run's token, and must not outlive the run.
-            run.adapters = sorted(set(run.adapters) | set(processes_with(f"TETHER_LOOP_RUN={run.token}")))
+            run.adapters = sorted(set(run.adapters) | set(processes_with(token_entry(run.token))))
             self._signal_run(run, signal.SIGTERM)
             run.phase, run.kill_at = "term", time.monotonic() + self.options.grace
 
@@ -695,7 +695,7 @@ class Supervisor:
         if listening and not run.listening:
             run.listening = True
             self.debugpy_missing = False
-            entry = f"TETHER_LOOP_RUN={run.token}"
+            entry = token_entry(run.token)
             run.adapters = [pid for pid in ls.socket_owners(listening) if ls.environ_has(pid, entry)]
         if listening or not run.listening:
             run.unheard_since = None
@@ -940,12 +940,10 @@ class Supervisor:
         """Stop what a killed loop left here: processes of its last run's session, recognised by
         token, and its standby's (the kernel ended the standby with the loop; its adapter may stay)."""
         if old and isinstance(old.get("standby_token"), str):
-            for pid in processes_with(f"TETHER_LOOP_RUN={old['standby_token']}"):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_now(processes_with(token_entry(old["standby_token"])))
         if not old or not isinstance(old.get("pgid"), int) or not isinstance(old.get("token"), str):
             return
-        entry = f"TETHER_LOOP_RUN={old['token']}"
+        entry = token_entry(old["token"])
         leftovers = [pid for pid in ls.session_members(old["pgid"]) if ls.environ_has(pid, entry)]
         if not leftovers:
             return

@@ -36,10 +36,22 @@ def _without_token(env: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in env.items() if key != TOKEN_ENV}
 
 
+def token_entry(token: str) -> str:
+    """The environment entry that marks a run's processes: ``TETHER_LOOP_RUN=<token>``."""
+    return f"{TOKEN_ENV}={token}"
+
+
 def processes_with(entry: str) -> list[int]:
-    """Every process of this user whose environment holds ``entry`` ("TETHER_LOOP_RUN=...")."""
+    """Every process of this user whose environment holds ``entry`` (a ``token_entry``)."""
     pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     return [pid for pid in pids if pid != os.getpid() and ls.environ_has(pid, entry)]
+
+
+def kill_now(pids: set[int] | list[int]) -> None:
+    """SIGKILL each of ``pids`` that is still there."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -118,11 +130,7 @@ class Standby:
     def drop(self) -> None:
         """End it and its adapter (closing the gate alone makes both leave, this does not wait)."""
         self._close_gate()
-        entry = f"{TOKEN_ENV}={self.token}"
-        targets = set(ls.session_members(self.popen.pid)) | set(processes_with(entry))
-        for pid in targets:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        kill_now(set(ls.session_members(self.popen.pid)) | set(processes_with(token_entry(self.token))))
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
