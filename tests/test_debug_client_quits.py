@@ -18,6 +18,7 @@ restart (issue 14, done-when 2).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -68,7 +69,10 @@ async def leave_early(port: int) -> None:
         except OSError:
             await asyncio.sleep(0.002)
     writer.write(frame({"seq": 1, "type": "request", "command": "initialize", "arguments": {"adapterID": "t"}}))
-    await writer.drain()
+    # The port may still have been the old run's, whose adapter the restart ends: a reset is that
+    # client's lot (it leaves anyway); what is tested is that the new run answers afterwards.
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
     writer.close()
 
 
