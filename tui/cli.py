@@ -10,10 +10,12 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tui import __version__
+from tui.bringup import BringUpClock
 from tui.config import ConfigError, Workspace, find_config, load_workspace
 from tui.errors import TetherError
 from tui.state import ConsoleLock, StateStore, UiPrefs, workspace_id
@@ -43,17 +45,33 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_console(workspace: Workspace, *, theme: str | None, attach: bool = False, demo: bool = False) -> int:
+def _clock(args: argparse.Namespace) -> BringUpClock | None:
+    return BringUpClock(args.started) if args.verbose else None
+
+
+def _run_console(
+    workspace: Workspace,
+    *,
+    theme: str | None,
+    attach: bool = False,
+    demo: bool = False,
+    clock: BringUpClock | None = None,
+) -> int:
     # Refused before logging in: two consoles on one workspace would fight over its sync and run.
     with ConsoleLock(workspace_id(workspace.config_path)):
-        return _console(workspace, theme=theme, attach=attach, demo=demo)
+        code = _console(workspace, theme=theme, attach=attach, demo=demo, clock=clock)
+    if clock is not None:
+        print("bring-up stages (seconds since the command started):", file=sys.stderr)
+        for line in clock.lines():
+            print("  " + line, file=sys.stderr)
+    return code
 
 
-def _console(workspace: Workspace, *, theme: str | None, attach: bool, demo: bool) -> int:
+def _console(workspace: Workspace, *, theme: str | None, attach: bool, demo: bool, clock: BringUpClock | None) -> int:
     from tui.app import TetherApp
     from tui.session import Session
 
-    session = Session(workspace, may_submit=not attach)
+    session = Session(workspace, may_submit=not attach, clock=clock)
     asyncio.run(session.prepare())
     app = TetherApp(
         session,
@@ -75,7 +93,7 @@ def _console(workspace: Workspace, *, theme: str | None, attach: bool, demo: boo
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    return _run_console(_load(args), theme=args.theme)
+    return _run_console(_load(args), theme=args.theme, clock=_clock(args))
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
@@ -84,7 +102,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     # or attach would quietly allocate a new job.
     if workspace.scheduler.kind != "direct" and StateStore().load(workspace_id(workspace.config_path)) is None:
         raise TetherError(f"no session of {workspace.name} is known on this laptop", fix="start one with `tether up`")
-    return _run_console(workspace, theme=args.theme, attach=True)
+    return _run_console(workspace, theme=args.theme, attach=True, clock=_clock(args))
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -173,7 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workspace = load_workspace(cluster.config_path)
         print(f"demo cluster up (sshd pid {cluster.sshd_pid}); project in {cluster.config_path.parent}", flush=True)
         try:
-            return _run_console(workspace, theme=args.theme, demo=True)
+            return _run_console(workspace, theme=args.theme, demo=True, clock=_clock(args))
         finally:
             asyncio.run(Session(workspace).down())
 
@@ -205,7 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("attach", cmd_attach, "open the console on a session started earlier"),
         ("demo", cmd_demo, "try Tether on a throwaway local cluster (needs openssh-server)"),
     ):
-        add(name, handler, text).add_argument("--theme", help="console theme (dark, light, ...)")
+        console = add(name, handler, text)
+        console.add_argument("--theme", help="console theme (dark, light, ...)")
+        console.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            help="time the bring-up's stages: in the console's log once the run's first line is shown, "
+            "and on stderr when the console closes",
+        )
     add("down", cmd_down, "stop the run, release the node, close the connections")
     add("doctor", cmd_doctor, "check every hop to the node and say how to fix what is broken")
     add("status", cmd_status, "show the workspace's session and sync state").add_argument("--json", action="store_true")
@@ -231,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()  # `-v` counts the bring-up from here (the interpreter's own start is before)
     args = build_parser().parse_args(argv)
+    args.started = started
     try:
         code: int = args.handler(args)
         return code

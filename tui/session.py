@@ -16,6 +16,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
+from tui.bringup import BringUpClock, Stage
 from tui.config import HostSpec, Workspace
 from tui.debug.breakpoints import DebugMemory
 from tui.debug.debugger import Debugger
@@ -64,9 +65,14 @@ class Session:
         store: StateStore | None = None,
         ping_interval: float = 2.0,
         may_submit: bool = True,
+        clock: BringUpClock | None = None,
     ) -> None:
-        """``may_submit=False`` (`tether attach`): reuse the recorded job, never submit one unasked."""
+        """``may_submit=False`` (`tether attach`): reuse the recorded job, never submit one unasked.
+
+        ``clock`` (`tether up -v`): note when each bring-up stage is reached, and say so in the log.
+        """
         self.workspace = workspace
+        self.clock = clock
         self.ws_id = workspace_id(workspace.config_path)
         self.store = store or StateStore()
         self._ping_interval = ping_interval
@@ -333,8 +339,13 @@ class Session:
         """
         if not self.uses_pod:
             await self.login_master().start()
+        if self.clock is not None:
+            self.clock.mark(Stage.LOGIN)
 
     async def run(self, sink: EventSink) -> None:
+        if self.clock is not None:
+            self.clock.mark(Stage.CONSOLE)
+            sink = self.clock.watching(sink)
         self._sink = sink
         bridge = None
         settings = self.settings
