@@ -242,10 +242,11 @@ class Pusher:
 
 
 def _gone_meanwhile(line: str) -> bool:
-    """rsync's words for a file deleted after the plan was made (its deletion comes as its own event)."""
+    """rsync's words for a file deleted after the plan was made (its deletion comes as its own event),
+    its folder among them, or its folder replaced by a file ("Not a directory")."""
     return (
         "vanished" in line
-        or ("link_stat" in line and "No such file or directory" in line)
+        or ("link_stat" in line and ("No such file or directory" in line or "Not a directory" in line))
         or line.startswith("rsync error: some files")
         or not line.strip()
     )
