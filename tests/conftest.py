@@ -173,6 +173,11 @@ class LaptopTerminal:
     def screen(self) -> str:
         return self("capture-pane", "-p")
 
+    def close(self) -> None:
+        """End this terminal's tmux server and what runs in it."""
+        self("kill-server")
+        (Path(f"/tmp/tmux-{os.getuid()}") / self.socket).unlink(missing_ok=True)  # tmux 3.3 leaves it behind
+
 
 @pytest.fixture
 def terminal() -> Iterator[LaptopTerminal]:
@@ -180,10 +185,8 @@ def terminal() -> Iterator[LaptopTerminal]:
     if shutil.which("tmux") is None:
         skip_or_fail("needs tmux")
     terminal = LaptopTerminal()
-    socket_path = Path(f"/tmp/tmux-{os.getuid()}") / terminal.socket  # tmux 3.3 leaves it behind
     yield terminal
-    terminal("kill-server")
-    socket_path.unlink(missing_ok=True)
+    terminal.close()
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tui.events import (
+    EventSink,
     LayoutChanged,
     LinkChanged,
     LinkState,
@@ -22,8 +22,6 @@ from tui.events import (
     SyncState,
     SyncStatus,
 )
-
-EventSink = Callable[[object], None]
 
 _RUNNING = (RankStatus.RUNNING, RankStatus.ATTACHED, RankStatus.WAITING_FOR_DEBUGGER)
 
@@ -93,13 +91,14 @@ class BringUpClock:
     def done(self) -> bool:
         return Stage.FIRST_LINE in self.reached
 
+    def steps(self) -> list[tuple[Stage, float, float]]:
+        """Each stage reached, in the order reached: its time and the time since the one before."""
+        ordered = sorted(self.reached.items(), key=lambda item: item[1])
+        return [(stage, at, at - before) for (stage, at), before in zip(ordered, [0.0] + [at for _, at in ordered])]
+
     def lines(self) -> list[str]:
         """One line per stage reached, in the order reached, with the time since the one before."""
-        out = []
-        previous = 0.0
-        for stage, at in sorted(self.reached.items(), key=lambda item: item[1]):
-            out.append(f"{at:7.2f} s  (+{at - previous:.2f})  {stage.value}")
-            previous = at
+        out = [f"{at:7.2f} s  (+{step:.2f})  {stage.value}" for stage, at, step in self.steps()]
         missing = [stage.value for stage in Stage if stage not in self.reached]
         if missing:
             out.append("    not reached: " + ", ".join(missing))
@@ -107,15 +106,8 @@ class BringUpClock:
 
     def summary(self) -> str:
         """One line for the console's log: the total, then each stage's share."""
-        ordered = sorted(self.reached.items(), key=lambda item: item[1])
-        if not ordered:
+        steps = self.steps()
+        if not steps:
             return "bring-up: no stage reached yet"
-        parts = []
-        previous = 0.0
-        for stage, at in ordered:
-            parts.append(f"{stage.name.lower().replace('_', ' ')} +{at - previous:.2f}")
-            previous = at
-        return f"bring-up {ordered[-1][1]:.2f} s: " + " · ".join(parts)
-
-    def to_json(self) -> dict[str, float]:
-        return {stage.name.lower(): round(at, 4) for stage, at in self.reached.items()}
+        parts = [f"{stage.name.lower().replace('_', ' ')} +{step:.2f}" for stage, _, step in steps]
+        return f"bring-up {steps[-1][1]:.2f} s: " + " · ".join(parts)

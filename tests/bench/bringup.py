@@ -29,6 +29,7 @@ from common import DelayRelay, bench_parser, bench_workspace, private_state_dirs
 from conftest import LaptopTerminal
 from node_helpers import clean_node
 from testbed import Testbed
+from testbed.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MARKER = "bench-first-line"
@@ -49,15 +50,6 @@ def make_project(folder: Path, files: int, big_bytes: int) -> None:
         (package / f"f{index:04d}.py").write_text(f"# module {index}\nVALUE = {index}\n" + "x = 1\n" * 40)
     (folder / "data.bin").write_bytes(os.urandom(big_bytes))
     (folder / "train.py").write_text(TRAIN)
-
-
-def wait(condition, timeout: float, what: str, interval: float = 0.005):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"benchmark: still waiting for {what}")
-        time.sleep(interval)
-    return result
 
 
 def floor_once(testbed: Testbed, project: Path, ssh_config: Path) -> float:
@@ -95,14 +87,13 @@ def tether_once(testbed: Testbed, config: Path) -> tuple[float, dict[str, float]
     try:
         started = time.monotonic()
         terminal.run_tether("-c", str(config), "up", "-v")
-        wait(lambda: MARKER in terminal.screen(), 120, "the run's first line on the terminal")
+        wait_until(lambda: MARKER in terminal.screen(), 120, 0.005, "the run's first line on the terminal")
         took = time.monotonic() - started
         terminal("send-keys", "q")
-        wait(lambda: terminal.EXITED in terminal.screen(), 60, "the console closed", 0.05)
+        wait_until(lambda: terminal.EXITED in terminal.screen(), 60, 0.05, "the console closed")
         screen = terminal.screen()
     finally:
-        terminal("kill-server")
-        Path(f"/tmp/tmux-{os.getuid()}", terminal.socket).unlink(missing_ok=True)
+        terminal.close()
         tether(config, "down")
     stages = {match.group(2): float(match.group(1)) for line in screen.splitlines() if (match := STAGE.match(line))}
     return took, stages

@@ -30,6 +30,7 @@ from common import bench_parser, run_benchmark
 from conftest import LaptopTerminal
 from node_helpers import clean_node, write_workspace
 from testbed import Testbed
+from testbed.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -81,15 +82,6 @@ while True:
         break
 """
 ATTACHED = 'ps -u $(id -u) -o pid=,args= | awk \'$2 == "tmux" && $3 == "attach" {print $1}\''
-
-
-def wait(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"benchmark: still waiting for {what}")
-        time.sleep(0.05)
-    return result
 
 
 def local_ticks(*pids: int | str) -> list[int]:
@@ -151,11 +143,11 @@ async def bench(testbed: Testbed, scratch: Path, seconds: float) -> dict:
     terminal = LaptopTerminal()
     try:
         terminal.run_tether("-c", str(config), "up")
-        wait(lambda: "loss" in terminal.screen(), 60, "the run's output in the console")
-        console = wait(lambda: console_pid(terminal), 10, "the console's pid")
+        wait_until(lambda: "loss" in terminal.screen(), 60, 0.05, "the run's output in the console")
+        console = wait_until(lambda: console_pid(terminal), 10, 0.05, "the console's pid")
         loop = (
-            wait(lambda: loop_pid(testbed), 20, "the loop's pid on the node"),
-            wait(lambda: runlog_pid(testbed), 20, "the run log's writer on the node"),
+            wait_until(lambda: loop_pid(testbed), 20, 0.05, "the loop's pid on the node"),
+            wait_until(lambda: runlog_pid(testbed), 20, 0.05, "the run log's writer on the node"),
         )
         session = (
             "tether-"
@@ -173,9 +165,10 @@ async def bench(testbed: Testbed, scratch: Path, seconds: float) -> dict:
             f"nohup {testbed.plain_python} -c {shlex.quote(ATTACH)} ={session} </dev/null >/dev/null 2>&1 &"
         )
         client = int(
-            wait(
+            wait_until(
                 lambda: testbed.node_run_as_user(ATTACHED).stdout.strip(),
                 10,
+                0.05,
                 "the tmux client on the node",
             )
         )
@@ -186,8 +179,7 @@ async def bench(testbed: Testbed, scratch: Path, seconds: float) -> dict:
         silent = window(testbed, console, loop, client, seconds)
     finally:
         testbed.node_run_as_user(f"rm -f ~/bench-loud; kill $({ATTACHED}) 2>/dev/null; true")
-        terminal("kill-server")
-        Path(f"/tmp/tmux-{os.getuid()}", terminal.socket).unlink(missing_ok=True)
+        terminal.close()
         subprocess.run(
             [sys.executable, "-m", "tui", "-c", str(config), "down"], cwd=ROOT, timeout=120, capture_output=True
         )
