@@ -7,7 +7,8 @@ beside a tmux client attached to the same output.
 On the testbed, the run prints 2 lines a second while ~/bench-loud exists on the node, and nothing
 once it is gone. In the same run, over the same windows:
   console: `tether up` in a laptop terminal (a private tmux server, 120x36): the console's process
-           and the ssh clients it started (its agent channel), from /proc, in % of one core;
+           and any process it started that is still running, from /proc, in % of one core (the
+           ssh master and mux clients are not its children: their cost is not counted);
   loop:    the run's debug loop on the node (its output tee and supervision), from the node's /proc;
   tmux:    `tmux attach` to the run's own tmux session, in a pty on the node, with the dashboard's
            layout on screen: the client people keep open today, the floor for showing that output.
@@ -192,7 +193,7 @@ def table(result: dict) -> str:
         f"CPU in % of one core, {result['seconds']:.0f} s windows (run printing 2 lines/s, then silent):",
         "| process | run printing | run silent | goal |",
         "|---|---|---|---|",
-        f"| console (laptop, with its ssh clients) | {loud['console']:.2f} | {silent['console']:.2f} | <= 2 / <= 0.3 |",
+        f"| console (laptop, its process tree) | {loud['console']:.2f} | {silent['console']:.2f} | <= 2 / <= 0.3 |",
         f"| debug loop and its log writer (node) | {loud['loop']:.2f} | {silent['loop']:.2f} | <= 0.5 |",
         f"| tmux attach (node), the floor | {loud['tmux']:.2f} | {silent['tmux']:.2f} | |",
     ]
