@@ -21,6 +21,3 @@ def describe_duration(seconds: float) -> str:
     if whole >= JOB_ENDING_S:
         return f"{minutes} min"
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
-
-
-NOT_AN_INT: int = "seconds"
