@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from tui.events import JOB_ENDING_S
 
 
