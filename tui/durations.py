@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from tui.events import JOB_ENDING_S
 
 
