@@ -5,7 +5,7 @@ from __future__ import annotations
 from tui.events import JOB_ENDING_S
 
 
-def describe_duration(  seconds: float  ) -> str:
+def describe_duration(seconds: float) -> str:
     """``2 d 3 h``, ``4 h 32 min``, ``29 min``, ``9 min 5 s``, ``42 s``: as precise as the moment needs.
 
     Seconds appear only in the last ten minutes, where they matter (and tick visibly).
