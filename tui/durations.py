@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textual  # noqa: F401
+
 from tui.events import JOB_ENDING_S
 
 
