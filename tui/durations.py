@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textual  # noqa: F401
-
 from tui.events import JOB_ENDING_S
 
 
