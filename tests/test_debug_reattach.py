@@ -32,7 +32,7 @@ from testbed import Testbed
 
 from tui.config import load_workspace
 from tui.debug.dap import DapClient, DapError
-from tui.node.loop import install_hook
+from tui.node.pyhook import install_hook
 from tui.session import Session
 
 ATTACHES = 50

@@ -2,7 +2,7 @@
 
 from tui.events import AllocationChanged, JobState, Notice
 from tui.remote.jobwatch import JobWatch
-from tui.remote.scheduler.slurm import JobStatus
+from tui.remote.scheduler.slurm_status import JobStatus
 
 
 def notices(events: list[object]) -> list[Notice]:

@@ -24,8 +24,9 @@ import pytest
 
 from tui.node import loopstate as ls
 from tui.node.agent import Agent
-from tui.node.loop import Options, Supervisor, backoff_delay
 from tui.node.loopcmd import CommandError, build_launch
+from tui.node.loopoptions import Options
+from tui.node.loopsupervisor import Supervisor, backoff_delay
 
 ROOT = Path(__file__).resolve().parent.parent
 DEBUGGEE = "tests/fixtures/loop_debuggee.py"
@@ -238,7 +239,7 @@ def test_output_goes_to_pane_and_log_and_the_tail_keeps_what_a_terminal_shows(tm
     supervisor = Supervisor(options, build_launch(options.command, "attach", 5999), out_fd=pane_w)
     chunks = [b"epoch 1\r\n", b"\x1b[31mred\x1b[0m\n", b"\r 10%", b"\r 50%", b"\r100%", b"\nhalf", b" line\n", b"\r 3%"]
     for chunk in chunks:
-        supervisor._output(chunk)
+        supervisor.tee.output(chunk)
     supervisor.say("done")
     supervisor._save()
     os.close(pane_w)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tui.node import files
+from tui.node import files, journal
 
 
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> files.Root:
-    monkeypatch.setattr(files, "STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(journal, "STATE_DIR", str(tmp_path / "state"))
     (tmp_path / "root").mkdir()
     return files.Root(str(tmp_path / "root"), files.Matcher([]))
 

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 from tui.config import load_workspace
 from tui.events import GpuStats, LayoutChanged, NodeStats, Notice, OutputLines, RunProcesses
 from tui.node import passenv, runlog
-from tui.node.layout import session_name
 from tui.node.panes import pane_command, script_command
+from tui.node.protocol_layout import session_name
 from tui.node.stats import Sampler, diff_section, parse_gpu_csv
 from tui.remote.panels import NodePanels, attach_command, layout_request
 

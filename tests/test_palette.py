@@ -12,7 +12,7 @@ from console_helpers import run_from_palette, wait_until
 from test_sync_halt_console import DELETES
 
 from tui.app import TetherApp
-from tui.app.app import TetherCommands
+from tui.app.palette import TetherCommands
 from tui.app.screens import HelpScreen, LogsScreen, SyncHaltScreen
 from tui.events import AllocationChanged, JobState, LinkChanged, LinkState, OutputPage
 

@@ -38,25 +38,27 @@ from tui.remote.scheduler.base import (
     poll,
 )
 from tui.remote.scheduler.slurm import (
-    GONE,
-    JobStatus,
     SlurmScheduler,
-    expand_nodelist,
-    first_host,
     job_name,
     parse_job_id,
-    parse_slurm_duration,
-    parse_slurm_time,
-    parse_squeue,
-    parse_squeue_line,
     sbatch_argv,
     squeue_command,
     srun_command,
     srun_prefix,
     waiting_message,
 )
+from tui.remote.scheduler.slurm_status import (
+    GONE,
+    JobStatus,
+    expand_nodelist,
+    first_host,
+    parse_slurm_duration,
+    parse_slurm_time,
+    parse_squeue,
+    parse_squeue_line,
+)
 from tui.remote.ssh import ControlMaster, Hop, SshSettings, rsync_shell
-from tui.session import destination_of
+from tui.route import destination_of
 
 # --- pure parsing ---------------------------------------------------------------------------------
 

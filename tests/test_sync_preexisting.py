@@ -78,7 +78,7 @@ def test_a_sync_into_a_root_with_files_of_its_own_keeps_them_or_asks(needs_netns
     loop = asyncio.new_event_loop()
     session = Session(workspace)
     loop.run_until_complete(session.prepare())
-    context = sync_target(session, lambda event: None, ping_interval=0.5)
+    context = sync_target(session.route, lambda event: None, ping_interval=0.5)
     target = loop.run_until_complete(context.__aenter__())
     seen = {"halts": 0, "kept": 0, "deleted": 0, "adopted": 0}
 

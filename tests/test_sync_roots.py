@@ -6,7 +6,7 @@ import pytest
 from test_sync_support import REMOTE, fresh_remote, running_engine
 
 from tui.config.rules import RuleError, check_remote_root
-from tui.node.files import root_refusal
+from tui.node.protocol_files import root_refusal
 from tui.sync.safety import SyncRefused
 
 SYSTEM = [

@@ -98,7 +98,7 @@ async def running_engine(
     events: list = []
     engine = None
     try:
-        async with sync_target(session, events.append, ping_interval=0.5) as target:
+        async with sync_target(session.route, events.append, ping_interval=0.5) as target:
             engine = SyncEngine(workspace, target, events.append, **engine_kwargs)
             try:
                 if start:

@@ -11,11 +11,18 @@ adapter leaves out must not cost the user the whole stack or variables view.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: the console (which imports this model) loads no node module
+    from tui.node import protocol_dap as dap
 
 
-def _count(value: Any) -> int | None:
+def _count(value: object) -> int | None:
     return int(value) if isinstance(value, int) else None
+
+
+def _no_body() -> dap.EventBody:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -23,7 +30,7 @@ class DapEvent:
     """An event from the adapter (``stopped``, ``output``, ``terminated`` ...) with its body."""
 
     name: str
-    body: dict[str, Any] = field(default_factory=dict)
+    body: dap.EventBody = field(default_factory=_no_body)
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,9 @@ class SourceBreakpoint:
     hit_condition: str = ""
     log_message: str = ""
 
-    def to_dap(self) -> dict[str, Any]:
+    def to_dap(self) -> dap.SourceBreakpoint:
         # Empty strings are left out: debugpy would take condition "" as an expression to evaluate.
-        result: dict[str, Any] = {"line": self.line}
+        result: dap.SourceBreakpoint = {"line": self.line}
         if self.condition:
             result["condition"] = self.condition
         if self.hit_condition:
@@ -57,7 +64,7 @@ class Breakpoint:
     id: int | None = None
 
     @classmethod
-    def from_dap(cls, item: dict[str, Any]) -> Breakpoint:
+    def from_dap(cls, item: dap.Breakpoint) -> Breakpoint:
         line = item.get("line")
         return cls(
             bool(item.get("verified")),
@@ -78,7 +85,7 @@ class StackFrame:
     column: int = 0
 
     @classmethod
-    def from_dap(cls, frame: dict[str, Any]) -> StackFrame:
+    def from_dap(cls, frame: dap.StackFrame) -> StackFrame:
         return cls(
             int(frame.get("id", 0)),
             str(frame.get("name", "")),
@@ -109,7 +116,7 @@ class Thread:
     name: str
 
     @classmethod
-    def from_dap(cls, item: dict[str, Any]) -> Thread:
+    def from_dap(cls, item: dap.Thread) -> Thread:
         return cls(int(item.get("id", 0)), str(item.get("name", "")))
 
 
@@ -124,7 +131,7 @@ class Scope:
     indexed_variables: int | None = None
 
     @classmethod
-    def from_dap(cls, item: dict[str, Any]) -> Scope:
+    def from_dap(cls, item: dap.Scope) -> Scope:
         return cls(
             str(item.get("name", "")),
             int(item.get("variablesReference", 0)),
@@ -151,7 +158,7 @@ class Variable:
         return self.variables_reference > 0
 
     @classmethod
-    def from_dap(cls, item: dict[str, Any], name: str = "") -> Variable:
+    def from_dap(cls, item: dap.Variable, name: str = "") -> Variable:
         """``name`` stands in where the object has none (a setVariable response)."""
         return cls(
             str(item.get("name", name)),
@@ -179,7 +186,7 @@ class EvalResult:
         return self.variables_reference > 0
 
     @classmethod
-    def from_dap(cls, body: dict[str, Any]) -> EvalResult:
+    def from_dap(cls, body: dap.EvaluateResponseBody) -> EvalResult:
         return cls(
             str(body.get("result", "")),
             str(body.get("type") or ""),
@@ -198,7 +205,7 @@ class Completion:
     type: str = ""
 
     @classmethod
-    def from_dap(cls, item: dict[str, Any]) -> Completion:
+    def from_dap(cls, item: dap.CompletionItem) -> Completion:
         label = str(item.get("label", ""))
         return cls(label, str(item.get("text") or label), str(item.get("type") or ""))
 
@@ -212,7 +219,7 @@ class ExceptionFilter:
     default: bool = False
 
     @classmethod
-    def from_dap(cls, item: dict[str, Any]) -> ExceptionFilter:
+    def from_dap(cls, item: dap.ExceptionBreakpointsFilter) -> ExceptionFilter:
         return cls(str(item.get("filter", "")), str(item.get("label", "")), bool(item.get("default", False)))
 
 

@@ -23,7 +23,7 @@ from tui.remote.pod import PodRoute
 from tui.remote.scheduler.base import Allocation
 from tui.remote.srun import SrunRoute, reach_node
 from tui.remote.ssh import ControlMaster
-from tui.session import Session
+from tui.route import Route
 
 MIN_FREE_BYTES = 1 << 30
 
@@ -226,8 +226,8 @@ async def run_doctor(workspace: Workspace, report: Report) -> bool:
         for check in checks:
             emit(check)
         if all(check.ok for check in checks):
-            session = Session(workspace)
-            await _node_checks(session, await _reach_pod(session, emit), emit)
+            route = Route(workspace)
+            await _node_checks(route, await _reach_pod(route, emit), emit)
     elif shutil.which("ssh"):
         await _remote_checks(workspace, emit)
     else:
@@ -237,22 +237,22 @@ async def run_doctor(workspace: Workspace, report: Report) -> bool:
 
 async def _remote_checks(workspace: Workspace, emit: Report) -> None:
     """login -> scheduler -> node -> the node's tools; stops at the first broken hop."""
-    session = Session(workspace)
-    login = session.login_master()
+    route = Route(workspace)
+    login = route.login_master()
     # Leave things as found: connections the doctor opens itself are closed again at the end.
     opened: list[ControlMaster] = [] if await login.pid() else [login]
     try:
-        await _node_checks(session, await _reach_node(session, emit, opened), emit)
+        await _node_checks(route, await _reach_node(route, emit, opened), emit)
     finally:
         for master in reversed(opened):
             await master.stop()
 
 
-async def _node_checks(session: Session, target: ControlMaster | None, emit: Report) -> None:
+async def _node_checks(route: Route, target: ControlMaster | None, emit: Report) -> None:
     """The node's tools, in one remote command, on the node ``target`` reaches (None: unreachable)."""
     if target is None:
         return
-    result = await target.run(node_report_script(session.workspace), timeout=60)
+    result = await target.run(node_report_script(route.workspace), timeout=60)
     if not result.ok and not result.stdout:
         emit(
             Check(
@@ -263,29 +263,27 @@ async def _node_checks(session: Session, target: ControlMaster | None, emit: Rep
             )
         )
         return
-    for check in node_checks(session.workspace, parse_node_report(result.stdout)):
+    for check in node_checks(route.workspace, parse_node_report(result.stdout)):
         emit(check)
 
 
-async def _reach_pod(session: Session, emit: Report) -> ControlMaster | None:
+async def _reach_pod(route: Route, emit: Report) -> ControlMaster | None:
     """The pod the workspace would use (kube_checks found it running), reached with kubectl exec."""
     try:
-        allocation = await asyncio.wait_for(
-            session.scheduler.acquire(session.recorded_allocation(), lambda e: None), 60
-        )
+        allocation = await asyncio.wait_for(route.scheduler.acquire(route.recorded_allocation(), lambda e: None), 60)
     except (TetherError, asyncio.TimeoutError) as exc:
         emit(Check("pod", False, str(exc) or "no running pod within 60 s", getattr(exc, "fix", "")))
         return None
-    return PodRoute(session.kube_scheduler, allocation.node)
+    return PodRoute(route.kube_scheduler, allocation.node)
 
 
 def _elapsed_ms(started: float) -> str:
     return f"{(time.perf_counter() - started) * 1000:.0f} ms"
 
 
-async def _reach_node(session: Session, emit: Report, opened: list[ControlMaster]) -> ControlMaster | None:
+async def _reach_node(route: Route, emit: Report, opened: list[ControlMaster]) -> ControlMaster | None:
     """The master that reaches the node, with a check line per hop; None at the first failure."""
-    login = session.login_master()
+    login = route.login_master()
     started = time.perf_counter()
     try:
         await login.start()
@@ -293,72 +291,72 @@ async def _reach_node(session: Session, emit: Report, opened: list[ControlMaster
         emit(Check("login host", False, exc.message, exc.fix))
         return None
     emit(Check("login host", True, f"{login.name} reachable ({_elapsed_ms(started)})"))
-    if not await _scheduler_ok(session, login, emit):
+    if not await _scheduler_ok(route, login, emit):
         return None
     try:
-        allocation = await _held_allocation(session)
+        allocation = await _held_allocation(route)
     except TetherError as exc:
         emit(Check("scheduler", False, exc.message, exc.fix))
         return None
     if allocation is None:
-        kind = session.scheduler.kind
+        kind = route.scheduler.kind
         emit(Check("node", True, f"no {kind} job is held now: the node is checked once `tether up` holds one"))
         return None
-    node = session.node_master(allocation.node)
+    node = route.node_master(allocation.node)
     if node is None:
         return login
     if not await node.pid():
         opened.append(node)
     started = time.perf_counter()
     try:
-        route = (
+        reached = (
             await reach_node(
                 node,
                 login,
                 job_id=allocation.job_id,
                 node=allocation.node,
-                access=session.node_access,
+                access=route.node_access,
                 sink=lambda event: None,
             )
             or node
         )
-        await route.start()
+        await reached.start()
     except TetherError as exc:
         emit(Check("node", False, exc.message, exc.fix))
         return None
-    if isinstance(route, SrunRoute):
+    if isinstance(reached, SrunRoute):
         emit(
             Check(
                 "node",
                 True,
-                f"{route.name} takes no ssh: reached as steps of job {route.job_id} "
+                f"{reached.name} takes no ssh: reached as steps of job {reached.job_id} "
                 f"(srun --overlap) through {login.name} ({_elapsed_ms(started)})",
             )
         )
     else:
         emit(Check("node", True, f"{node.name} reachable through {login.name} ({_elapsed_ms(started)})"))
-    return route
+    return reached
 
 
-async def _scheduler_ok(session: Session, login: ControlMaster, emit: Report) -> bool:
+async def _scheduler_ok(route: Route, login: ControlMaster, emit: Report) -> bool:
     """The scheduler's own checks on the login host (slurm, pbs); False when one failed."""
     from tui.doctor_scheduler import login_host_checks  # here: it builds on Check above
 
-    checks = await login_host_checks(session.workspace, session.scheduler, login)
+    checks = await login_host_checks(route.workspace, route.scheduler, login)
     for check in checks:
         emit(check)
     return all(check.ok for check in checks)
 
 
-async def _held_allocation(session: Session) -> Allocation | None:
+async def _held_allocation(route: Route) -> Allocation | None:
     """The node the workspace holds now. Never ``acquire`` for a scheduled kind: with no live job
     it submits a holder job and waits for it, and a doctor must not take a node."""
-    recorded = session.recorded_allocation()
-    if session.workspace.scheduler.gives_node:
+    recorded = route.recorded_allocation()
+    if route.workspace.scheduler.gives_node:
         if recorded is not None and recorded.job_id:
             # Look first: PBS's find() gives back a held or requeued job, and a doctor changes nothing.
-            status = await session.scheduler.state(recorded.job_id)
+            status = await route.scheduler.state(recorded.job_id)
             if status is not None and not status.running:
                 return None
-        return await session.scheduler.find(recorded)
-    return await session.scheduler.acquire(recorded, lambda event: None)
+        return await route.scheduler.find(recorded)
+    return await route.scheduler.acquire(recorded, lambda event: None)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from tui.dap_model import StackFrame, Variable
 
@@ -261,6 +261,19 @@ class SyncState(enum.Enum):
     WAITING = "waiting for the node"  # never connected yet (a queued job, the first login): nothing was lost
 
 
+class SyncStatusJson(TypedDict):
+    """``SyncStatus`` as JSON (``tether status`` reads it from another process)."""
+
+    workspace: str
+    state: str  # a SyncState value
+    pending: int
+    detail: str
+    last_push_ms: float | None
+    last_push_bytes: int | None
+    last_push_files: int | None
+    conflicts: int
+
+
 @dataclass(frozen=True)
 class SyncStatus:
     workspace: str
@@ -284,10 +297,17 @@ class SyncStatus:
             text += f" ({self.detail})"
         return text
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["state"] = self.state.value
-        return data
+    def to_json(self) -> SyncStatusJson:
+        return {
+            "workspace": self.workspace,
+            "state": self.state.value,
+            "pending": self.pending,
+            "detail": self.detail,
+            "last_push_ms": self.last_push_ms,
+            "last_push_bytes": self.last_push_bytes,
+            "last_push_files": self.last_push_files,
+            "conflicts": self.conflicts,
+        }
 
 
 @dataclass(frozen=True)

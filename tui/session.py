@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import os
-import shlex
 from collections.abc import Callable
-from typing import Any
 
 from tui.bringup import BringUpClock, Stage
-from tui.config import HostSpec, Workspace
+from tui.config import Workspace
 from tui.debug.breakpoints import DebugMemory
 from tui.debug.debugger import Debugger
+from tui.debug.debugpy_copy import copy_debugpy
 from tui.debug.ranks import RankDebuggers, RelayConnections
-from tui.debug.runs import DebugRuns, debugpy_bundle, pass_env_values
+from tui.debug.runs import DebugRuns, pass_env_values
 from tui.errors import TetherError
 from tui.events import (
     AllocationChanged,
@@ -33,26 +31,21 @@ from tui.events import (
     OutputPage,
     PasswordPrompt,
 )
-from tui.node.panes import DEBUGPY_HOME
-from tui.remote.agent_channel import AgentChannel, AgentError, launch_agent
+from tui.node.protocol import Message
+from tui.node.protocol_loop import LoopReply
+from tui.remote.agent_channel import AgentChannel, AgentError
 from tui.remote.askpass import AskpassBridge, user_chose_askpass
 from tui.remote.jobwatch import JobWatch
 from tui.remote.link import AgentOptions, LinkSupervisor
 from tui.remote.panels import HOLDER_JOB_KINDS, NodePanels, agent_environment, attach_command
-from tui.remote.pod import PodRoute
-from tui.remote.scheduler import scheduler_for
 from tui.remote.scheduler.base import Allocation
-from tui.remote.scheduler.kube import KubeScheduler, bare_name
-from tui.remote.srun import AUTO, SRUN, SSH, access_of, reach_node, route_for_record
-from tui.remote.ssh import ControlMaster, Destination, Hop, SshSettings
+from tui.remote.srun import AUTO, SRUN, SSH, access_of
+from tui.remote.ssh import ControlMaster, SshSettings
 from tui.remote.tunnel import Tunnels
-from tui.state import SessionRecord, StateStore, runtime_dir, workspace_id
+from tui.route import Route
+from tui.state import StateStore
 from tui.sync.engine import SyncEngine
 from tui.sync.target import LoginTarget, NodeTarget, SyncTarget
-
-
-def destination_of(spec: HostSpec) -> Destination:
-    return Destination(spec.host, spec.user, spec.port)
 
 
 class Session:
@@ -73,24 +66,11 @@ class Session:
         """
         self.workspace = workspace
         self.clock = clock
-        self.ws_id = workspace_id(workspace.config_path)
-        self.store = store or StateStore()
+        self.route = Route(workspace, store)
+        self.ws_id = self.route.ws_id
         self._ping_interval = ping_interval
-        self._runtime = runtime_dir()
-        connection = workspace.connection
-        self.settings = SshSettings(
-            ssh_config=connection.ssh_config,
-            connect_timeout=connection.connect_timeout,
-            control_persist=connection.control_persist,
-        )
-        self.login_hop = Hop(
-            destination_of(connection.login),
-            self._runtime / f"{self.ws_id}-l",
-            jumps=tuple(destination_of(j) for j in connection.jump),
-        )
-        # A pod is reached with kubectl exec from the laptop: no login host, no ssh at all.
-        self.uses_pod = workspace.scheduler.kind == "kube"
-        self.scheduler = scheduler_for(workspace, ControlMaster(self.settings, self.login_hop))
+        self.settings = self.route.settings
+        self.scheduler = self.route.scheduler
         self.allocation: Allocation | None = None
         self.queued_job: str | None = None  # the job still waiting in the queue (`q` leaves it there)
         self.scheduler.on_queued = self._job_queued
@@ -99,7 +79,7 @@ class Session:
         self.supervisor: LinkSupervisor | None = None
         self._prompt_answer: asyncio.Future[str | None] | None = None
         self._sink: EventSink = lambda event: None
-        self._agent_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._agent_listeners: list[Callable[[Message], None]] = []
         self.panels = NodePanels(workspace, self._emit)
         self._panels_task: asyncio.Task[None] | None = None
         self._job_watch: asyncio.Task[None] | None = None
@@ -110,14 +90,14 @@ class Session:
             lambda: self._node_master(),
             self._emit,
             agent=self._current_agent,
-            remembered=self._remembered_ports(),
-            on_ports=self._remember_ports,
+            remembered=self.route.remembered_ports(),
+            on_ports=self.route.remember_ports,
         )
         self.debug_runs = DebugRuns(workspace, self.tunnels, self._emit, provide_debugpy=self._provide_debugpy_once)
         self._debugpy_copy: asyncio.Task[None] | None = None  # provide_debugpy = "auto": once a session
         self.debug_streams = RelayConnections(self.debug_runs, self._current_agent)
         self.debuggers = RankDebuggers(
-            DebugMemory(self.store.root / f"{self.ws_id}-debug.json"),
+            DebugMemory(self.route.store.root / f"{self.ws_id}-debug.json"),
             workspace.local_root,
             lambda: self.debug_runs.remote_root,
             self.debug_streams.open,
@@ -135,11 +115,11 @@ class Session:
     def _current_agent(self) -> AgentChannel | None:
         return self.supervisor.agent if self.supervisor is not None else None
 
-    def add_agent_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+    def add_agent_listener(self, listener: Callable[[Message], None]) -> None:
         """Receive the agent's events (messages without a request id), e.g. new pane output."""
         self._agent_listeners.append(listener)
 
-    def _agent_event(self, message: dict[str, Any]) -> None:
+    def _agent_event(self, message: Message) -> None:
         if self.tunnels.handle(message) or self.debug_streams.handle(message):
             return  # relayed bytes of a forwarded port or of the console's debugger: nothing else wants them
         for listener in self._agent_listeners:
@@ -222,13 +202,13 @@ class Session:
         await self._bring_up_debug(agent)
 
     # -- the debug loop ------------------------------------------------------------------------
-    async def restart_run(self) -> list[dict[str, Any]]:
+    async def restart_run(self) -> list[LoopReply]:
         """Restart the run (every rank's debug loop), as `r` and Ctrl-C in the run pane do.
 
         Call it once the node has the change that should restart it (restart_on_sync)."""
         return await self.debug_runs.control(self._agent(), "restart")
 
-    async def stop_run(self) -> list[dict[str, Any]]:
+    async def stop_run(self) -> list[LoopReply]:
         """Stop the run (every rank); the loops stay and wait for a restart."""
         return await self.debug_runs.control(self._agent(), "stop")
 
@@ -250,19 +230,7 @@ class Session:
         """Copy Tether's own debugpy to the node (works offline); the loops put it on the run's path
         when the run's python has none. Restarts the run; returns where it went."""
         master = self._node_master()
-        folder = DEBUGPY_HOME.replace("~", "$HOME", 1)
-        script = (
-            f'd="{folder}"; mkdir -p "$d.new.$$" && tar xzf - -C "$d.new.$$" && rm -rf "$d" '
-            f'&& mv "$d.new.$$" "$d" && echo "$d"'
-        )
-        result = await master.run(script, input_bytes=await asyncio.to_thread(debugpy_bundle), timeout=120)
-        if not result.ok:
-            raise TetherError(
-                f"could not copy debugpy to {master.name}: {result.stderr.strip()}",
-                fix=f"install debugpy for {shlex.quote(self.workspace.run.interpreter)} there: "
-                "`tether doctor` gives the command that works for that python",
-            )
-        where = result.stdout.strip()
+        where = await copy_debugpy(master, self.workspace.run.interpreter)
         self._sink(
             Notice(
                 f"{why[:1].upper() + why[1:] + ': ' if why else ''}Tether copied its own debugpy to "
@@ -310,25 +278,13 @@ class Session:
 
     @property
     def chain(self) -> tuple[str, ...]:
-        if self.uses_pod:
-            return (f"pod {bare_name(self.allocation.node)}" if self.allocation else "pod",)
-        login = self.workspace.connection.login.host
-        node = self.allocation.node if self.allocation else self.workspace.connection.node
-        if self.workspace.connection.node_from_scheduler and not (self.allocation and self.allocation.node):
-            node = f"{self.scheduler.kind} node"
-        return (login,) if not node or node == login else (login, node)
+        return self.route.chain(self.allocation)
 
     def login_master(self, settings: SshSettings | None = None) -> ControlMaster:
-        return ControlMaster(settings or self.settings, self.login_hop)
+        return self.route.login_master(settings)
 
     def node_master(self, node: str, settings: SshSettings | None = None) -> ControlMaster | None:
-        """The master for ``node`` through the login master; None when the node is the login host."""
-        if not node or node == self.workspace.connection.login.host:
-            return None
-        # One socket per node: a new job on another node must never reuse the old node's master.
-        tag = hashlib.sha256(node.encode()).hexdigest()[:6]
-        hop = Hop(Destination.parse(node), self._runtime / f"{self.ws_id}-n{tag}", via=self.login_hop)
-        return ControlMaster(settings or self.settings, hop)
+        return self.route.node_master(node, settings)
 
     async def prepare(self) -> None:
         """Log in to the login host with the terminal at hand (before the console takes it).
@@ -337,8 +293,7 @@ class Session:
         the master this leaves, so the console does not ask again. A pod needs no login: kubectl
         authenticates with the user's kube config.
         """
-        if not self.uses_pod:
-            await self.login_master().start()
+        await self.route.login()
         if self.clock is not None:
             self.clock.mark(Stage.LOGIN)
 
@@ -350,10 +305,10 @@ class Session:
         bridge = None
         settings = self.settings
         if not user_chose_askpass():
-            bridge = AskpassBridge(self._runtime, self._ask)
+            bridge = AskpassBridge(self.route.runtime, self._ask)
             settings = dataclasses.replace(settings, extra_env=await bridge.start())
         self.supervisor = LinkSupervisor(
-            None if self.uses_pod else self.login_master(settings),
+            None if self.route.uses_pod else self.login_master(settings),
             lambda: self._resolve_node(settings),
             sink,
             agent_options=AgentOptions(
@@ -431,14 +386,8 @@ class Session:
         self._sink(PasswordPrompt(prompt, self.workspace.connection.login.host))
         return await self._prompt_answer
 
-    def _session_record(self) -> SessionRecord | None:
-        """The workspace's record, when it is of this scheduler kind (the config may have changed)."""
-        record = self.store.load(self.ws_id)
-        return record if record is not None and record.scheduler == self.scheduler.kind else None
-
     def recorded_allocation(self) -> Allocation | None:
-        record = self._session_record()
-        return Allocation(node=record.node, job_id=record.job_id) if record is not None else None
+        return self.route.recorded_allocation()
 
     def _watch_job(self) -> None:
         """Show the job just acquired, and poll it (schedulers that can say its state) so the
@@ -469,7 +418,7 @@ class Session:
         self.queued_job = job_id
         recorded = self.recorded_allocation()
         if recorded is None or recorded.job_id != job_id:
-            self._record(Allocation(node="", job_id=job_id))
+            self.route.record(Allocation(node="", job_id=job_id))
         self._emit(AllocationChanged(job_id, "", None, JobState.WAITING, "pending"))
 
     @property
@@ -496,128 +445,22 @@ class Session:
         # This job's node already refused ssh (node_access = "auto"): do not wait on it at every
         # reconnect, and keep the record saying how the node is reached.
         known = SRUN if self._srun_job == self.allocation.job_id else SSH
-        self._record(self.allocation, known)  # at once: a job must never be lost, whatever happens next
+        self.route.record(self.allocation, known)  # at once: a job must never be lost, whatever happens next
         self._watch_job()
-        if self.uses_pod:
-            return PodRoute(self.kube_scheduler, self.allocation.node)
-        access = SRUN if self.node_access == AUTO and known == SRUN else self.node_access
-        route = await reach_node(
-            self.node_master(self.allocation.node, settings),
-            self.login_master(settings),
-            job_id=self.allocation.job_id,
-            node=self.allocation.node,
-            access=access,
-            sink=self._sink,
-        )
+        if self.route.uses_pod:
+            return await self.route.reach(self.allocation, settings, SSH, self._sink)
+        access = SRUN if self.route.node_access == AUTO and known == SRUN else self.route.node_access
+        route = await self.route.reach(self.allocation, settings, access, self._sink)
         self._srun_job = self.allocation.job_id if access_of(route) == SRUN else None
         if access_of(route) != known:
-            self._record(self.allocation, access_of(route))
+            self.route.record(self.allocation, access_of(route))
         return route
-
-    @property
-    def node_access(self) -> str:
-        """How to reach a job's node: "ssh", "srun" or "auto" (Slurm's node_access)."""
-        slurm = self.workspace.scheduler.slurm
-        return slurm.node_access if slurm is not None else SSH
-
-    def _remembered_ports(self) -> dict[str, tuple[int, int]]:
-        """name -> (laptop port, node port) of the forwards an earlier console of this session had."""
-        record = self.store.load(self.ws_id)
-        ports = record.extra.get("ports", {}) if record is not None else {}
-        return {
-            str(name): (int(pair[0]), int(pair[1]))
-            for name, pair in ports.items()
-            if isinstance(pair, (list, tuple)) and len(pair) == 2
-        }
-
-    def _remember_ports(self, ports: dict[str, tuple[int, int]]) -> None:
-        """Keep the forwards' laptop ports in the session record: `tether attach` takes them again."""
-        record = self.store.load(self.ws_id)
-        if record is not None:
-            extra = {**record.extra, "ports": {name: list(pair) for name, pair in ports.items()}}
-            self.store.save(dataclasses.replace(record, extra=extra))
-
-    def _record(self, allocation: Allocation, access: str = SSH) -> None:
-        previous = self.store.load(self.ws_id)
-        self.store.save(
-            SessionRecord(
-                workspace=self.workspace.name,
-                config_path=str(self.workspace.config_path),
-                login=self.workspace.connection.login.text,
-                node=allocation.node,
-                scheduler=self.scheduler.kind,
-                job_id=allocation.job_id,
-                node_access=access,
-                extra=previous.extra if previous is not None else {},  # the laptop ports, kept
-            )
-        )
-
-    @property
-    def kube_scheduler(self) -> KubeScheduler:
-        """The scheduler, for a pod session (``uses_pod``): a pod is reached through it."""
-        if not isinstance(self.scheduler, KubeScheduler):
-            raise TypeError(f"a {self.scheduler.kind} session has no pod")
-        return self.scheduler
-
-    def recorded_route(self) -> ControlMaster | None:
-        """The way to the recorded node, as the session reached it (ssh, srun steps or kubectl
-        exec), without probing: `tether down` and `tether sync` must not wait on a refused ssh."""
-        record = self._session_record()
-        if self.uses_pod:
-            return PodRoute(self.kube_scheduler, record.node) if record is not None and record.node else None
-        node = record.node if record is not None else self.workspace.connection.node
-        return route_for_record(
-            self.node_master(node),
-            self.login_master(),
-            job_id=record.job_id if record is not None else None,
-            node=node,
-            access=record.node_access if record is not None else SSH,
-        )
 
     async def down(self, sink: EventSink = lambda event: None) -> list[str]:
         """Stop everything the session left running; returns what was stopped, for the user."""
-        stopped: list[str] = []
         recorded = self.recorded_allocation()
         await self.detach()
-        node = self.recorded_route()
-        stopped += await self._stop_on_node(node, sink)
-        if node is not None and await node.stop():
-            stopped.append(f"connection to {node.name}")
-        if recorded is not None and recorded.job_id:
-            with contextlib.suppress(Exception):
-                await self.scheduler.release(recorded)
-                stopped.append(f"{self.scheduler.kind} job {recorded.job_id}")
-        if not self.uses_pod and await self.login_master().stop():
-            stopped.append(f"connection to {self.workspace.connection.login.host}")
-        self.store.delete(self.ws_id)
-        sink(Notice("down: " + (", ".join(stopped) or "nothing was running")))
-        return stopped
-
-    async def _stop_on_node(self, node: ControlMaster | None, sink: EventSink) -> list[str]:
-        """End the run, the tmux session and the workspace's agents on the node, with a fresh agent."""
-        recorded = self.recorded_allocation()
-        if self.workspace.connection.node_from_scheduler and (recorded is None or not recorded.node):
-            return []  # no job is known, or it never ran: there is no node to stop anything on
-        master = node or self.login_master()
-        try:
-            if not self.uses_pod:
-                await self.login_master().start()
-            if node is not None:
-                await node.start()
-            launch = await launch_agent(
-                master,
-                interpreter=self.workspace.run.interpreter,
-                env_lines=tuple(self.workspace.run.env),
-                environment=agent_environment(self.workspace),
-            )
-            try:
-                reply = await launch.channel.request("layout.down", timeout=60, workspace=self.workspace.name)
-            finally:
-                await launch.channel.close()
-        except Exception as exc:  # noqa: BLE001 - down goes on with the rest, and says what it could not do
-            sink(Notice(f"could not stop the run on {master.name}: {exc}", "error"))
-            return []
-        return [str(item) for item in reply.get("stopped", [])]
+        return await self.route.down(sink, recorded)
 
     async def allocate_again(self) -> None:
         """Forget the job that ended and have the link supervisor get a new one now (the console's
@@ -646,7 +489,7 @@ class Session:
                     f"{words}: it has not ended, so it is kept",
                     fix="keep working in it, or end it with `tether down` (which cancels it), then `tether up`",
                 )
-        self.store.delete(self.ws_id)
+        self.route.store.delete(self.ws_id)
         self.allocation = None
         if self._job_watch is not None:
             self._job_watch.cancel()

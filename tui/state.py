@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 from tui.errors import TetherError
 
@@ -45,6 +45,18 @@ def runtime_dir() -> Path:
     return path
 
 
+class RecordExtra(TypedDict, total=False):
+    """What a session record keeps beyond its fields."""
+
+    ports: dict[str, list[int]]  # forward name -> [laptop port, node port], taken again by `tether attach`
+
+
+class UiPrefsFile(TypedDict, total=False):
+    """``ui.json``."""
+
+    theme: str
+
+
 @dataclass(frozen=True)
 class SessionRecord:
     """The workspace's live session: enough for `attach` and `down` from a new process."""
@@ -57,14 +69,14 @@ class SessionRecord:
     job_id: str | None = None
     node_access: str = "ssh"  # "srun": the node takes no ssh; commands run as steps of the job
     started_at: float = field(default_factory=time.time)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: RecordExtra = field(default_factory=RecordExtra)
 
 
 class StateError(TetherError):
     pass
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: object) -> None:
     """``data`` as JSON at ``path``, whole or not at all (temporary file, fsync, rename); the
     folder is made 0700 when missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -88,12 +100,12 @@ class UiPrefs:
     def __init__(self, root: Path | None = None) -> None:
         self.path = (root or state_dir()) / "ui.json"
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self) -> UiPrefsFile:
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) else {}
+        return cast(UiPrefsFile, data) if isinstance(data, dict) else {}
 
     def theme(self) -> str | None:
         name = self._read().get("theme")

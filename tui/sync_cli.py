@@ -1,6 +1,6 @@
-"""`tether sync` without the console: a session, the engine, and a progress bar on stderr.
+"""`tether sync` without the console: the route (tui.route), the engine, and a progress bar on stderr.
 
-The session logs in (with the terminal at hand); a link supervisor of sync's own runs as a task
+The route logs in (with the terminal at hand); a link supervisor of sync's own runs as a task
 (no tmux layout, no run: those belong to `tether up`), and the engine syncs once (`tether sync`)
 or keeps watching (`tether sync --watch`) until interrupted. With ``sync_via = "login"`` no node
 is needed: the login master alone carries sync.
@@ -21,7 +21,7 @@ from tui.errors import TetherError
 from tui.events import EventSink, LinkChanged, LinkState, Notice, Progress
 from tui.remote.link import AgentOptions, LinkSupervisor, NodeResolver
 from tui.remote.ssh import ControlMaster
-from tui.session import Session
+from tui.route import Route
 from tui.sync import safety
 from tui.sync.engine import SyncEngine
 from tui.sync.safety import workspace_path
@@ -78,29 +78,29 @@ class ProgressPrinter:
             self._line(f"link: {event.state.value} {event.detail}".rstrip())
 
 
-def node_resolver(session: Session) -> NodeResolver:
+def node_resolver(route: Route) -> NodeResolver:
     """The node sync writes to: the configured one, or the scheduler's recorded node (never a new job)."""
-    workspace = session.workspace
+    workspace = route.workspace
 
     async def resolve() -> ControlMaster | None:
         if workspace.connection.node_from_scheduler:
-            recorded = session.recorded_allocation()
+            recorded = route.recorded_allocation()
             if recorded is None or not recorded.node:
                 raise TetherError(
                     f"{workspace.name} has no node yet: sync writes to the node of a running job",
                     fix='start the job with `tether up`, or set sync_via = "login" where the login host shares the nodes\' filesystem',
                 )
-        return session.recorded_route()  # as the console reached it: ssh, srun steps or kubectl exec
+        return route.recorded_route()  # as the console reached it: ssh, srun steps or kubectl exec
 
     return resolve
 
 
-def sync_supervisor(session: Session, sink: EventSink, *, ping_interval: float = 2.0) -> LinkSupervisor:
+def sync_supervisor(route: Route, sink: EventSink, *, ping_interval: float = 2.0) -> LinkSupervisor:
     """A link supervisor for sync alone: no tmux layout, no run, no forwards (those are `tether up`'s)."""
-    workspace = session.workspace
+    workspace = route.workspace
     return LinkSupervisor(
-        None if session.uses_pod else session.login_master(),
-        node_resolver(session),
+        None if route.uses_pod else route.login_master(),
+        node_resolver(route),
         sink,
         agent_options=AgentOptions(workspace.run.interpreter, tuple(workspace.run.env)),
         ping_interval=ping_interval,
@@ -117,15 +117,15 @@ async def until_up(supervisor: LinkSupervisor, task: asyncio.Task[None]) -> None
 
 
 @contextlib.asynccontextmanager
-async def sync_target(session: Session, sink: EventSink, *, ping_interval: float = 2.0) -> AsyncIterator[SyncTarget]:
+async def sync_target(route: Route, sink: EventSink, *, ping_interval: float = 2.0) -> AsyncIterator[SyncTarget]:
     """The workspace's target, connected, and taken down after (the masters stay for ControlPersist)."""
-    workspace = session.workspace
+    workspace = route.workspace
     if workspace.connection.sync_via == "login":
         options = AgentOptions(workspace.run.interpreter, tuple(workspace.run.env))
-        yield LoginTarget(session.login_master(), options, restart_master=True)
+        yield LoginTarget(route.login_master(), options, restart_master=True)
         return
     supervisor = sync_supervisor(
-        session, lambda event: sink(event) if isinstance(event, LinkChanged) else None, ping_interval=ping_interval
+        route, lambda event: sink(event) if isinstance(event, LinkChanged) else None, ping_interval=ping_interval
     )
     task = asyncio.create_task(supervisor.run())
     try:
@@ -153,10 +153,10 @@ async def run_sync(
     ``keep_theirs``: files on the node that Tether did not write, and that the sync would delete
     or replace, are moved to the root's backup folder first (``allow_deletes``: they go).
     """
-    session = Session(workspace)
-    await session.prepare()
-    async with sync_target(session, sink) as target:
-        engine = SyncEngine(workspace, target, sink, ws_id=session.ws_id, allow_deletes=allow_deletes)
+    route = Route(workspace)
+    await route.login()
+    async with sync_target(route, sink) as target:
+        engine = SyncEngine(workspace, target, sink, ws_id=route.ws_id, allow_deletes=allow_deletes)
         try:
             if watch:
                 await engine.start()
@@ -183,15 +183,15 @@ async def run_sync(
             with contextlib.suppress(Exception):
                 await engine.close()
             if watch:
-                clear_status(session.ws_id)
+                clear_status(route.ws_id)
 
 
 async def pull(workspace: Workspace, rel: str, sink: EventSink) -> None:
     """`tether pull PATH`: bring a file or folder written on the node back to the laptop."""
     rel = workspace_path(workspace.local_root, rel)
-    session = Session(workspace)
-    await session.prepare()
-    async with sync_target(session, sink) as target:
+    route = Route(workspace)
+    await route.login()
+    async with sync_target(route, sink) as target:
         engine = SyncEngine(workspace, target, sink)
         try:
             await target.start()

@@ -175,7 +175,7 @@ async def engine_for(testbed: Testbed, folder: Path, remote: str, ssh_config: Pa
     session = Session(workspace)
     await session.prepare()
     try:
-        async with sync_target(session, lambda e: None) as target:
+        async with sync_target(session.route, lambda e: None) as target:
             engine = SyncEngine(workspace, target, report)
             try:
                 yield engine
@@ -288,7 +288,7 @@ async def w3(testbed: Testbed, base: Path, ssh_config: Path, cfg: dict) -> dict:
                 for root in ("w3-t", "w3-f"):
                     shutil.rmtree(home / "work" / root, ignore_errors=True)
                 testbed.node_run_as_user("rm -rf ~/.cache/tether/sync; mkdir -p ~/work/w3-f")
-                engine._opened_on = None  # the next push opens (and creates) the root again
+                engine.node.opened_on = None  # the next push opens (and creates) the root again
                 await quiet_disk()
                 started = time.perf_counter()
                 if name == "floor":

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from functools import partial, wraps
-from typing import ClassVar, TypeVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 from textual import events, work
 from textual.app import App, ComposeResult, SuspendNotSupported
-from textual.binding import Binding, BindingType
-from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.worker import Worker, WorkerState
 
-from tui.alerts import Alert, JobAlerts, LinkAlerts, RunAlerts, terminal_sequence
+from tui.alerts import JobAlerts, LinkAlerts, RunAlerts
+from tui.app.bindings import APP_BINDINGS, NEW_JOB_ACTION, RECONNECT_ACTION, SYNC_HALT_ACTION
+from tui.app.debugger_glue import DebuggerGlue
+from tui.app.handlers import while_open
 from tui.app.messages import (
     AllocationUpdated,
-    DebugUpdated,
     EventForwarder,
     LinkUpdated,
     NodeUpdated,
@@ -37,13 +37,13 @@ from tui.app.messages import (
     PasswordRequested,
     ProgressReported,
     RunUpdated,
-    SyncReported,
     UnhandledEvent,
 )
-from tui.app.screens import ConfirmScreen, HelpScreen, KeyHelp, LogsScreen, PasswordScreen, SyncHaltScreen
+from tui.app.palette import TetherCommands
+from tui.app.screens import ConfirmScreen, HelpScreen, KeyHelp, LogsScreen, PasswordScreen
 from tui.app.screens.debugger import DebuggerScreen
 from tui.app.screens.pdb import PdbScreen
-from tui.app.screens.sync_halt import CHOICE_DELETE, CHOICE_KEEP, CHOICE_RESCAN
+from tui.app.sync_halts import SYNC_WORKER, SyncHalts
 from tui.app.themes import load_themes
 from tui.app.widgets import (
     EventLog,
@@ -58,14 +58,10 @@ from tui.app.widgets import (
 )
 from tui.app.widgets.footer import FittingFooter
 from tui.app.widgets.sync_panel import SyncPanel
-from tui.console_api import ConsoleDebugGroup, ConsoleSession
+from tui.console_api import ConsoleSession
 from tui.events import (
-    HALT_FOREIGN,
     AllocationChanged,
     DebuggerWaiting,
-    DebugOutput,
-    DebugStatus,
-    DebugView,
     GpuStats,
     JobState,
     LayoutChanged,
@@ -74,10 +70,8 @@ from tui.events import (
     NodeStats,
     RunProcesses,
     RunState,
-    SyncConflict,
     SyncHaltReport,
     SyncState,
-    SyncStatus,
 )
 from tui.keys import binding_keymap, shown_keys
 from tui.state import UiPrefs
@@ -95,146 +89,10 @@ DETACH_WORKER = "detach"
 REBUILD_WORKER = "rebuild"
 RUN_WORKER = "run-control"
 NEW_JOB_WORKER = "new-job"
-NEW_JOB_ACTION = "allocate_again"
-SYNC_HALT_ACTION = "sync_halt"
-SYNC_WORKER = "sync-halt"
-RECONNECT_ACTION = "reconnect_now"
 RECONNECT_WORKER = "reconnect"
 
 
-class TetherCommands(Provider):
-    """Command palette entries for what the console can do (detach, themes, help)."""
-
-    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
-        app = self.app
-        assert isinstance(app, TetherApp)
-        commands: list[tuple[str, str, Callable[[], object]]] = [
-            ("Detach", "Leave the console; the run keeps going on the node", app.action_detach),
-            ("Down", "Stop the run, the tmux session and the job, and leave (asks first)", app.action_down),
-            ("Attach tmux", "Suspend the console and attach the tmux session on the node", app.action_attach),
-            ("Logs", "Page through the run's whole output, kept on the node", app.action_logs),
-            (
-                "Rebuild the tmux layout",
-                "Kill the tmux session and the run, and lay it out again (asks first)",
-                app.action_rebuild,
-            ),
-            ("Sync now", "Compare both trees and send what differs", app.action_rescan_sync),
-            (
-                "Restart the run",
-                "Restart the debuggee on the node (like Ctrl-C in the run pane)",
-                app.action_restart_run,
-            ),
-            ("Stop the run", "Stop the debuggee; r starts it again", app.action_stop_run),
-            (
-                "Make debugpy available",
-                "Copy Tether's own debugpy to the node (works offline) and restart the run",
-                app.action_provide_debugpy,
-            ),
-            ("Help: keys", "Show every key and what it does", app.action_help),
-        ]
-        # the screen the palette was opened on (the palette is a screen of its own above it)
-        shown = next((s for s in reversed(app.screen_stack) if not isinstance(s, CommandPalette)), None)
-        if isinstance(shown, DebuggerScreen):
-            commands += shown.palette_commands()
-        if app.check_action("debug", ()):
-            commands.append(
-                ("Debugger: open", "Breakpoints, stack, variables and a console for the run", app.action_debug)
-            )
-            commands.append(
-                (
-                    "Debugger: let go",
-                    "Detach the console's debugger (the run goes on); VS Code can attach then",
-                    app.action_debug_release,
-                )
-            )
-        for rank in app.run_state.ranks if app.run_state else ():
-            if rank.local_port:
-                address = f"127.0.0.1:{rank.local_port}"
-                commands.append(
-                    (
-                        f"Copy debug address: {address} (rank {rank.rank})",
-                        "For a debugger on this machine (VS Code's launch.json has it too)",
-                        partial(app.copy_debug_address, address),
-                    )
-                )
-        if app.sync_state is SyncState.PAUSED:
-            commands.append(
-                ("Sync: resume", "Send the edits made while sync was paused, and go on", app.action_resume_sync)
-            )
-        elif app.sync_state is not None:
-            commands.append(
-                ("Sync: pause", "Keep edits on the laptop until you resume (they are not lost)", app.action_pause_sync)
-            )
-        if app.check_action(RECONNECT_ACTION, ()):
-            commands.append(
-                ("Reconnect now", "The link waits before its next try: try again at once", app.action_reconnect_now)
-            )
-        if app.sync_halt is not None:
-            commands += [
-                ("Sync halt: show it", "What the halt holds back, and the choices", app.action_sync_halt),
-                (
-                    "Sync: allow the deletes",
-                    "Release the sync halt: do what it held back",
-                    app.action_allow_sync_deletes,
-                ),
-                (
-                    "Sync: rescan and resume",
-                    "Compare both trees again; go on if the cause is gone",
-                    app.action_rescan_sync,
-                ),
-            ]
-            if app.sync_halt.reason == HALT_FOREIGN:
-                commands.append(
-                    (
-                        "Sync: keep theirs",
-                        "Move the node's own files to .tether-backup/<date>/, then go on",
-                        app.action_keep_sync_theirs,
-                    )
-                )
-        if app.check_action(NEW_JOB_ACTION, ()):
-            commands.append(
-                (
-                    "New job",
-                    "The job has ended: ask the scheduler for a new one and reconnect",
-                    app.action_allocate_again,
-                )
-            )
-        commands.append(("Switch theme: the next one", "Tether's next theme (as t does)", app.action_cycle_theme))
-        for name in app.tether_themes:
-            commands.append((f"Switch theme: {name}", f"Use Tether's {name} theme", partial(app.switch_theme, name)))
-        return commands
-
-    async def discover(self) -> Hits:
-        for text, help_text, command in self._commands():
-            yield DiscoveryHit(text, command, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for text, help_text, command in self._commands():
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)
-
-
-M = TypeVar("M")
-
-
-def while_open(handler: Callable[[TetherApp, M], None]) -> Callable[[TetherApp, M], None]:
-    """Run a core-event handler only while the console is open.
-
-    The core posts from its own threads, so events can still be queued when the console closes;
-    by then the dashboard's widgets are being removed and there is nothing left to show them on.
-    """
-
-    @wraps(handler)
-    def handle(app: TetherApp, message: M) -> None:
-        if app.is_running:
-            handler(app, message)
-
-    return handle
-
-
-class TetherApp(App[str]):
+class TetherApp(DebuggerGlue, SyncHalts):
     """The full-screen console for one workspace session."""
 
     CSS_PATH = "app.tcss"
@@ -246,89 +104,7 @@ class TetherApp(App[str]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW, "-tall")]
 
     # Every binding has an id so users can remap keys from config (``App.set_keymap``).
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(
-            "question_mark",
-            "help",
-            "Help",
-            key_display="?",
-            tooltip="Show every key and what it does",
-            id="tether.help",
-        ),
-        Binding(
-            "q",
-            "detach",
-            "Detach",
-            tooltip="Leave the console; everything keeps running on the node",
-            id="tether.detach",
-        ),
-        Binding(
-            "a",
-            "attach",
-            "Attach tmux",
-            tooltip="Suspend the console and attach the tmux session on the node; detach (C-b d) to return",
-            id="tether.attach",
-        ),
-        Binding("l", "logs", "Logs", tooltip="Page through the run's whole output, kept on the node", id="tether.logs"),
-        Binding(
-            "r",
-            "restart_run",
-            "Restart",
-            tooltip="Restart the debuggee on the node (like Ctrl-C in the run pane)",
-            id="tether.restart",
-        ),
-        Binding(
-            "x",
-            "stop_run",
-            "Stop",
-            tooltip="Stop the debuggee; the loop waits, r starts it again",
-            id="tether.stop",
-        ),
-        Binding("t", "cycle_theme", "Theme", tooltip="Switch to the next Tether theme", id="tether.theme"),
-        Binding(
-            "b",
-            "debug",
-            "Debug",
-            tooltip="Open the debugger: breakpoints (F9), stack, variables, a console (F5 continue, F10 over)",
-            id="tether.debug",
-        ),
-        # Shown only where the scheduler gives jobs; dimmed while the job runs (see check_action).
-        Binding(
-            "A",
-            NEW_JOB_ACTION,
-            "New job",
-            key_display="A",
-            tooltip="The job has ended: forget it, ask the scheduler for a new one and reconnect",
-            id="tether.new_job",
-        ),
-        # Shown only while the link waits between reconnect attempts (see check_action).
-        Binding(
-            "R",
-            RECONNECT_ACTION,
-            "Reconnect now",
-            key_display="R",
-            tooltip="The link waits before its next try (the wait grows to 30 s): try again at once",
-            id="tether.reconnect",
-        ),
-        # Shown only while sync is halted on a safety rule (see check_action).
-        Binding(
-            "s",
-            SYNC_HALT_ACTION,
-            "Sync halt",
-            tooltip="Sync is halted: see what would go and allow it, keep the node's files, or rescan",
-            id="tether.sync_halt",
-        ),
-        # Declared here (Textual adds an id-less one otherwise) so the palette key is remappable too.
-        Binding(
-            "ctrl+p",
-            "command_palette",
-            "Commands",
-            show=False,
-            priority=True,
-            tooltip="Open the command palette",
-            id="tether.palette",
-        ),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = list(APP_BINDINGS)
 
     def __init__(
         self,
@@ -459,10 +235,6 @@ class TetherApp(App[str]):
         elif event.state is WorkerState.SUCCESS and worker.name == SESSION_WORKER:
             self.query_one(EventLog).add_line(LogLine("The session ended."))
 
-    def _report_error(self, text: str) -> None:
-        self.query_one(EventLog).add_line(LogLine(f"error: {text}", "error"))
-        self.notify(text, title="Tether", severity="error")
-
     def _show_link_closed(self, detail: str) -> None:
         self.query_one(LinkHeader).show_link(LinkChanged(LinkState.CLOSED, detail=detail))
 
@@ -488,34 +260,6 @@ class TetherApp(App[str]):
         self.refresh_bindings()  # the new-job key follows the job's state
 
     @while_open
-    def on_sync_reported(self, message: SyncReported) -> None:
-        event = message.event
-        if isinstance(event, SyncHaltReport):
-            self.sync_halt = event
-            self.refresh_bindings()
-            if event.reason == HALT_FOREIGN:  # a first sync into a folder with files of its own asks at once
-                self.action_sync_halt()
-            else:
-                self.notify(
-                    f"{event.message}. Press {self.hints['sync_halt']} to allow the deletes or rescan.",
-                    title="Sync halted",
-                    severity="error",
-                    timeout=15,
-                )
-                self._tell_terminal("Sync halted", event.message)
-            return
-        self.query_one(SyncPanel).show(event)
-        if isinstance(event, SyncStatus):
-            self.sync_state = event.state
-        if isinstance(event, SyncStatus) and event.state is not SyncState.HALTED and self.sync_halt is not None:
-            self.sync_halt = None  # released, or its cause went away
-            self.refresh_bindings()
-            if isinstance(self.screen, SyncHaltScreen):
-                self.screen.dismiss(None)
-        if isinstance(event, SyncConflict):
-            self.notify(event.message, title="Sync: both versions kept", severity="warning")
-
-    @while_open
     def on_notice_posted(self, message: NoticePosted) -> None:
         self.query_one(EventLog).add_notice(message.notice)
 
@@ -536,20 +280,6 @@ class TetherApp(App[str]):
         self.query_one(MetricsPanel).show(message.output)
         if not message.output.history:  # a replayed log is old news
             self._alert(self.alerts.output(message.output.lines))
-
-    def _alert(self, alerts: list[Alert]) -> None:
-        for alert in alerts:
-            self.notify(alert.message, title=alert.title, severity=alert.severity, timeout=30)  # type: ignore[arg-type]
-            self._tell_terminal(alert.title, alert.message)
-
-    def _tell_terminal(self, title: str, message: str) -> None:
-        """A bell or a desktop notification for what needs the user, who may be in another window."""
-        sequence = terminal_sequence(self.terminal_alert, title, message)
-        if not sequence:
-            return
-        self.terminal_writes.append(sequence)
-        if not self.is_headless and self._driver is not None:  # as App.bell writes its BEL
-            self._driver.write(sequence)
 
     @while_open
     def on_node_updated(self, message: NodeUpdated) -> None:
@@ -573,46 +303,7 @@ class TetherApp(App[str]):
             self.query_one(RunPanel).show(event)
             self._alert(self.alerts.run_state(event))
         elif isinstance(event, DebuggerWaiting):
-            where = f"127.0.0.1:{event.local_port}" if event.local_port else "the rank's debug port"
-            how = f"press {self.hints['debug']} for its pdb" if event.pdb else f"attach to {where}"
-            self.notify(
-                f"waiting for debugger at {event.where} (rank {event.rank}; {how})",
-                title="breakpoint()",
-                severity="warning",
-                timeout=30,
-            )
-            self._tell_terminal("breakpoint()", f"waiting for debugger at {event.where} (rank {event.rank})")
-
-    @while_open
-    def on_debug_updated(self, message: DebugUpdated) -> None:
-        event = message.event
-        screen = next((s for s in self.screen_stack if isinstance(s, DebuggerScreen)), None)
-        if isinstance(event, DebugOutput):
-            if screen is not None:
-                screen.show_output(event)
-            return
-        stopped_anew = event.status is DebugStatus.STOPPED and event.stop is not self._debug_stops.get(event.key)
-        self._debug_stops[event.key] = event.stop
-        if screen is not None:
-            screen.show(event)
-        if stopped_anew and screen is not self.screen:
-            self._debug_stopped(event)
-
-    def _debug_stopped(self, view: DebugView) -> None:
-        """A breakpoint hit: from the dashboard straight to the debugger; elsewhere (logs, a
-        dialog) a notification, since the user is in the middle of something."""
-        where = view.stop.top.where if view.stop and view.stop.top else "?"
-        reason = view.stop.reason if view.stop else "stopped"
-        if len(self.screen_stack) == 1:
-            self.action_debug(view.rank, view.process)
-            return
-        self.notify(
-            f"{view.label or f'rank {view.rank}'} stopped ({reason}) at {where}: press {self.hints['debug']} on the dashboard",
-            title="Debugger",
-            severity="warning",
-            timeout=30,
-        )
-        self._tell_terminal("Debugger", f"{view.label or f'rank {view.rank}'} stopped at {where}")
+            self._say_debugger_waiting(event)
 
     @while_open
     def on_unhandled_event(self, message: UnhandledEvent) -> None:
@@ -688,48 +379,6 @@ class TetherApp(App[str]):
             answered,
         )
 
-    def copy_debug_address(self, address: str) -> None:
-        self.copy_to_clipboard(address)  # OSC 52: the terminal's clipboard, also over ssh
-        self.notify(f"Copied {address} (if your terminal allows OSC 52 clipboard writes)", title="Debug")
-
-    def action_debug(self, rank: int = 0, process: int = 0) -> None:
-        """Attach the console's debugger to the rank (kept attached across restarts) and show it;
-        a rank whose breakpoint() waits in pdb (no debugpy there) gets the pdb screen."""
-        waiting = next((r for r in self.run_state.ranks if r.pdb and r.waiting_at), None) if self.run_state else None
-        open_pdb = getattr(self.session, "open_pdb", None)
-        if waiting is not None and open_pdb is not None:
-            if not isinstance(self.screen, PdbScreen):
-                self.push_screen(PdbScreen(partial(open_pdb, waiting.rank), waiting.rank, waiting.waiting_at))
-            return
-        opener = getattr(self.session, "debugger", None)
-        if opener is None:
-            self.notify("This session has no debugger.", title="Debugger", severity="warning")
-            return
-        debugger = opener(rank)
-        debugger.start()
-        grouper = getattr(self.session, "debug_group", None)
-        group = grouper() if grouper is not None else None
-        if process and group is not None:  # a launcher's worker stopped: show that one
-            debugger = next((d for d in group.processes() if (d.rank, d.process) == (rank, process)), debugger)
-        if not isinstance(self.screen, DebuggerScreen):
-            self.push_screen(DebuggerScreen(debugger, group))
-
-    def action_debug_release(self) -> None:
-        grouper = getattr(self.session, "debug_group", None)
-        if grouper is not None:
-            self._release_debuggers(grouper())
-
-    @work(group="debugger", exit_on_error=False)
-    async def _release_debuggers(self, group: ConsoleDebugGroup) -> None:
-        await group.close()
-        self.notify("The console's debugger let go; the run goes on. VS Code can attach now.", title="Debugger")
-
-    def action_pause_sync(self) -> None:
-        self.session.pause_sync()
-
-    def action_resume_sync(self) -> None:
-        self.session.resume_sync()
-
     @work(name=REBUILD_WORKER, group=REBUILD_WORKER, exclusive=True, exit_on_error=False)
     async def _rebuild(self) -> None:
         await self.session.rebuild_layout()
@@ -765,38 +414,6 @@ class TetherApp(App[str]):
         if action == RECONNECT_ACTION:
             return self._link_state is LinkState.RECONNECTING and hasattr(self.session, "reconnect_now")
         return True
-
-    # -- sync halts ---------------------------------------------------------------------------
-
-    def action_sync_halt(self) -> None:
-        """Show what the halt holds back and ask (the dialog); nothing without a halt."""
-        if self.sync_halt is None or isinstance(self.screen, SyncHaltScreen):
-            return
-        self.push_screen(SyncHaltScreen(self.sync_halt), callback=self._sync_choice)
-
-    def _sync_choice(self, choice: str | None) -> None:
-        if choice == CHOICE_DELETE:
-            self.action_allow_sync_deletes()
-        elif choice == CHOICE_KEEP:
-            self.action_keep_sync_theirs()
-        elif choice == CHOICE_RESCAN:
-            self.action_rescan_sync()
-
-    def action_allow_sync_deletes(self) -> None:
-        self.query_one(EventLog).add_line(LogLine("Sync: going on with what the halt held back…"))
-        self._sync_control("allow_sync_deletes")
-
-    def action_rescan_sync(self) -> None:
-        self.query_one(EventLog).add_line(LogLine("Sync: comparing both trees again…"))
-        self._sync_control("rescan_sync")
-
-    def action_keep_sync_theirs(self) -> None:
-        self.query_one(EventLog).add_line(LogLine("Sync: moving the node's own files to the backup folder…"))
-        self._sync_control("keep_sync_theirs")
-
-    @work(name=SYNC_WORKER, group=SYNC_WORKER, exclusive=False, exit_on_error=False)
-    async def _sync_control(self, method: str) -> None:
-        await getattr(self.session, method)()
 
     def _new_job_state(self) -> bool | None:
         """Hidden (False) without a job; dimmed (None) while the job is known to run or wait; else

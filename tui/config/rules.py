@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tui.node.files import root_refusal
+from tui.node.protocol_files import root_refusal
 
 
 class RuleError(ValueError):

@@ -14,7 +14,7 @@ import posixpath
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from tui.dap_model import SourceBreakpoint
 from tui.state import write_json_atomic
@@ -163,11 +163,23 @@ class DebugMemory:
             self.exception_filters = tuple(f for f in filters if isinstance(f, str))
 
 
-def _to_json(bp: SourceBreakpoint) -> dict[str, Any]:
-    data: dict[str, Any] = {"line": bp.line}
-    for key in ("condition", "hit_condition", "log_message"):
-        if getattr(bp, key):
-            data[key] = getattr(bp, key)
+class _SavedBreakpoint(TypedDict, total=False):
+    """A breakpoint in the workspace's file (the empty texts left out)."""
+
+    line: int
+    condition: str
+    hit_condition: str
+    log_message: str
+
+
+def _to_json(bp: SourceBreakpoint) -> _SavedBreakpoint:
+    data: _SavedBreakpoint = {"line": bp.line}
+    if bp.condition:
+        data["condition"] = bp.condition
+    if bp.hit_condition:
+        data["hit_condition"] = bp.hit_condition
+    if bp.log_message:
+        data["log_message"] = bp.log_message
     return data
 
 

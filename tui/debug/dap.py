@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any
+from typing import cast
 
 from tui.dap_model import (
     Breakpoint,
@@ -46,6 +46,7 @@ from tui.debug.wire import (
     encode_message,
     read_message,
 )
+from tui.node import protocol_dap as dap
 
 __all__ = [
     "CLIENT_ID",
@@ -114,7 +115,7 @@ class DapClient(DapConnection):
         just_my_code: bool = False,
         path_mappings: Sequence[tuple[str, str]] = (),
         exception_filters: Sequence[str] = (),
-        config: Mapping[str, Any] | None = None,
+        config: Mapping[str, object] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> dict[str, dict[int, Breakpoint]]:
         """Attach, set ``breakpoints`` ({path: lines}) and ``exception_filters``, finish configuration.
@@ -124,14 +125,15 @@ class DapClient(DapConnection):
         attach arguments debugpy gave for a subprocess (its ``debugpyAttach`` event: the
         ``subProcessId`` that picks the process on the same adapter port).
         """
-        arguments: dict[str, Any] = {"name": "Tether", "request": "attach", "justMyCode": just_my_code}
-        arguments.update(config or {})
+        ours: dap.AttachRequestArguments = {"name": "Tether", "request": "attach", "justMyCode": just_my_code}
+        arguments: dict[str, object] = {**ours, **(config or {})}
         if path_mappings:
-            arguments["pathMappings"] = [{"localRoot": loc, "remoteRoot": rem} for loc, rem in path_mappings]
+            mappings: list[dap.PathMapping] = [{"localRoot": loc, "remoteRoot": rem} for loc, rem in path_mappings]
+            arguments["pathMappings"] = mappings
         attached = await self.send_request("attach", arguments)
         initialized = asyncio.ensure_future(self.wait_for_event("initialized", timeout=timeout))
         try:
-            either: set[asyncio.Future[Any]] = {initialized, attached}
+            either: set[asyncio.Future[DapEvent] | asyncio.Future[dap.Response]] = {initialized, attached}
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if attached.done() and not initialized.done():
                 # debugpy answers early only to refuse (no initialized event will come): raise
@@ -141,15 +143,14 @@ class DapClient(DapConnection):
             # The whole configuration is sent back to back and answered in order: one round trip
             # for it, not one per file (a reattach after every restart pays it over a slow link).
             paths = list(breakpoints or {})
-            steps: list[Awaitable[Any]] = [
-                self.set_breakpoints(path, (breakpoints or {})[path], timeout=timeout) for path in paths
-            ]
+            placing = [self.set_breakpoints(path, (breakpoints or {})[path], timeout=timeout) for path in paths]
+            steps: list[Awaitable[None]] = []
             # Sent even when empty, to any adapter that offers filters (debugpy always does): a
             # reattach must not inherit what an earlier session set. The spec's rule for skipping it.
             if exception_filters or self.capabilities.get("exceptionBreakpointFilters"):
                 steps.append(self.set_exception_breakpoints(exception_filters, timeout=timeout))
             steps.append(self.configuration_done(timeout=timeout))
-            answers = await asyncio.gather(*steps)
+            answers, _ = await asyncio.gather(asyncio.gather(*placing), asyncio.gather(*steps))
             accepted = dict(zip(paths, answers))
             await self._response_body("attach", attached, timeout)
         finally:
@@ -167,21 +168,25 @@ class DapClient(DapConnection):
     ) -> dict[int, Breakpoint]:
         """Replace the breakpoints of one source file; returns them by requested line."""
         wanted = [_source_breakpoint(spec) for spec in breakpoints]
-        arguments = {"source": {"path": path}, "breakpoints": [bp.to_dap() for bp in wanted]}
-        body = await self.request("setBreakpoints", arguments, timeout=timeout)
+        arguments: dap.SetBreakpointsArguments = {
+            "source": {"path": path},
+            "breakpoints": [bp.to_dap() for bp in wanted],
+        }
+        body = await self.ask(dap.SetBreakpointsResponseBody, "setBreakpoints", arguments, timeout=timeout)
         return {bp.line: Breakpoint.from_dap(item) for bp, item in zip(wanted, body.get("breakpoints", []))}
 
     async def set_function_breakpoints(
         self, names: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT
     ) -> list[Breakpoint]:
         """Replace the function breakpoints (debugpy takes ``name`` or ``module:name``)."""
-        arguments = {"breakpoints": [{"name": name} for name in names]}
-        body = await self.request("setFunctionBreakpoints", arguments, timeout=timeout)
+        arguments: dap.SetFunctionBreakpointsArguments = {"breakpoints": [{"name": name} for name in names]}
+        body = await self.ask(dap.SetBreakpointsResponseBody, "setFunctionBreakpoints", arguments, timeout=timeout)
         return [Breakpoint.from_dap(item) for item in body.get("breakpoints", [])]
 
     async def set_exception_breakpoints(self, filters: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Stop on exceptions of these kinds (ids from ``exception_filters``); an empty list clears."""
-        await self.request("setExceptionBreakpoints", {"filters": list(filters)}, timeout=timeout)
+        arguments: dap.SetExceptionBreakpointsArguments = {"filters": list(filters)}
+        await self.request("setExceptionBreakpoints", arguments, timeout=timeout)
 
     def exception_filters(self) -> list[ExceptionFilter]:
         """The exception breakpoint kinds the adapter offered in ``initialize`` (no request)."""
@@ -190,7 +195,7 @@ class DapClient(DapConnection):
     # ---- threads and stacks -----------------------------------------------------------------
 
     async def threads(self, *, timeout: float = DEFAULT_TIMEOUT) -> list[Thread]:
-        body = await self.request("threads", timeout=timeout)
+        body = await self.ask(dap.ThreadsResponseBody, "threads", timeout=timeout)
         return [Thread.from_dap(item) for item in body.get("threads", [])]
 
     async def stack_trace(
@@ -204,8 +209,8 @@ class DapClient(DapConnection):
         self, thread_id: int, *, start: int = 0, levels: int = 20, timeout: float = DEFAULT_TIMEOUT
     ) -> tuple[list[StackFrame], int | None]:
         """A page of frames and the stack's whole depth (``totalFrames``) when the adapter says it."""
-        arguments = {"threadId": thread_id, "startFrame": start, "levels": levels}
-        body = await self.request("stackTrace", arguments, timeout=timeout)
+        arguments: dap.StackTraceArguments = {"threadId": thread_id, "startFrame": start, "levels": levels}
+        body = await self.ask(dap.StackTraceResponseBody, "stackTrace", arguments, timeout=timeout)
         total = body.get("totalFrames")
         frames = [StackFrame.from_dap(frame) for frame in body.get("stackFrames", [])]
         return frames, int(total) if isinstance(total, int) else None
@@ -226,7 +231,8 @@ class DapClient(DapConnection):
     # ---- variables and expressions ----------------------------------------------------------
 
     async def scopes(self, frame_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> list[Scope]:
-        body = await self.request("scopes", {"frameId": frame_id}, timeout=timeout)
+        arguments: dap.ScopesArguments = {"frameId": frame_id}
+        body = await self.ask(dap.ScopesResponseBody, "scopes", arguments, timeout=timeout)
         scopes = [Scope.from_dap(item) for item in body.get("scopes", [])]
         for scope in scopes:
             self._origins[scope.variables_reference] = (frame_id, "")
@@ -249,10 +255,11 @@ class DapClient(DapConnection):
             page = await self._evaluated_page(reference, *origin, start, count, timeout)
             if page is not None:
                 return page
-        arguments: dict[str, Any] = {"variablesReference": reference}
+        arguments: dap.VariablesArguments = {"variablesReference": reference}
         if count > 0:
-            arguments.update(start=start, count=count)
-        body = await self.request("variables", arguments, timeout=timeout)
+            arguments["start"] = start
+            arguments["count"] = count
+        body = await self.ask(dap.VariablesResponseBody, "variables", arguments, timeout=timeout)
         children = [Variable.from_dap(item) for item in body.get("variables", [])]
         if count > 0 and len(children) > count:
             children = children[start : start + count]
@@ -266,16 +273,21 @@ class DapClient(DapConnection):
         self, reference: int, frame_id: int, expression: str, start: int, count: int, timeout: float
     ) -> list[Variable] | None:
         """One page of a sequence through evaluate, or None when that expression is no sequence."""
-        arguments = {"expression": _page_expression(expression, start, count), "frameId": frame_id, "context": "watch"}
+        arguments: dap.EvaluateArguments = {
+            "expression": _page_expression(expression, start, count),
+            "frameId": frame_id,
+            "context": "watch",
+        }
         response = await self._response("evaluate", await self.send_request("evaluate", arguments), timeout)
         body = response.get("body")
         if not response.get("success") or not isinstance(body, dict):
             return None  # not indexable by int, or no len(): the adapter's own listing will do
-        page = EvalResult.from_dap(body)
+        page = EvalResult.from_dap(cast(dap.EvaluateResponseBody, body))
         if not page.expandable:
             return []  # an empty page: "{}"
         wanted = {str(index) for index in range(start, start + count)}
-        items = await self.request("variables", {"variablesReference": page.variables_reference}, timeout=timeout)
+        listing: dap.VariablesArguments = {"variablesReference": page.variables_reference}
+        items = await self.ask(dap.VariablesResponseBody, "variables", listing, timeout=timeout)
         result = []
         for item in items.get("variables", []):
             child = Variable.from_dap(item)
@@ -299,11 +311,11 @@ class DapClient(DapConnection):
         """
         paged = self._paged.get((reference, name))
         if paged is not None:  # the child lives in the list itself, not in the page's dict
-            arguments: dict[str, Any] = {"expression": paged[1], "value": value, "frameId": paged[0]}
-            body = await self.request("setExpression", arguments, timeout=timeout)
+            expression: dap.SetExpressionArguments = {"expression": paged[1], "value": value, "frameId": paged[0]}
+            body = await self.ask(dap.Variable, "setExpression", expression, timeout=timeout)
         else:
-            arguments = {"variablesReference": reference, "name": name, "value": value}
-            body = await self.request("setVariable", arguments, timeout=timeout)
+            variable: dap.SetVariableArguments = {"variablesReference": reference, "name": name, "value": value}
+            body = await self.ask(dap.Variable, "setVariable", variable, timeout=timeout)
         return Variable.from_dap(body, name)
 
     async def evaluate(
@@ -315,10 +327,10 @@ class DapClient(DapConnection):
         timeout: float = DEFAULT_TIMEOUT,
     ) -> EvalResult:
         """Evaluate in a frame (``context``: "watch", "repl" or "hover"); an error is a DapError."""
-        arguments: dict[str, Any] = {"expression": expression, "context": context}
+        arguments: dap.EvaluateArguments = {"expression": expression, "context": context}
         if frame_id is not None:
             arguments["frameId"] = frame_id
-        result = EvalResult.from_dap(await self.request("evaluate", arguments, timeout=timeout))
+        result = EvalResult.from_dap(await self.ask(dap.EvaluateResponseBody, "evaluate", arguments, timeout=timeout))
         if result.expandable and frame_id is not None and context != "repl":  # a repl line may not bear repeating
             self._origins[result.variables_reference] = (frame_id, expression)
         return result
@@ -327,10 +339,10 @@ class DapClient(DapConnection):
         self, text: str, column: int, *, frame_id: int | None = None, timeout: float = DEFAULT_TIMEOUT
     ) -> list[Completion]:
         """Completions for ``text`` with the cursor at ``column`` (1-based, as DAP counts)."""
-        arguments: dict[str, Any] = {"text": text, "column": column}
+        arguments: dap.CompletionsArguments = {"text": text, "column": column}
         if frame_id is not None:
             arguments["frameId"] = frame_id
-        body = await self.request("completions", arguments, timeout=timeout)
+        body = await self.ask(dap.CompletionsResponseBody, "completions", arguments, timeout=timeout)
         return [Completion.from_dap(item) for item in body.get("targets", [])]
 
     def _deliver(self, event: DapEvent) -> None:
@@ -343,30 +355,36 @@ class DapClient(DapConnection):
 
     async def continue_(self, thread_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Resume (debugpy resumes all threads)."""
-        await self.request("continue", {"threadId": thread_id}, timeout=timeout)
+        await self._thread_request("continue", thread_id, timeout)
 
     async def next(self, thread_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Step over; a ``stopped`` event (reason "step") follows."""
-        await self.request("next", {"threadId": thread_id}, timeout=timeout)
+        await self._thread_request("next", thread_id, timeout)
 
     async def step_in(self, thread_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        await self.request("stepIn", {"threadId": thread_id}, timeout=timeout)
+        await self._thread_request("stepIn", thread_id, timeout)
 
     async def step_out(self, thread_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        await self.request("stepOut", {"threadId": thread_id}, timeout=timeout)
+        await self._thread_request("stepOut", thread_id, timeout)
 
     async def pause(self, thread_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Ask a running thread to stop; a ``stopped`` event (reason "pause") follows."""
-        await self.request("pause", {"threadId": thread_id}, timeout=timeout)
+        await self._thread_request("pause", thread_id, timeout)
+
+    async def _thread_request(self, command: str, thread_id: int, timeout: float) -> None:
+        arguments: dap.ThreadArguments = {"threadId": thread_id}
+        await self.request(command, arguments, timeout=timeout)
 
     async def goto_targets(self, path: str, line: int, *, timeout: float = DEFAULT_TIMEOUT) -> list[int]:
         """Target ids for jumping to ``path:line`` (needs ``supportsGotoTargetsRequest``)."""
-        body = await self.request("gotoTargets", {"source": {"path": path}, "line": line}, timeout=timeout)
+        arguments: dap.GotoTargetsArguments = {"source": {"path": path}, "line": line}
+        body = await self.ask(dap.GotoTargetsResponseBody, "gotoTargets", arguments, timeout=timeout)
         return [int(target["id"]) for target in body.get("targets", []) if isinstance(target.get("id"), int)]
 
     async def goto(self, thread_id: int, target_id: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Make a stopped thread's next statement the target; a ``stopped`` event (reason "goto") follows."""
-        await self.request("goto", {"threadId": thread_id, "targetId": target_id}, timeout=timeout)
+        arguments: dap.GotoArguments = {"threadId": thread_id, "targetId": target_id}
+        await self.request("goto", arguments, timeout=timeout)
 
     async def disconnect(self, *, terminate_debuggee: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Detach and close; the debuggee keeps running unless ``terminate_debuggee``.
@@ -376,7 +394,8 @@ class DapClient(DapConnection):
         """
         try:
             if not self.closed:
-                await self.request("disconnect", {"terminateDebuggee": terminate_debuggee}, timeout=timeout)
+                arguments: dap.DisconnectArguments = {"terminateDebuggee": terminate_debuggee}
+                await self.request("disconnect", arguments, timeout=timeout)
         except DapError:
             if not self.closed:
                 raise

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 Connector = Callable[[], Awaitable[Streams]]
 Emit = Callable[[object], None]
-# A subprocess the debuggee started under debugpy (a launcher's worker): its attach arguments.
+# A subprocess the debuggee started under debugpy (a launcher's worker): its attach arguments (the
+# body of debugpy's ``debugpyAttach`` event, passed on whole: tui/debug/ranks.py takes it so).
 ChildCallback = Callable[["Debugger", dict[str, Any]], None]
 StopRead = tuple[list[StackFrame], int, tuple[Variable, ...]]  # frames, the top frame's locals reference, locals
 
@@ -70,14 +71,15 @@ class Debugger:
         emit: Emit,
         *,
         rank: int = 0,
-        config: dict[str, Any] | None = None,
+        config: Mapping[str, object] | None = None,
         on_child: ChildCallback | None = None,
         stops_prefetched: bool = False,
     ) -> None:
         self.memory = memory
         self.rank = rank
         self.config = config  # a subprocess's attach arguments; None: the rank's own process
-        self.process = int(config.get("subProcessId", 0)) if config else 0
+        process = config.get("subProcessId", 0) if config else 0
+        self.process = int(process) if isinstance(process, (int, str)) else 0
         self.label = f"rank {rank}" if config is None else f"pid {self.process} of rank {rank}"
         self._on_child = on_child
         self._prefetch = stops_prefetched  # the stream's node end answers each stop (tui.node.dapstorm)

@@ -21,6 +21,7 @@ from tui.debug.breakpoints import DebugMemory
 from tui.debug.debugger import Debugger, Emit, Streams, quietly
 from tui.debug.runs import DebugRuns
 from tui.events import DebugStatus, DebugView
+from tui.node.protocol import Message
 from tui.remote.agent_channel import AgentChannel, AgentError
 from tui.remote.relay import PortRelay
 
@@ -162,7 +163,7 @@ class RelayConnections:
             raise AgentError(f"rank {rank} waits in no pdb")
         return await self._relay(rank, state.port).open_stream(pdb=state.pdb)
 
-    def handle(self, message: dict[str, Any]) -> bool:
+    def handle(self, message: Message) -> bool:
         """Pass an agent event to the relays; True when it was one of their streams' bytes."""
         return any(relay.handle(message) for relay in self._relays.values())
 

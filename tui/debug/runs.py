@@ -18,10 +18,23 @@ import io
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from tui.config import Workspace
 from tui.events import DebuggerWaiting, EventSink, Notice, RankState, RankStatus, RunState
+from tui.node.protocol import Message
+from tui.node.protocol_layout import LayoutReply
+from tui.node.protocol_loop import (
+    CONTROL,
+    STATE_EVENT,
+    WATCH,
+    LoopControlRequest,
+    LoopRank,
+    LoopReply,
+    LoopState,
+    LoopStateEvent,
+    LoopWatchRequest,
+)
 from tui.remote.agent_channel import AgentChannel
 from tui.remote.tunnel import Tunnels
 
@@ -102,18 +115,18 @@ class DebugRuns:
         self.tunnels = tunnels
         self.sink = sink
         self.mode = workspace.debug.mode
-        self.ranks: list[dict[str, Any]] = []  # {rank, port, state} from the agent
-        self.states: dict[str, dict[str, Any] | None] = {}  # state path -> last loop state
+        self.ranks: list[LoopRank] = []  # from the agent
+        self.states: dict[str, LoopState | None] = {}  # state path -> last loop state
         self.local_ports: dict[int, int] = {}
         self.remote_root = ""
         self._waiting: dict[int, str] = {}
         self._told: set[str] = set()
 
     # ---------------------------------------------------------------- bring up (each link up)
-    async def bring_up(self, agent: AgentChannel, reply: dict[str, Any]) -> None:
-        debug = reply.get("debug") or {}
+    async def bring_up(self, agent: AgentChannel, reply: LayoutReply | None) -> None:
+        debug = (reply.get("debug") if reply else None) or {}
         self.mode = str(debug.get("mode", self.mode))
-        self.remote_root = str(reply.get("root") or self.remote_root)
+        self.remote_root = str((reply.get("root") if reply else None) or self.remote_root)
         self.ranks = list(debug.get("ranks", ()))
         # mode "off" forwards too: breakpoint() still opens the rank's port and waits there
         vscode_port = self.workspace.debug.vscode_port
@@ -130,7 +143,7 @@ class DebugRuns:
             except Exception as exc:  # noqa: BLE001 - one forward failing must not stop the others
                 self._tell(str(exc), "warning")
         for entry in self.ranks:
-            await agent.request("loop.watch", state=entry["state"], interval=0.25)
+            await agent.call(WATCH, LoopWatchRequest(state=entry["state"], interval=0.25))
         self.write_launch_json()
         self.emit()
 
@@ -164,13 +177,14 @@ class DebugRuns:
             return None
 
     # ---------------------------------------------------------------- agent events
-    def handle(self, message: dict[str, Any]) -> None:
-        if message.get("op") != "loop.state":
+    def handle(self, message: Message) -> None:
+        if message.get("op") != STATE_EVENT:
             return
-        path = str(message.get("state_path"))
+        event = cast(LoopStateEvent, message)  # its op says so
+        path = str(event.get("state_path"))
         if path not in {e["state"] for e in self.ranks}:
             return
-        self.states[path] = message.get("state")
+        self.states[path] = event.get("state")
         self.emit()
 
     def rank_states(self) -> tuple[RankState, ...]:
@@ -251,11 +265,11 @@ class DebugRuns:
             self.sink(Notice(text, level))
 
     # ---------------------------------------------------------------- commands
-    async def control(self, agent: AgentChannel, command: str) -> list[dict[str, Any]]:
+    async def control(self, agent: AgentChannel, command: str) -> list[LoopReply]:
         """Send ``command`` (restart, stop, quit, status) to every rank's loop; their replies."""
         if not self.ranks:
             raise RuntimeError("the run has no debug loop (a [layout] run pane with its own command?)")
         replies = await asyncio.gather(
-            *(agent.request("loop.control", state=e["state"], command=command) for e in self.ranks)
+            *(agent.call(CONTROL, LoopControlRequest(state=e["state"], command=command)) for e in self.ranks)
         )
         return [reply.get("reply", {}) for reply in replies]

@@ -16,9 +16,10 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from tui.errors import TetherError
+from tui.node.protocol_dap import PathMapping
 
 NAME_PREFIX = "Tether: "
 WORKSPACE_FOLDER = "${workspaceFolder}"
@@ -40,6 +41,22 @@ class LaunchJsonError(TetherError):
 # ---- the configurations we own -----------------------------------------------------------------
 
 
+class Connect(TypedDict):
+    host: str
+    port: int
+
+
+class AttachConfiguration(TypedDict):
+    """One of launch.json's configurations: VS Code's debugpy attach, through the tunnel."""
+
+    name: str
+    type: str
+    request: str
+    connect: Connect
+    pathMappings: list[PathMapping]
+    justMyCode: bool
+
+
 def configuration_name(workspace_name: str, rank: int | None) -> str:
     base = f"{NAME_PREFIX}{workspace_name}"
     return base if rank is None else f"{base} (rank {rank})"
@@ -55,7 +72,7 @@ def is_ours(name: object, workspace_name: str) -> bool:
 
 def attach_configurations(
     folder: Path, workspace_name: str, local_root: Path, remote_root: str, ports: list[int]
-) -> list[dict[str, Any]]:
+) -> list[AttachConfiguration]:
     """One debugpy attach configuration per rank (port), reaching the node through the tunnel."""
     if not ports:
         raise TetherError("no debug ports to write into launch.json", fix="give at least one port")
@@ -209,7 +226,7 @@ def _line_indent(text: str, position: int) -> str:
     return re.match(r"[ \t]*", text[line_start:]).group()  # type: ignore[union-attr]
 
 
-def _render(configurations: list[dict[str, Any]], indent: str, unit: str, newline: str) -> str:
+def _render(configurations: list[AttachConfiguration], indent: str, unit: str, newline: str) -> str:
     """Configurations as JSON text, each starting at ``indent``, separated by commas."""
     parts = []
     for configuration in configurations:
@@ -255,7 +272,7 @@ def _insert_edits(text: str, node: _Node, content: str, newline: str) -> list[tu
 
 
 def merge_launch_json(
-    text: str, configurations: list[dict[str, Any]], workspace_name: str, path: Path = Path("launch.json")
+    text: str, configurations: list[AttachConfiguration], workspace_name: str, path: Path = Path("launch.json")
 ) -> str:
     """``text`` (a launch.json) with this workspace's configurations replaced by ``configurations``.
 
@@ -312,7 +329,7 @@ def _name_of(node: _Node) -> object:
     return None
 
 
-def new_launch_json(configurations: list[dict[str, Any]]) -> str:
+def new_launch_json(configurations: list[AttachConfiguration]) -> str:
     return json.dumps({"version": "0.2.0", "configurations": configurations}, indent=4) + "\n"
 
 

@@ -15,11 +15,21 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 from tui.dap_model import DapEvent
 from tui.errors import TetherError
-from tui.node.dapstorm import content_length, frame
+from tui.node.protocol_dap import (
+    Capabilities,
+    ErrorResponseBody,
+    EventBody,
+    InitializeRequestArguments,
+    ProtocolMessage,
+    Request,
+    Response,
+    content_length,
+    frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +39,19 @@ _BACKLOG = 1000  # events kept for wait_for_event; older ones are dropped first
 
 EventCallback = Callable[[DapEvent], None]
 _C = TypeVar("_C", bound="DapConnection")
+_Body = TypeVar("_Body", bound=Mapping[str, object])
 
 
 class DapError(TetherError):
     """The debug adapter could not be reached, went away, did not answer, or refused a request."""
 
 
-def encode_message(message: Mapping[str, Any]) -> bytes:
+def encode_message(message: Mapping[str, object]) -> bytes:
     """One DAP message on the wire: a Content-Length header, a blank line, UTF-8 JSON."""
     return frame(message)
 
 
-async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+async def read_message(reader: asyncio.StreamReader) -> ProtocolMessage | None:
     """The next message from ``reader``, or None at a clean end of stream.
 
     Raises DapError on a malformed header or body: a peer that is not a DAP adapter (a wrong port
@@ -50,7 +61,7 @@ async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     return None if framed is None else framed[0]
 
 
-async def read_framed(reader: asyncio.StreamReader) -> tuple[dict[str, Any], int] | None:
+async def read_framed(reader: asyncio.StreamReader) -> tuple[ProtocolMessage, int] | None:
     """``read_message`` plus the size of the whole framed message (header included), in bytes."""
     try:
         header = await reader.readuntil(b"\r\n\r\n")
@@ -73,13 +84,13 @@ async def read_framed(reader: asyncio.StreamReader) -> tuple[dict[str, Any], int
         raise DapError(f"the debug adapter sent a message that is not JSON: {exc}") from None
     if not isinstance(message, dict):
         raise DapError("the debug adapter sent a message that is not a JSON object")
-    return message, len(header) + length
+    return cast(ProtocolMessage, message), len(header) + length
 
 
-def error_text(response: Mapping[str, Any]) -> str:
+def error_text(response: Response) -> str:
     """The adapter's own words for a failed request (the formatted error, else the short message)."""
     body = response.get("body")
-    error = body.get("error") if isinstance(body, dict) else None
+    error = cast(ErrorResponseBody, body).get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and error.get("format"):
         text = str(error["format"])
         for key, value in (error.get("variables") or {}).items():
@@ -115,14 +126,14 @@ class DapConnection:
         self._writer = writer
         self._on_event = on_event
         self._seq = 0
-        self._pending: dict[int, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        self._pending: dict[int, tuple[str, asyncio.Future[Response]]] = {}
         self._backlog: collections.deque[DapEvent] = collections.deque(maxlen=_BACKLOG)
         self._waiters: list[tuple[str, Callable[[DapEvent], bool] | None, asyncio.Future[DapEvent]]] = []
         self._write_lock = asyncio.Lock()
         self._closed_reason: str | None = None
         self._closed_by_adapter = False
         self._closed_event = asyncio.Event()
-        self.capabilities: dict[str, Any] = {}
+        self.capabilities: Capabilities = {}
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -215,23 +226,20 @@ class DapConnection:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def initialize(self, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    async def initialize(self, *, timeout: float = DEFAULT_TIMEOUT) -> Capabilities:
         """Say who we are; returns (and keeps) the adapter's capabilities."""
-        self.capabilities = await self.request(
-            "initialize",
-            {
-                "clientID": CLIENT_ID,
-                "clientName": "Tether",
-                "adapterID": "debugpy",
-                "pathFormat": "path",
-                "linesStartAt1": True,
-                "columnsStartAt1": True,
-                "supportsVariableType": True,
-                "supportsVariablePaging": True,
-                "supportsRunInTerminalRequest": False,
-            },
-            timeout=timeout,
-        )
+        arguments: InitializeRequestArguments = {
+            "clientID": CLIENT_ID,
+            "clientName": "Tether",
+            "adapterID": "debugpy",
+            "pathFormat": "path",
+            "linesStartAt1": True,
+            "columnsStartAt1": True,
+            "supportsVariableType": True,
+            "supportsVariablePaging": True,
+            "supportsRunInTerminalRequest": False,
+        }
+        self.capabilities = await self.ask(Capabilities, "initialize", arguments, timeout=timeout)
         return self.capabilities
 
     @property
@@ -258,8 +266,8 @@ class DapConnection:
             await self._writer.wait_closed()
 
     async def send_request(
-        self, command: str, arguments: Mapping[str, Any] | None = None
-    ) -> asyncio.Future[dict[str, Any]]:
+        self, command: str, arguments: Mapping[str, object] | None = None
+    ) -> asyncio.Future[Response]:
         """Send a request and return the future of its response message (not yet awaited).
 
         For requests whose answer comes late by design (debugpy's ``attach``); most callers want
@@ -268,10 +276,10 @@ class DapConnection:
         if self._closed_reason is not None:
             raise DapError(f"cannot send '{command}': {self._closed_reason} ({self.address})")
         seq = self._next_seq()
-        message: dict[str, Any] = {"seq": seq, "type": "request", "command": command}
+        message: Request = {"seq": seq, "type": "request", "command": command}
         if arguments is not None:
             message["arguments"] = dict(arguments)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[seq] = (command, future)
         future.add_done_callback(lambda _: self._pending.pop(seq, None))  # also on timeout (cancel)
         try:
@@ -283,13 +291,24 @@ class DapConnection:
         return future
 
     async def request(
-        self, command: str, arguments: Mapping[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> dict[str, Any]:
+        self, command: str, arguments: Mapping[str, object] | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> Mapping[str, object]:
         """Send a request and return the body of its successful response."""
         future = await self.send_request(command, arguments)
         return await self._response_body(command, future, timeout)
 
-    async def _response(self, command: str, future: asyncio.Future[dict[str, Any]], timeout: float) -> dict[str, Any]:
+    async def ask(
+        self,
+        answer: type[_Body],
+        command: str,
+        arguments: Mapping[str, object] | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> _Body:
+        """``request``, its body read as ``answer`` (the command's response body in protocol_dap)."""
+        return cast(_Body, await self.request(command, arguments, timeout=timeout))
+
+    async def _response(self, command: str, future: asyncio.Future[Response], timeout: float) -> Response:
         """The whole response message, refusals included; no answer in time is a DapError."""
         try:
             return await asyncio.wait_for(future, timeout)
@@ -300,8 +319,8 @@ class DapConnection:
             ) from None
 
     async def _response_body(
-        self, command: str, future: asyncio.Future[dict[str, Any]], timeout: float
-    ) -> dict[str, Any]:
+        self, command: str, future: asyncio.Future[Response], timeout: float
+    ) -> Mapping[str, object]:
         response = await self._response(command, future, timeout)
         if not response.get("success", False):
             raise DapError(f"the debug adapter refused '{command}': {error_text(response)}")
@@ -336,7 +355,7 @@ class DapConnection:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
 
-    async def _write(self, message: Mapping[str, Any]) -> None:
+    async def _write(self, message: Request | Response) -> None:
         framed = encode_message(message)
         async with self._write_lock:
             try:
@@ -362,26 +381,29 @@ class DapConnection:
                 self._closed_by_adapter = True
             self._mark_closed(reason)
 
-    async def _dispatch(self, message: dict[str, Any]) -> None:
+    async def _dispatch(self, message: ProtocolMessage) -> None:
         kind = message.get("type")
         if kind == "response":
-            entry = self._pending.pop(message.get("request_seq", -1), None)
+            response = cast(Response, message)
+            entry = self._pending.pop(response.get("request_seq", -1), None)
             if entry is not None and not entry[1].done():
-                entry[1].set_result(message)
+                entry[1].set_result(response)
         elif kind == "event":
             body = message.get("body")
-            self._deliver(DapEvent(str(message.get("event", "")), body if isinstance(body, dict) else {}))
+            name = str(message.get("event", ""))
+            self._deliver(DapEvent(name, cast(EventBody, body) if isinstance(body, dict) else {}))
         elif kind == "request":
+            request = cast(Request, message)
             # Reverse requests (runInTerminal, startDebugging): the console does neither, and an
             # unanswered one would leave the adapter waiting.
             await self._write(
                 {
                     "seq": self._next_seq(),
                     "type": "response",
-                    "request_seq": message.get("seq", 0),
-                    "command": message.get("command", ""),
+                    "request_seq": request.get("seq", 0),
+                    "command": request.get("command", ""),
                     "success": False,
-                    "message": f"{CLIENT_ID} does not support '{message.get('command')}'",
+                    "message": f"{CLIENT_ID} does not support '{request.get('command')}'",
                 }
             )
 

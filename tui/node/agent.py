@@ -21,11 +21,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, MutableMapping
-from typing import Any, BinaryIO
+from typing import BinaryIO, cast
 
 from tui.node import protocol
+from tui.node.layoutstate import RunPane
+from tui.node.protocol import USER_PYTHONPATH_ENV, Message, NoFields, RequestT
 
-Handler = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+# The registry's one type for every op's handler: each takes its own op's request type, which the
+# message has once dispatched by its op.
+Handler = Callable[[Message], "Message | None"]
 
 # Modules with a ``register(agent)`` function, loaded at start. Each capability adds its own here.
 CAPABILITIES: tuple[str, ...] = (
@@ -46,16 +50,19 @@ class Agent:
         self._log = log
         self.version = version
         self.running = True
-        self.handlers: dict[str, Handler] = {"ping": self._ping, "bye": self._bye}
+        self.handlers: dict[str, Handler] = {}
+        self.register(protocol.PING.name, self._ping)
+        self.register(protocol.BYE.name, self._bye)
         self.capabilities: list[str] = []
+        self.run_pane = RunPane()  # found by tui.node.layout, sampled by tui.node.stats
         self._after_hello: list[Callable[[], None]] = []
         self._write_lock = threading.Lock()  # background threads send events too
 
-    def register(self, op: str, handler: Handler) -> None:
+    def register(self, op: str, handler: Callable[[RequestT], Message | None]) -> None:
         """Answer requests named ``op`` with ``handler(message)`` (its dict is the reply)."""
-        self.handlers[op] = handler
+        self.handlers[op] = cast(Handler, handler)
 
-    def spawn(self, name: str, target: Callable[[], None]) -> None:
+    def spawn(self, name: str, target: Callable[[], object]) -> None:
         """Run background work (polling stats, watching panes) that sends events with ``send``."""
 
         def guarded() -> None:
@@ -82,24 +89,23 @@ class Agent:
             else:
                 self.capabilities.append(name.rsplit(".", 1)[-1])
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Message) -> None:
         data = protocol.encode(message)
         with self._write_lock:
             self._writer.write(data)
             self._writer.flush()
 
     def hello(self) -> None:
-        self.send(
-            {
-                "op": "hello",
-                "protocol": protocol.PROTOCOL_VERSION,
-                "version": self.version,
-                "python": ".".join(map(str, sys.version_info[:3])),
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "capabilities": self.capabilities,
-            }
-        )
+        hello: protocol.Hello = {
+            "op": "hello",
+            "protocol": protocol.PROTOCOL_VERSION,
+            "version": self.version,
+            "python": ".".join(map(str, sys.version_info[:3])),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "capabilities": self.capabilities,
+        }
+        self.send(hello)
         for callback in self._after_hello:
             callback()
 
@@ -119,28 +125,30 @@ class Agent:
             message = protocol.decode(line)
         except protocol.MalformedMessage as exc:
             self._log(f"skipped malformed message ({exc}): {line[:200]!r}")
-            self.send({"op": "error", "error": f"malformed message: {exc}"})
+            self.send(protocol.ErrorReply(op="error", error=f"malformed message: {exc}"))
             return
         request_id = message.get("id")
-        handler = self.handlers.get(message["op"])
+        op = str(message["op"])  # decode saw to it that it is one
+        handler = self.handlers.get(op)
         if handler is None:
-            self._log(f"skipped unknown op {message['op']!r}")
-            self.send({"op": "error", "id": request_id, "error": f"unknown op {message['op']!r}"})
+            self._log(f"skipped unknown op {op!r}")
+            self.send({"op": "error", "id": request_id, "error": f"unknown op {op!r}"})
             return
+        reply: Message | None
         try:
             reply = handler(message)
         except Exception as exc:  # a capability's bug must not end the channel
-            self._log(f"op {message['op']!r} failed: {exc!r}")
-            reply = {"op": "error", "error": f"{message['op']} failed: {exc}"}
+            self._log(f"op {op!r} failed: {exc!r}")
+            reply = protocol.ErrorReply(op="error", error=f"{op} failed: {exc}")
         if reply is not None:
             if request_id is not None:
-                reply["id"] = request_id
+                reply = {**reply, "id": request_id}
             self.send(reply)
 
-    def _ping(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _ping(self, message: NoFields) -> protocol.Pong:
         return {"op": "pong", "time": time.time()}
 
-    def _bye(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _bye(self, message: NoFields) -> protocol.Bye:
         self.running = False
         return {"op": "bye"}
 
@@ -148,9 +156,6 @@ class Agent:
 def _log_to_stderr(text: str) -> None:
     sys.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} agent[{os.getpid()}]: {text}\n")
     sys.stderr.flush()
-
-
-USER_PYTHONPATH_ENV = "TETHER_USER_PYTHONPATH"  # the user's PYTHONPATH, set aside by the start script
 
 
 def hand_back_pythonpath(environ: MutableMapping[str, str] = os.environ) -> None:

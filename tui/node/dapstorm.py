@@ -16,34 +16,32 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
+
+from tui.node.protocol_dap import (
+    HEADER_END,
+    Event,
+    ProtocolMessage,
+    Request,
+    Response,
+    ScopesArguments,
+    ScopesResponseBody,
+    StackTraceArguments,
+    StackTraceResponseBody,
+    TetherStopEventBody,
+    VariablesArguments,
+    VariablesResponseBody,
+    content_length,
+    frame,
+)
+
+__all__ = ["INJECTED_SEQ", "Framer", "StopStorm", "content_length", "frame"]
 
 INJECTED_SEQ = 1_000_000_000
 STACK_LEVELS = 30
 VARIABLES_COUNT = 100
-HEADER_END = b"\r\n\r\n"
-
-
-def frame(message: Mapping[str, Any]) -> bytes:
-    """One DAP message on the wire: a Content-Length header, a blank line, UTF-8 JSON. (The
-    laptop's DAP client frames and reads with these two as well: tui/debug/wire.py.)"""
-    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-def content_length(header: bytes) -> int | None:
-    """The body's length a DAP header gives (its last Content-Length), or None when it gives none."""
-    length = None
-    for line in header.decode("ascii", "replace").split("\r\n"):
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            try:
-                length = int(value.strip())
-            except ValueError:
-                length = None
-    return length if length is not None and length >= 0 else None
 
 
 class Framer:
@@ -54,11 +52,11 @@ class Framer:
         self._buffer = b""
         self.broken = False
 
-    def feed(self, data: bytes) -> list[tuple[bytes, dict[str, Any] | None]]:
+    def feed(self, data: bytes) -> list[tuple[bytes, ProtocolMessage | None]]:
         if self.broken:
             return [(data, None)]
         self._buffer += data
-        out: list[tuple[bytes, dict[str, Any] | None]] = []
+        out: list[tuple[bytes, ProtocolMessage | None]] = []
         while True:
             end = self._buffer.find(HEADER_END)
             if end < 0:
@@ -77,13 +75,16 @@ class Framer:
                 message = json.loads(raw[end + len(HEADER_END) :])
             except ValueError:
                 message = None
-            out.append((raw, message if isinstance(message, dict) else None))
+            out.append((raw, cast(ProtocolMessage, message) if isinstance(message, dict) else None))
 
 
 @dataclass
 class _Storm:
     thread_id: int
-    answers: dict[str, Any] = field(default_factory=dict)
+    answers: TetherStopEventBody = field(default_factory=TetherStopEventBody)
+
+    def __post_init__(self) -> None:
+        self.answers["threadId"] = self.thread_id  # first: the event's body starts with it
 
 
 class StopStorm:
@@ -112,16 +113,15 @@ class StopStorm:
                 and message.get("type") == "response"
                 and message.get("request_seq") in self._pending
             ):
-                self._answered(message)
+                self._answered(cast(Response, message))
                 continue
             forward.append(raw)
             if message is not None and message.get("type") == "event" and message.get("event") == "stopped":
-                thread = (message.get("body") or {}).get("threadId")
+                thread = (cast(Event, message).get("body") or {}).get("threadId")
                 if isinstance(thread, int):
                     self._flush(forward)
-                    self._ask(
-                        "stackTrace", {"threadId": thread, "startFrame": 0, "levels": STACK_LEVELS}, _Storm(thread)
-                    )
+                    arguments: StackTraceArguments = {"threadId": thread, "startFrame": 0, "levels": STACK_LEVELS}
+                    self._ask("stackTrace", arguments, _Storm(thread))
         self._flush(forward)
 
     def _flush(self, forward: list[bytes]) -> None:
@@ -129,31 +129,38 @@ class StopStorm:
             self._to_laptop(b"".join(forward))
             forward.clear()
 
-    def _ask(self, command: str, arguments: dict[str, Any], storm: _Storm) -> None:
+    def _ask(
+        self, command: str, arguments: StackTraceArguments | ScopesArguments | VariablesArguments, storm: _Storm
+    ) -> None:
         with self._lock:
             self._seq += 1
             self._pending[self._seq] = (command, storm)
-            self._to_adapter(frame({"seq": self._seq, "type": "request", "command": command, "arguments": arguments}))
+            request: Request = {"seq": self._seq, "type": "request", "command": command, "arguments": arguments}
+            self._to_adapter(frame(request))
 
-    def _answered(self, response: dict[str, Any]) -> None:
+    def _answered(self, response: Response) -> None:
         command, storm = self._pending.pop(response["request_seq"])
         body = response.get("body") if response.get("success") else None
-        storm.answers[command] = body if isinstance(body, dict) else {}
+        answer = body if isinstance(body, dict) else {}
+        if command == "stackTrace":
+            stack = storm.answers["stackTrace"] = cast(StackTraceResponseBody, answer)
+        elif command == "scopes":
+            scopes = storm.answers["scopes"] = cast(ScopesResponseBody, answer)
+        else:
+            storm.answers["variables"] = cast(VariablesResponseBody, answer)
         if body is None:
             storm.answers["error"] = str(response.get("message") or f"{command} failed")
-        elif command == "stackTrace" and body.get("stackFrames"):
-            self._ask("scopes", {"frameId": body["stackFrames"][0].get("id", 0)}, storm)
+        elif command == "stackTrace" and stack.get("stackFrames"):
+            self._ask("scopes", {"frameId": stack["stackFrames"][0].get("id", 0)}, storm)
             return
         elif command == "scopes":
-            first = next((s for s in body.get("scopes", []) if not s.get("expensive")), None)
+            first = next((s for s in scopes.get("scopes", []) if not s.get("expensive")), None)
             if first is not None:
-                arguments = {"variablesReference": first.get("variablesReference", 0), "count": VARIABLES_COUNT}
+                arguments: VariablesArguments = {
+                    "variablesReference": first.get("variablesReference", 0),
+                    "count": VARIABLES_COUNT,
+                }
                 self._ask("variables", arguments, storm)
                 return
-        event = {
-            "seq": 0,
-            "type": "event",
-            "event": "tetherStop",
-            "body": {"threadId": storm.thread_id, **storm.answers},
-        }
+        event: Event = {"seq": 0, "type": "event", "event": "tetherStop", "body": storm.answers}
         self._to_laptop(frame(event))

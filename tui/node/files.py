@@ -25,9 +25,10 @@ resolves outside the root (no "..", no absolute paths, no writing through a syml
 
 Each ``files.open`` takes the root over (an owner file under a lock): a request an older agent
 still works through after a link cut is dropped, so it cannot undo a newer push.
-What Tether last wrote (size, mtime, inode per path) is kept in an append-only journal under
-``~/.cache/tether/sync/``; a file that differs from its record was edited on the node, and is
-kept beside the new version as ``NAME.conflict-node-TIMESTAMP.EXT`` instead of being overwritten.
+What Tether last wrote is kept in a journal (``tui.node.journal``); a file that differs from its
+record was edited on the node, and is kept beside the new version as
+``NAME.conflict-node-TIMESTAMP.EXT`` instead of being overwritten. The messages' types, and which
+roots are refused: ``tui.node.protocol_files``.
 """
 
 from __future__ import annotations
@@ -37,117 +38,20 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
 import stat
 import time
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Iterator, Mapping
+from typing import IO, TYPE_CHECKING
 
-STATE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "tether", "sync")
+from tui.node import protocol_files as wire
+from tui.node.journal import Journal
+
+if TYPE_CHECKING:
+    from tui.node.agent import Agent
+
 TMP_PREFIX = ".tether-tmp-"
-BACKUP_DIR = ".tether-backup"  # in the remote root; "keep theirs" moves the node's own files here
-
-
-# System folders: never a remote root themselves (a project below most of them is fine: /tmp/me/p).
-SYSTEM_FOLDERS = frozenset(
-    (
-        "/bin",
-        "/boot",
-        "/dev",
-        "/etc",
-        "/home",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/libx32",
-        "/media",
-        "/mnt",
-        "/opt",
-        "/proc",
-        "/root",
-        "/run",
-        "/sbin",
-        "/snap",
-        "/srv",
-        "/sys",
-        "/tmp",
-        "/usr",
-        "/var",
-        "/Users",
-        "/Volumes",
-        "/Applications",
-        "/Library",
-        "/System",
-        "/private",
-        "/private/tmp",
-        "/private/var",
-        "/private/etc",
-        "/usr/local",
-        "/var/tmp",
-        "/var/lib",
-        "/var/log",
-        "/var/cache",
-        "/var/spool",
-        "/var/mail",
-        "/var/opt",
-        "/var/run",
-        "/run/user",
-        "/dev/shm",
-        "/nix",
-        "/nix/store",
-    )
-)
-# System trees: nothing inside them either.
-SYSTEM_TREES = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/libx32",
-    "/proc",
-    "/sbin",
-    "/sys",
-    "/usr",
-    "/System",
-    "/private/etc",
-    "/nix/store",
-)
-# Dot-folders of the home whose insides are never a project either (keys, Tether's own journal).
-HOME_TREES = (".ssh", ".gnupg", ".cache/tether")
-
-
-def root_refusal(root: str, home: str) -> str | None:
-    """Why ``root`` (an absolute path, or one under ``home`` written "~/...") must not be synced
-    into, or None when it is fine. Sync deletes what the laptop does not have inside the root, so:
-    not /, not a system folder, not the home or anything holding it, not one of its dot-folders."""
-    root = root.rstrip("/") or "/"
-    home = home.rstrip("/") or "/"
-    if root == "/":
-        return "is the whole filesystem '/'"
-    if root == home:
-        return f"is your home directory on the node ({home})"
-    if home.startswith(root + "/"):
-        return f"holds your home directory on the node ({home})"
-    if root.startswith(home + "/"):  # inside the home: only its dot-folders are off limits
-        rel = root[len(home) + 1 :]
-        shown = "~/" + rel if home == "~" else f"{home}/{rel}"
-        if rel.startswith(".") and "/" not in rel:
-            return f"is a dot-folder of your home ({shown}), where programs keep their settings"
-        for tree in HOME_TREES:
-            if rel.startswith(tree + "/"):
-                return f"lies inside {'~' if home == '~' else home}/{tree}"
-        return None
-    if root in SYSTEM_FOLDERS:
-        return f"is the system folder {root}"
-    for tree in SYSTEM_TREES:
-        if root.startswith(tree + "/"):
-            return f"lies inside the system folder {tree}"
-    return None
 
 
 def clean_relpath(path: str) -> str:
@@ -163,7 +67,7 @@ def clean_relpath(path: str) -> str:
 class Matcher:
     """Root-level patterns compiled on the laptop (tui/sync/ignore.py): [regex, negate, dir_only]."""
 
-    def __init__(self, patterns: list[list[Any]]) -> None:
+    def __init__(self, patterns: list[wire.PatternRow]) -> None:
         self.patterns = [(re.compile(rx, re.DOTALL), bool(neg), bool(d)) for rx, neg, d in patterns or []]
 
     def _self(self, path: str, is_dir: bool) -> bool:
@@ -180,8 +84,11 @@ class Matcher:
         return self._self(path, is_dir)
 
 
-def _key(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
 
 
 class Root:
@@ -190,17 +97,10 @@ class Root:
     def __init__(self, path: str, protect: Matcher) -> None:
         self.path = path
         self.protect = protect
-        os.makedirs(STATE_DIR, exist_ok=True)
-        digest = hashlib.sha256(path.encode()).hexdigest()[:16]
-        self.journal_path = os.path.join(STATE_DIR, f"{digest}.jsonl")
-        self.lock_path = os.path.join(STATE_DIR, f"{digest}.owner")
+        self.journal = Journal(path)
+        self.lock_path = self.journal.owner_path
         self.token = f"{os.getpid()}-{time.time_ns()}"
-        self._pending: list[list[Any]] | None = None
         self._verified: set[str] = set()  # folders checked free of symlinks during one request
-        self.records: dict[str, list[int]] = {}
-        # (size, mtime) rsync is about to write, so a cut between rsync and files.record does not
-        # make Tether's own write look like a node-side edit.
-        self.expected: dict[str, list[int]] = {}
         # Per request: the node's own files (no record that Tether wrote them) a delete left in
         # place, and whether the user allowed them to go.
         self.kept: list[str] = []
@@ -210,7 +110,7 @@ class Root:
             owner.truncate()
             owner.write(self.token)
             owner.flush()
-            self._load()
+            self.journal.load()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[IO[str]]:
@@ -229,81 +129,20 @@ class Root:
             owner.seek(0)
             if owner.read().strip() != self.token:
                 raise ValueError("a newer sync took this remote root over; request dropped")
-            self._pending, self._verified = [], set()
+            self.journal.begin()
+            self._verified = set()
             try:
                 yield
             finally:
-                entries, self._pending = self._pending, None
                 self._verified = set()
-                self._journal(entries)
+                self.journal.end()
 
     # -- the journal of what Tether wrote -----------------------------------------------------
-    def _load(self) -> None:
-        lines = 0
-        try:
-            with open(self.journal_path, encoding="utf-8") as journal:
-                for line in journal:
-                    lines += 1
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue  # a torn last line after a crash
-                    if len(entry) == 4:
-                        self.records[entry[0]] = entry[1:]
-                        self.expected.pop(entry[0], None)
-                    elif len(entry) == 3:
-                        self.expected[entry[0]] = entry[1:]
-                    elif entry:
-                        self.records.pop(entry[0], None)
-                        self.expected.pop(entry[0], None)
-        except FileNotFoundError:
-            pass
-        if lines > 2 * len(self.records) + 1000:
-            tmp = self.journal_path + ".new"
-            with open(tmp, "w", encoding="utf-8") as out:
-                out.writelines(json.dumps([path, *key]) + "\n" for path, key in self.records.items())
-                out.writelines(json.dumps([path, *key]) + "\n" for path, key in self.expected.items())
-            os.replace(tmp, self.journal_path)
-
-    def _journal(self, entries: list[list[Any]]) -> None:
-        if self._pending is not None:  # inside one request: written once at its end
-            self._pending.extend(entries)
-            return
-        if entries:
-            self._journal_now(entries)
-
-    def _journal_now(self, entries: list[list[Any]]) -> None:
-        """Write ``entries`` at once, even inside a request (whose lines wait for its end)."""
-        with open(self.journal_path, "a", encoding="utf-8") as journal:
-            journal.write("".join(json.dumps(e) + "\n" for e in entries))
-
     def remember(self, paths: list[str]) -> None:
-        entries: list[list[Any]] = []
-        for rel in paths:
-            try:
-                st = os.lstat(self.abs(rel))
-            except OSError:
-                if self.records.pop(rel, None) is not None:
-                    entries.append([rel])
-                continue
-            if stat.S_ISREG(st.st_mode):
-                self.records[rel] = _key(st)
-                self.expected.pop(rel, None)
-                entries.append([rel, *_key(st)])
-        self._journal(entries)
+        self.journal.remember((rel, _lstat(self.abs(rel))) for rel in paths)
 
-    def expect(self, expected: list[list[Any]]) -> None:
-        for rel, size, mtime_ns in expected:
-            self.expected[clean_relpath(rel)] = [int(size), int(mtime_ns)]
-        self._journal([[clean_relpath(rel), int(size), int(mtime_ns)] for rel, size, mtime_ns in expected])
-
-    def forget(self, rels: list[str]) -> None:
-        gone = []
-        for rel in rels:
-            had_expectation = self.expected.pop(rel, None) is not None
-            if self.records.pop(rel, None) is not None or had_expectation:
-                gone.append(rel)
-        self._journal([[rel] for rel in gone])
+    def expect(self, expected: list[wire.Expected]) -> None:
+        self.journal.expect((clean_relpath(rel), int(size), int(mtime_ns)) for rel, size, mtime_ns in expected)
 
     # -- paths ---------------------------------------------------------------------------------
     def abs(self, rel: str) -> str:
@@ -319,7 +158,7 @@ class Root:
             self._makedirs(parent)
         if os.path.realpath(parent) != parent:  # through a symlinked folder: maybe outside the root
             raise ValueError(f"{rel!r} lies below a symlink on the node; not followed")
-        if self._pending is not None:
+        if self.journal.in_request:
             self._verified.add(parent)
         return target
 
@@ -330,14 +169,6 @@ class Root:
         if os.path.lexists(folder):  # a file or link where a folder must go
             self.delete(os.path.relpath(folder, self.path), [])
         os.mkdir(folder)
-
-    def written_by_tether(self, rel: str, st: os.stat_result) -> bool:
-        """Whether the journal knows this file: Tether wrote it (maybe edited on the node since),
-        or rsync was about to write exactly this (a cut before files.record)."""
-        if rel in self.records:
-            return True
-        expected = self.expected.get(rel)
-        return bool(expected and expected[0] == st.st_size and expected[1] // 1000 == st.st_mtime_ns // 1000)
 
     def hashes(self, paths: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -351,15 +182,15 @@ class Root:
                 found[rel] = digest.hexdigest()
         return found
 
-    def backup(self, paths: list[str]) -> dict[str, Any]:
+    def backup(self, paths: list[str]) -> wire.BackupResult:
         """Move ``paths`` (the node's own files) to BACKUP_DIR/<date>/ inside the root, keeping their folders."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        folder, n = f"{BACKUP_DIR}/{stamp}", 1
+        folder, n = f"{wire.BACKUP_DIR}/{stamp}", 1
         while os.path.lexists(os.path.join(self.path, folder)):
             n += 1
-            folder = f"{BACKUP_DIR}/{stamp}-{n}"
+            folder = f"{wire.BACKUP_DIR}/{stamp}-{n}"
         moved: list[str] = []
-        errors: list[dict[str, str]] = []
+        errors: list[wire.FileError] = []
         for rel in paths:
             try:
                 rel = clean_relpath(rel)
@@ -368,21 +199,13 @@ class Root:
                     continue
                 target = self.safe_parent(f"{folder}/{rel}", create=True)
                 os.rename(source, target)
-                self.forget([rel])
+                self.journal.forget([rel])
                 moved.append(rel)
             except (OSError, ValueError) as exc:
                 errors.append({"path": str(rel), "error": str(exc)})
         return {"folder": folder, "moved": moved, "errors": errors}
 
-    def modified_on_node(self, rel: str, st: os.stat_result) -> bool:
-        record = self.records.get(rel)
-        if record is None or not stat.S_ISREG(st.st_mode) or _key(st) == record:
-            return False
-        expected = self.expected.get(rel)
-        # rsync keeps mtimes to the microsecond at least.
-        return not (expected and expected[0] == st.st_size and expected[1] // 1000 == st.st_mtime_ns // 1000)
-
-    def conflict_copy(self, rel: str, conflicts: list[dict[str, str]]) -> None:
+    def conflict_copy(self, rel: str, conflicts: list[wire.Conflict]) -> None:
         folder, name = os.path.split(rel)
         stem, dot, ext = name.rpartition(".")
         if not stem:  # ".bashrc" or "Makefile": no extension to keep
@@ -394,11 +217,11 @@ class Root:
             n += 1
             copy = os.path.join(folder, f"{stem}.conflict-node-{stamp}-{n}{dot}{ext}")
         os.rename(self.abs(rel), self.abs(copy))
-        self.forget([rel])
+        self.journal.forget([rel])
         conflicts.append({"path": rel, "copy": copy})
 
     # -- operations ----------------------------------------------------------------------------
-    def delete(self, rel: str, conflicts: list[dict[str, str]]) -> bool:
+    def delete(self, rel: str, conflicts: list[wire.Conflict]) -> bool:
         """Remove ``rel`` (a folder with everything in it) except protected paths; True if gone."""
         self._verified.clear()
         target = self.abs(rel)
@@ -414,14 +237,14 @@ class Root:
                 return True
             raise
         if not stat.S_ISDIR(st.st_mode):
-            if self.modified_on_node(rel, st):
+            if self.journal.modified_on_node(rel, st):
                 self.conflict_copy(rel, conflicts)
                 return True
-            if stat.S_ISREG(st.st_mode) and not self.delete_theirs and not self.written_by_tether(rel, st):
+            if stat.S_ISREG(st.st_mode) and not self.delete_theirs and not self.journal.written_by_tether(rel, st):
                 self.kept.append(rel)  # the run's output, say: the laptop asks before it goes
                 return False
             os.unlink(target)
-            self.forget([rel])
+            self.journal.forget([rel])
             return True
         empty = True
         for entry in os.scandir(target):
@@ -431,7 +254,7 @@ class Root:
             os.rmdir(target)
         return empty
 
-    def put(self, op: dict[str, Any], conflicts: list[dict[str, str]]) -> None:
+    def put(self, op: wire.FileOp, conflicts: list[wire.Conflict]) -> None:
         rel = clean_relpath(op["p"])
         target = self.safe_parent(rel, create=True)
         data = base64.b64decode(op.get("d", ""))
@@ -445,7 +268,10 @@ class Root:
         elif (
             st is not None
             and stat.S_ISREG(st.st_mode)
-            and (self.modified_on_node(rel, st) or not (self.delete_theirs or self.written_by_tether(rel, st)))
+            and (
+                self.journal.modified_on_node(rel, st)
+                or not (self.delete_theirs or self.journal.written_by_tether(rel, st))
+            )
         ):
             with open(target, "rb") as current:
                 same = st.st_size == len(data) and current.read() == data
@@ -461,8 +287,7 @@ class Root:
                 os.utime(tmp, ns=(int(op["t"]), int(op["t"])))
                 # On disk before the rename: a cut that kills the agent after it (the request's own
                 # journal lines come at its end) must not make this write look like a node-side edit.
-                self.expected[rel] = [len(data), int(op["t"])]
-                self._journal_now([[rel, len(data), int(op["t"])]])
+                self.journal.expect_now(rel, len(data), int(op["t"]))
             os.replace(tmp, target)
         except BaseException:
             if os.path.lexists(tmp):
@@ -470,7 +295,7 @@ class Root:
             raise
         self.remember([rel])
 
-    def mkdir(self, op: dict[str, Any], conflicts: list[dict[str, str]]) -> None:
+    def mkdir(self, op: wire.FileOp, conflicts: list[wire.Conflict]) -> None:
         rel = clean_relpath(op["p"])
         target = self.safe_parent(rel, create=True)
         if os.path.lexists(target) and not (os.path.isdir(target) and not os.path.islink(target)):
@@ -480,7 +305,7 @@ class Root:
         if op.get("m") is not None:
             os.chmod(target, int(op["m"]) & 0o7777)
 
-    def link(self, op: dict[str, Any], conflicts: list[dict[str, str]]) -> None:
+    def link(self, op: wire.FileOp, conflicts: list[wire.Conflict]) -> None:
         rel = clean_relpath(op["p"])
         target = self.safe_parent(rel, create=True)
         if os.path.islink(target) and os.readlink(target) == op["l"]:
@@ -495,11 +320,11 @@ class Root:
         os.symlink(op["l"], tmp)
         os.replace(tmp, target)
 
-    def apply(self, ops: list[dict[str, Any]], delete_theirs: bool = False) -> dict[str, Any]:
-        conflicts: list[dict[str, str]] = []
+    def apply(self, ops: list[wire.FileOp], delete_theirs: bool = False) -> wire.ApplyResult:
+        conflicts: list[wire.Conflict] = []
         self.kept, self.delete_theirs = [], delete_theirs
         skipped: list[str] = []
-        errors: list[dict[str, str]] = []
+        errors: list[wire.FileError] = []
         done = 0
         for op in ops:
             kind, rel = op.get("k"), op.get("p", "")
@@ -524,8 +349,8 @@ class Root:
         kept, self.kept, self.delete_theirs = self.kept, [], False
         return {"done": done, "conflicts": conflicts, "skipped": skipped, "errors": errors, "kept": kept}
 
-    def manifest(self, exclude: Matcher, unknown: list[str] | None = None) -> list[list[Any]]:
-        entries: list[list[Any]] = []
+    def manifest(self, exclude: Matcher, unknown: list[str] | None = None) -> list[wire.ManifestRow]:
+        entries: list[wire.ManifestRow] = []
         stack = [""]
         while stack:
             folder = stack.pop()
@@ -547,28 +372,30 @@ class Root:
                 if exclude(rel, is_dir) or self.protect(rel, is_dir):
                     continue
                 if is_dir:
-                    entries.append([rel, "d", 0, 0, st.st_mode & 0o7777, None])
+                    entries.append((rel, "d", 0, 0, st.st_mode & 0o7777, None))
                     stack.append(rel)
                 elif stat.S_ISLNK(st.st_mode):
-                    entries.append([rel, "l", 0, 0, 0, os.readlink(entry.path)])
+                    entries.append((rel, "l", 0, 0, 0, os.readlink(entry.path)))
                 elif stat.S_ISREG(st.st_mode):
-                    entries.append([rel, "f", st.st_size, st.st_mtime_ns, st.st_mode & 0o7777, None])
-                    if unknown is not None and not self.written_by_tether(rel, st):
+                    entries.append((rel, "f", st.st_size, st.st_mtime_ns, st.st_mode & 0o7777, None))
+                    if unknown is not None and not self.journal.written_by_tether(rel, st):
                         unknown.append(rel)
         return entries
 
-    def prepare(self, paths: list[str], expected: list[list[Any]], theirs_aside: bool = False) -> list[dict[str, str]]:
+    def prepare(
+        self, paths: list[str], expected: list[wire.Expected], theirs_aside: bool = False
+    ) -> list[wire.Conflict]:
         """Move node-edited files aside before rsync overwrites them (and, with ``theirs_aside``, the
         node's own files too); note what rsync will write."""
-        conflicts: list[dict[str, str]] = []
+        conflicts: list[wire.Conflict] = []
         for rel in paths:
             rel = clean_relpath(rel)
             try:
                 st = os.lstat(self.abs(rel))
             except OSError:
                 continue
-            theirs = theirs_aside and stat.S_ISREG(st.st_mode) and not self.written_by_tether(rel, st)
-            if theirs or self.modified_on_node(rel, st):
+            theirs = theirs_aside and stat.S_ISREG(st.st_mode) and not self.journal.written_by_tether(rel, st)
+            if theirs or self.journal.modified_on_node(rel, st):
                 self.conflict_copy(rel, conflicts)
         self.expect(expected)
         return conflicts
@@ -580,24 +407,24 @@ class Files:
     def __init__(self) -> None:
         self.roots: dict[str, Root] = {}
 
-    def root(self, message: dict[str, Any]) -> Root:
-        found = self.roots.get(message.get("root", ""))
+    def root(self, message: Mapping[str, object]) -> Root:
+        found = self.roots.get(str(message.get("root", "")))
         if found is None:
             raise ValueError("remote root not opened: send files.open first")
         return found
 
-    def open(self, message: dict[str, Any]) -> dict[str, Any]:
+    def open(self, message: wire.OpenRequest) -> wire.OpenReply:
         home = os.path.realpath(os.path.expanduser("~"))
         wanted = os.path.expanduser(message["root"])
         real = os.path.realpath(wanted)
-        refusal = root_refusal(real, home)
+        refusal = wire.root_refusal(real, home)
         if refusal is not None:
-            return {"op": "files.refused", "root": real, "home": home, "reason": refusal}
+            return {"op": wire.REFUSED, "root": real, "home": home, "reason": refusal}
         if not message.get("claim", True):
             # A reader (`tether pull`) needs the real path only: taking the root over would fence
             # off the sync that runs beside it (its next push "dropped"), and reading creates nothing.
             return {
-                "op": "files.open",
+                "op": wire.OPEN.name,
                 "root": real,
                 "home": home,
                 "created": False,
@@ -605,61 +432,67 @@ class Files:
             }
         created = not os.path.isdir(real)
         if created and not message.get("create", True):
-            return {"op": "files.open", "root": real, "home": home, "created": False, "missing": True}
+            return {"op": wire.OPEN.name, "root": real, "home": home, "created": False, "missing": True}
         os.makedirs(real, exist_ok=True)
         self.roots[message["root"]] = Root(real, Matcher(message.get("protect", [])))
-        return {"op": "files.open", "root": real, "home": home, "created": created}
+        return {"op": wire.OPEN.name, "root": real, "home": home, "created": created}
 
-    def manifest(self, message: dict[str, Any]) -> dict[str, Any]:
+    def manifest(self, message: wire.ManifestRequest) -> wire.ManifestReply:
         root = self.root(message)
         unknown: list[str] = []
         entries = root.manifest(Matcher(message.get("exclude", [])), unknown)
-        return {"op": "files.manifest", "entries": entries, "unknown": unknown}
+        return {"op": wire.MANIFEST.name, "entries": entries, "unknown": unknown}
 
-    def apply(self, message: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, message: wire.ApplyRequest) -> wire.ApplyReply:
         root = self.root(message)
         with root.writing():
-            return {"op": "files.apply", **root.apply(message.get("ops", []), bool(message.get("delete_theirs")))}
+            return {"op": wire.APPLY.name, **root.apply(message.get("ops", []), bool(message.get("delete_theirs")))}
 
-    def prepare(self, message: dict[str, Any]) -> dict[str, Any]:
+    def prepare(self, message: wire.PrepareRequest) -> wire.PrepareReply:
         root = self.root(message)
         with root.writing():
             return {
-                "op": "files.prepare",
+                "op": wire.PREPARE.name,
                 "conflicts": root.prepare(
                     message.get("paths", []), message.get("expect", []), bool(message.get("theirs_aside"))
                 ),
             }
 
-    def record(self, message: dict[str, Any]) -> dict[str, Any]:
+    def record(self, message: wire.PathsRequest) -> wire.RecordReply:
         root = self.root(message)
         with root.writing():
             root.remember([clean_relpath(p) for p in message.get("paths", [])])
-        return {"op": "files.record"}
+        return {"op": wire.RECORD.name}
 
-    def read(self, message: dict[str, Any]) -> dict[str, Any]:
+    def read(self, message: wire.ReadRequest) -> wire.ReadReply:
         root = self.root(message)
         target = root.safe_parent(clean_relpath(message["path"]), create=False)
         st = os.lstat(target)
         with open(target, "rb") as source:
             data = source.read()
         return {
-            "op": "files.read",
+            "op": wire.READ.name,
             "data": base64.b64encode(data).decode(),
             "mode": st.st_mode & 0o7777,
             "mtime_ns": st.st_mtime_ns,
         }
 
-    def hash(self, message: dict[str, Any]) -> dict[str, Any]:
-        return {"op": "files.hash", "hashes": self.root(message).hashes(message.get("paths", []))}
+    def hash(self, message: wire.PathsRequest) -> wire.HashReply:
+        return {"op": wire.HASH.name, "hashes": self.root(message).hashes(message.get("paths", []))}
 
-    def backup(self, message: dict[str, Any]) -> dict[str, Any]:
+    def backup(self, message: wire.PathsRequest) -> wire.BackupReply:
         root = self.root(message)
         with root.writing():
-            return {"op": "files.backup", **root.backup(message.get("paths", []))}
+            return {"op": wire.BACKUP.name, **root.backup(message.get("paths", []))}
 
 
-def register(agent: Any) -> None:
+def register(agent: Agent) -> None:
     files = Files()
-    for name in ("open", "manifest", "apply", "prepare", "record", "read", "hash", "backup"):
-        agent.register(f"files.{name}", getattr(files, name))
+    agent.register(wire.OPEN.name, files.open)
+    agent.register(wire.MANIFEST.name, files.manifest)
+    agent.register(wire.APPLY.name, files.apply)
+    agent.register(wire.PREPARE.name, files.prepare)
+    agent.register(wire.RECORD.name, files.record)
+    agent.register(wire.READ.name, files.read)
+    agent.register(wire.HASH.name, files.hash)
+    agent.register(wire.BACKUP.name, files.backup)

@@ -13,97 +13,75 @@ Ops:
   layout.down   {workspace} -> {stopped}: the run, the tmux session and the workspace's other agents
 Events: ``layout`` (panes changed), ``output`` (new lines; ``history`` replaces what was shown).
 
-libtmux is imported only by ``register``, so the laptop can import the pure helpers here. What each
-pane runs is built in ``tui.node.panes``.
+The messages' types are ``protocol_layout``'s; what the layout keeps about the workspace is in
+``tui.node.layoutstate``, what each pane runs is built in ``tui.node.panes``. libtmux is imported
+only by ``register``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import re
 import shlex
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui.node import loopstate as ls
 from tui.node import passenv, runlog
+from tui.node.layoutstate import (
+    Built,
+    BuiltSpec,
+    RunPane,
+    forget_state,
+    is_agent,
+    log_path,
+    loop_dir,
+    read_state,
+    register_agent,
+    registered_agents,
+    state_dir,
+    workspace_lock,
+    write_state,
+)
 from tui.node.panes import loop_script, pane_command, script_command
+from tui.node.protocol_layout import (
+    DOWN,
+    ENSURE,
+    PAGE,
+    TMUX_SOCKET_ENV,
+    WORKSPACE_ENV,
+    DownReply,
+    LayoutDown,
+    LayoutEnsure,
+    LayoutEvent,
+    LayoutReply,
+    LayoutView,
+    LoopSpec,
+    OutputEvent,
+    PageReply,
+    PageRequest,
+    PaneState,
+    RunSpec,
+    session_name,
+)
+from tui.node.protocol_loop import DebugPlan, LoopOptions, LoopRank
 
-SESSION_PREFIX = "tether-"
-RUNS_HOME = "~/.cache/tether/runs"
-WORKSPACE_ENV = "TETHER_WORKSPACE"  # set by the laptop for the agent: rediscover at once
-TMUX_SOCKET_ENV = "TETHER_TMUX_SOCKET"  # set by the laptop where a holder job runs the tmux server
+if TYPE_CHECKING:
+    from tui.node.agent import Agent
+
 HOLDER_SERVER_WAIT_S = 8.0  # a slow prolog starts the batch script late; longer would miss the link's pings
 PANE_OPTION = "@tether-pane"
 GENERATION_OPTION = "@tether-generation"
 WATCH_INTERVAL = 1.0
 TAIL_INTERVAL = 0.25
 DEFAULT_SIZE = (200, 50)
-
-
-def session_name(workspace: str) -> str:
-    """The tmux session of a workspace (tmux refuses '.' and ':' in names)."""
-    return SESSION_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", workspace)
-
-
-def job_tmux_socket(workspace: str) -> str:
-    """The tmux socket (``tmux -L``) of a workspace whose node comes from a holder job.
-
-    The holder job starts the tmux server on it, so the run belongs to the job; the agent and
-    `tmux attach` use the same name (given to the agent in ``TMUX_SOCKET_ENV``).
-    """
-    return session_name(workspace)
-
-
-def state_dir(workspace: str) -> Path:
-    return Path(os.path.expanduser(RUNS_HOME)) / re.sub(r"[^A-Za-z0-9_-]", "_", workspace)
-
-
-def log_path(workspace: str) -> Path:
-    return state_dir(workspace) / "run.log"
-
-
-def read_state(workspace: str) -> dict[str, Any]:
-    try:
-        state: dict[str, Any] = json.loads((state_dir(workspace) / "layout.json").read_text())
-        return state
-    except (OSError, ValueError):
-        return {}
-
-
-def write_state(workspace: str, state: dict[str, Any]) -> None:
-    path = state_dir(workspace) / "layout.json"
-    tmp = path.with_name(f".layout.{os.getpid()}.json")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def workspace_lock(workspace: str) -> Iterator[None]:
-    """Serialises building and tearing down between the agents of one workspace."""
-    folder = state_dir(workspace)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "layout.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def loop_dir(workspace: str, rank: int) -> Path:
-    """Where rank ``rank``'s debug loop keeps its state, log and control socket."""
-    return state_dir(workspace) / f"loop{rank}"
 
 
 def free_ports(count: int, host: str = "127.0.0.1", tries: int = 64) -> int:
@@ -130,10 +108,6 @@ def free_ports(count: int, host: str = "127.0.0.1", tries: int = 64) -> int:
 
 
 # -- processes -----------------------------------------------------------------------------------
-def is_agent(pid: int) -> bool:
-    return ls.command_has(pid, b"tui.node.agent")
-
-
 def stop_processes(pids: list[int], grace: float = 2.0) -> None:
     """TERM, then KILL what is left after ``grace`` seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -152,13 +126,12 @@ def stop_processes(pids: list[int], grace: float = 2.0) -> None:
 class Layout:
     """One agent's view of one workspace's tmux session."""
 
-    def __init__(self, agent: Any, libtmux: Any) -> None:
+    def __init__(self, agent: Agent, libtmux: Any, run_pane: RunPane) -> None:
         self.agent = agent
         # The holder job's tmux server where a scheduler gave the node, else the default socket.
         self.server = libtmux.Server(socket_name=os.environ.get(TMUX_SOCKET_ENV) or None)
         self.host = socket.gethostname()
-        self.workspace: str | None = None
-        self.run_pid: int | None = None
+        self.run_pane = run_pane  # the workspace watched and its run pane's pid, for the stats
         self._lock = threading.Lock()
         self._watching = False
         self._last_layout: str | None = None
@@ -176,12 +149,12 @@ class Layout:
     def exists(self, workspace: str) -> bool:
         return bool(self.server.cmd("has-session", "-t", f"={session_name(workspace)}").returncode == 0)
 
-    def panes(self, workspace: str) -> list[dict[str, Any]] | None:
+    def panes(self, workspace: str) -> list[PaneState] | None:
         fmt = f"#{{pane_id}}\t#{{{PANE_OPTION}}}\t#{{pane_pid}}"
         result = self.server.cmd("list-panes", "-s", "-t", f"={session_name(workspace)}", "-F", fmt)
         if result.returncode:
             return None
-        out = []
+        out: list[PaneState] = []
         for line in result.stdout:
             pane_id, name, pid = (line.split("\t") + ["", ""])[:3]
             out.append({"name": name, "id": pane_id, "pid": int(pid) if pid.isdigit() else None})
@@ -205,7 +178,7 @@ class Layout:
             "srun it ends when the console detaches"
         )
 
-    def build(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def build(self, spec: LayoutEnsure) -> Built:
         workspace = spec["workspace"]
         name = session_name(workspace)
         holder_note = self._wait_for_holder_server()
@@ -217,8 +190,8 @@ class Layout:
         # on a command line (`ps`) or in a file.
         self._secrets = {str(k): str(v) for k, v in (spec.get("pass_env") or {}).items()}
         self._offers = []
-        run = spec.get("run", {})
-        debug = self._plan_debug(workspace, spec) if run.get("loop") else None
+        run: RunSpec = spec.get("run", {})
+        debug = self._plan_debug(workspace, run["loop"]) if run.get("loop") else None
         built: list[tuple[str, Any]] = []
         notes = [holder_note] if holder_note else []
         for index, pane in enumerate(spec["panes"]):
@@ -266,12 +239,11 @@ class Layout:
         self._tmux("select-pane", "-t", built[0][1].pane_id)
         return {"generation": generation, "notes": notes, "debug": debug}
 
-    def _plan_debug(self, workspace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    def _plan_debug(self, workspace: str, loop: LoopSpec) -> DebugPlan:
         """Ports (free on the node now: base + rank) and loop folders for the run's ranks."""
-        loop = spec["run"]["loop"]
         ranks = max(1, int(loop.get("ranks", 1)))
         base = free_ports(ranks + (1 if ranks > 1 else 0))
-        entries = []
+        entries: list[LoopRank] = []
         for rank in range(ranks):
             folder = loop_dir(workspace, rank)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -280,7 +252,7 @@ class Layout:
             entries.append({"rank": rank, "port": base + rank, "state": str(folder / "state.json")})
         return {"mode": loop.get("mode", "attach"), "ranks": entries, "master_port": base + ranks if ranks > 1 else 0}
 
-    def _hand_over_debug_options(self, debug: dict[str, Any], loop: dict[str, Any]) -> list[str]:
+    def _hand_over_debug_options(self, debug: DebugPlan, loop: LoopSpec) -> list[str]:
         """tether.toml's [debug] options for the loops of a kept layout: each takes them at its next
         start of the run (``loopstate.write_options``), so a changed mode costs no run the user did not
         restart. Returns the note for the user where a loop runs in another mode now."""
@@ -291,7 +263,7 @@ class Layout:
             with contextlib.suppress(ls.LoopError):
                 current = ls.read_state(entry["state"]) or {}
                 behind = behind or current.get("mode", wanted["mode"]) != wanted["mode"]
-        debug.update(mode=wanted["mode"])
+        debug["mode"] = wanted["mode"]
         return [f"debug mode {wanted['mode']} takes effect at the next restart (r)"] if behind else []
 
     def _secret_lines(self, workspace: str, rank: int) -> tuple[str, ...]:
@@ -303,7 +275,7 @@ class Layout:
         self._offers.append(fifo)
         return (passenv.reader_line(fifo, sys.executable, _agent_root()),)
 
-    def _loop_script_file(self, workspace: str, run: dict[str, Any], debug: dict[str, Any], rank: int) -> str:
+    def _loop_script_file(self, workspace: str, run: RunSpec, debug: DebugPlan, rank: int) -> str:
         entry = debug["ranks"][rank]
         text = loop_script(
             run,
@@ -321,7 +293,7 @@ class Layout:
         return script_command(script)
 
     def _rank_panes(
-        self, workspace: str, root: str, run: dict[str, Any], debug: dict[str, Any], env: dict[str, str]
+        self, workspace: str, root: str, run: RunSpec, debug: DebugPlan, env: dict[str, str]
     ) -> list[tuple[str, Any]]:
         """Ranks 1..N-1: one loop each, in the panes of a second window ("ranks")."""
         session = self.server.sessions.get(session_name=session_name(workspace))
@@ -339,7 +311,7 @@ class Layout:
             built.append((f"run.{rank}", handle))
         return built
 
-    def ensure(self, message: dict[str, Any]) -> dict[str, Any]:
+    def ensure(self, message: LayoutEnsure) -> LayoutReply:
         workspace = message["workspace"]
         created = False
         with workspace_lock(workspace):
@@ -353,10 +325,16 @@ class Layout:
                 if message.get("rebuild") or state:
                     self._mark_log(workspace, "the tmux layout was rebuilt: a new run starts")
                 built = self.build(message)
-                state = {**state, **built, "spec": {k: message.get(k) for k in ("root", "panes", "run", "size")}}
+                spec: BuiltSpec = {
+                    "root": message.get("root"),
+                    "panes": message.get("panes"),
+                    "run": message.get("run"),
+                    "size": message.get("size"),
+                }
+                state = {**state, **built, "spec": spec}
                 created = True
-            elif state.get("debug") and (message.get("run") or {}).get("loop"):
-                pending = self._hand_over_debug_options(state["debug"], message["run"]["loop"])
+            elif (debug := state.get("debug")) and (loop := (message.get("run") or {}).get("loop")):
+                pending = self._hand_over_debug_options(debug, loop)
             state["interval"] = message.get("interval", state.get("interval", 2.0))
             write_state(workspace, state)
         self.watch(workspace)
@@ -371,11 +349,11 @@ class Layout:
         with open(log, "ab") as handle:
             handle.write(f"[tether] {time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n".encode())
 
-    def describe(self, workspace: str) -> dict[str, Any]:
+    def describe(self, workspace: str) -> LayoutView:
         panes = self.panes(workspace)
         state = read_state(workspace)
         run = next((p for p in panes or [] if p["name"] == "run"), None)
-        self.run_pid = run["pid"] if run else None
+        self.run_pane.pid = run["pid"] if run else None
         return {
             "session": session_name(workspace),
             "host": self.host,
@@ -394,7 +372,7 @@ class Layout:
         stop_processes(pids)
         return pids
 
-    def down(self, message: dict[str, Any]) -> dict[str, Any]:
+    def down(self, message: LayoutDown) -> DownReply:
         workspace = message["workspace"]
         stopped = []
         with workspace_lock(workspace):
@@ -405,8 +383,7 @@ class Layout:
             stop_processes(agents)
             if agents:
                 stopped.append(f"{len(agents)} other agent(s)")
-            with contextlib.suppress(FileNotFoundError):
-                (state_dir(workspace) / "layout.json").unlink()
+            forget_state(workspace)
         return {"op": "down", "stopped": stopped}
 
     # watching -------------------------------------------------------------------------------
@@ -415,20 +392,21 @@ class Layout:
         with self._lock:
             if self._watching:
                 return
-            self._watching, self.workspace = True, workspace
+            self._watching, self.run_pane.workspace = True, workspace
         register_agent(workspace)
         self._tail = runlog.Tail(log_path(workspace))
-        self.agent.send({"op": "output", "history": True, "lines": self._tail.start()})
+        self.agent.send(OutputEvent(op="output", history=True, lines=self._tail.start()))
         self._send_layout_if_changed()
         self.agent.spawn("layout-watch", self._watch_loop)
 
     def _send_layout_if_changed(self) -> None:
-        assert self.workspace is not None
-        layout = self.describe(self.workspace)
+        assert self.run_pane.workspace is not None
+        layout = self.describe(self.run_pane.workspace)
         key = json.dumps([layout["exists"], layout["panes"], layout["generation"]])
         if key != self._last_layout:
             self._last_layout = key
-            self.agent.send({"op": "layout", **layout})
+            event: LayoutEvent = {"op": "layout", **layout}
+            self.agent.send(event)
 
     def _watch_loop(self) -> None:
         assert self._tail is not None
@@ -436,13 +414,13 @@ class Layout:
         while self.agent.running:
             lines = self._tail.read_new()
             if lines:
-                self.agent.send({"op": "output", "lines": lines})
+                self.agent.send(OutputEvent(op="output", lines=lines))
             if time.monotonic() >= next_layout:
                 next_layout = time.monotonic() + WATCH_INTERVAL
                 self._send_layout_if_changed()
             time.sleep(TAIL_INTERVAL)
 
-    def page(self, message: dict[str, Any]) -> dict[str, Any]:
+    def page(self, message: PageRequest) -> PageReply:
         result = runlog.page(log_path(message["workspace"]), message.get("before"), int(message.get("count", 100)))
         return {"op": "page", "lines": result.lines, "start": result.start, "total": result.total}
 
@@ -453,7 +431,7 @@ class Layout:
             self.watch(workspace)
 
 
-def loop_options(loop: dict[str, Any]) -> dict[str, Any]:
+def loop_options(loop: LoopSpec) -> LoopOptions:
     """The options of a layout request's ``run.loop`` that a running loop takes at its next start."""
     return {
         "mode": str(loop.get("mode", "attach")),
@@ -467,57 +445,15 @@ def _agent_root() -> str:
     return str(Path(__file__).resolve().parent.parent.parent)
 
 
-def register_agent(workspace: str) -> None:
-    folder = state_dir(workspace) / "agents"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / str(os.getpid())).touch()
-
-
-def registered_agents(workspace: str) -> list[int]:
-    folder = state_dir(workspace) / "agents"
-    pids = []
-    for entry in folder.glob("*") if folder.exists() else []:
-        if entry.name.isdigit():
-            if is_agent(int(entry.name)):
-                pids.append(int(entry.name))
-            else:
-                entry.unlink(missing_ok=True)
-    return pids
-
-
-CURRENT: Layout | None = None
-"""This agent's layout, for ``tui.node.stats`` (the run pane's pid)."""
-
-
-def run_pane_pid() -> int | None:
-    return CURRENT.run_pid if CURRENT is not None else None
-
-
-def standby_pids() -> set[int]:
-    """The loops' next runs, started ahead (tui.node.standby): not the run's processes yet."""
-    workspace = CURRENT.workspace if CURRENT is not None else None
-    if not workspace:
-        return set()
-    pids = set()
-    for state in state_dir(workspace).glob("loop*/state.json"):
-        with contextlib.suppress(ls.LoopError, OSError):
-            pid = (ls.read_state(state) or {}).get("standby_pid")
-            if isinstance(pid, int):
-                pids.add(pid)
-    return pids
-
-
-def register(agent: Any) -> None:
-    global CURRENT
+def register(agent: Agent) -> None:
     import libtmux
 
     # tmux prints libtmux's field separator as '_' under a non-UTF-8 locale (TESTBED.md section 3).
     if "UTF-8" not in (os.environ.get("LC_ALL") or os.environ.get("LC_CTYPE") or os.environ.get("LANG") or "").upper():
         os.environ["LC_CTYPE"] = "C.UTF-8"
         os.environ.pop("LC_ALL", None)
-    layout = Layout(agent, libtmux)
-    CURRENT = layout
-    agent.register("layout.ensure", layout.ensure)
-    agent.register("layout.down", layout.down)
-    agent.register("output.page", layout.page)
+    layout = Layout(agent, libtmux, agent.run_pane)
+    agent.register(ENSURE.name, layout.ensure)
+    agent.register(DOWN.name, layout.down)
+    agent.register(PAGE.name, layout.page)
     agent.on_hello(lambda: agent.spawn("layout-autostart", layout.autostart))

@@ -3,7 +3,7 @@
 Stdlib only: shipped to the node with the agent and imported by ``tui.node.loop`` as well.
 
 A loop owns one directory (the parent of its ``--state`` file); a second loop there is refused:
-  STATE          JSON (schema below), replaced atomically (temporary file, fsync, rename)
+  STATE          JSON (``protocol_loop.LoopState``), replaced atomically (temporary file, fsync, rename)
   control.sock   Unix stream socket, mode 0600: the client sends one command line, the loop answers
                  one JSON line and closes. Commands: ``restart``, ``stop``, ``quit``, ``status``.
   output.log     everything the debuggee printed, appended across restarts (moved to output.log.1
@@ -16,7 +16,8 @@ A loop owns one directory (the parent of its ``--state`` file); a second loop th
 The /proc helpers (processes by session, TCP sockets by port) are Linux facts the loop needs to stop
 a whole run and to see a debugger attach; the agent can use them for its own panels.
 
-Agent capability (``register``); every request names the loop's state file as ``state``:
+Agent capability (``register``; the messages' types are ``protocol_loop``'s); every request names
+the loop's state file as ``state``:
   loop.status  {state, tail?: N}      -> {op: "loop.state", state_path, state (null: no loop yet),
                                           tail: the last N output lines}
   loop.control {state, command}       -> {op: "loop.control", state_path, reply: the loop's answer}
@@ -32,14 +33,30 @@ import os
 import socket
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol, cast
 
-SCHEMA = 1
-STATUSES = ("starting", "waiting_for_debugger", "running", "attached", "exited", "crashed", "stopped")
-COMMANDS = ("restart", "stop", "quit", "status")
+from tui.node.protocol import Message, Ok, RequestT
+from tui.node.protocol_loop import (
+    COMMANDS,
+    CONTROL,
+    STATE_EVENT,
+    STATUS,
+    WATCH,
+    LoopControlReply,
+    LoopControlRequest,
+    LoopOptions,
+    LoopReply,
+    LoopRequest,
+    LoopState,
+    LoopStateEvent,
+    LoopStatusReply,
+    LoopStatusRequest,
+    LoopWatchRequest,
+)
+
 CONTROL_NAME = "control.sock"
 LOG_NAME = "output.log"
 TAIL_NAME = "output.tail"
@@ -64,9 +81,12 @@ def control_path(path: str | os.PathLike[str]) -> Path:
     return loop_dir(path) / CONTROL_NAME
 
 
-def write_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+def write_state(path: str | os.PathLike[str], state: LoopState) -> None:
     """Replace the state file atomically: readers see the old file or the new one, never half."""
-    path = Path(path)
+    _write_json(Path(path), state)
+
+
+def _write_json(path: Path, state: Mapping[str, object]) -> None:
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
@@ -81,7 +101,7 @@ def write_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
         raise
 
 
-def read_state(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+def read_state(path: str | os.PathLike[str]) -> LoopState | None:
     """The loop's state, or None when no loop ever wrote one there.
 
     Adds ``loop_alive``: whether the supervisor process still runs. ``loop_running`` true with
@@ -89,29 +109,31 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """
     path = Path(path)
     try:
-        state = json.loads(path.read_text())
+        found = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise LoopError(f"{path}: unreadable loop state ({exc}); delete it and start the loop again") from None
-    if not isinstance(state, dict):
+    if not isinstance(found, dict):
         raise LoopError(f"{path}: loop state is not a JSON object; delete it and start the loop again")
+    state = cast(LoopState, found)
     state["loop_alive"] = is_loop_process(state.get("loop_pid"))
     return state
 
 
-def write_options(path: str | os.PathLike[str], options: dict[str, Any]) -> None:
-    """The options the loop in ``path`` is to use from its next start on (see ``OPTION_KEYS``)."""
-    write_state(loop_dir(path) / OPTIONS_NAME, {k: options[k] for k in OPTION_KEYS if k in options})
+def write_options(path: str | os.PathLike[str], options: Mapping[str, object]) -> None:
+    """The options the loop in ``path`` is to use from its next start on (``OPTION_KEYS`` of
+    ``options``: a ``LoopOptions``)."""
+    _write_json(loop_dir(path) / OPTIONS_NAME, {k: options[k] for k in OPTION_KEYS if k in options})
 
 
-def read_options(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_options(path: str | os.PathLike[str]) -> LoopOptions:
     """The options the agent last asked the loop in ``path`` for ({} when none or unreadable)."""
     try:
         found = json.loads((loop_dir(path) / OPTIONS_NAME).read_text())
     except (OSError, ValueError):
         return {}
-    return {k: found[k] for k in OPTION_KEYS if isinstance(found, dict) and k in found}
+    return cast(LoopOptions, {k: found[k] for k in OPTION_KEYS if isinstance(found, dict) and k in found})
 
 
 def read_tail(path: str | os.PathLike[str]) -> list[str]:
@@ -144,7 +166,7 @@ def unix_address(path: Path) -> Iterator[str]:
         os.close(fd)
 
 
-def send_control(path: str | os.PathLike[str], command: str, timeout: float = 5.0) -> dict[str, Any]:
+def send_control(path: str | os.PathLike[str], command: str, timeout: float = 5.0) -> LoopReply:
     """Send one command to the loop owning ``path`` (its directory or state file); return its reply.
 
     The reply is ``{"ok": true, "status": ..., ...}`` or ``{"ok": false, "error": ...}``. Raises
@@ -175,7 +197,7 @@ def send_control(path: str | os.PathLike[str], command: str, timeout: float = 5.
         reply = json.loads(data)
     except ValueError:
         raise LoopError(f"the debug loop in {sock_path.parent} gave a garbled answer: {data[:200]!r}") from None
-    return reply if isinstance(reply, dict) else {"ok": False, "error": f"unexpected reply {reply!r}"}
+    return cast(LoopReply, reply) if isinstance(reply, dict) else {"ok": False, "error": f"unexpected reply {reply!r}"}
 
 
 # ---------------------------------------------------------------------------------------- /proc
@@ -252,7 +274,7 @@ def environ_has(pid: int, entry: str) -> bool:
         return False
 
 
-def command_has(pid: Any, text: bytes) -> bool:
+def command_has(pid: object, text: bytes) -> bool:
     """Whether process ``pid``'s command line holds ``text`` (not just any process that reused the pid)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -263,7 +285,7 @@ def command_has(pid: Any, text: bytes) -> bool:
         return False
 
 
-def is_loop_process(pid: Any) -> bool:
+def is_loop_process(pid: object) -> bool:
     """Whether ``pid`` is a running ``tui.node.loop``."""
     return command_has(pid, b"tui.node.loop")
 
@@ -350,36 +372,49 @@ def listening_sockets(pids: Iterable[int]) -> list[tuple[int, TcpSocket]]:
 # ---------------------------------------------------------------------------- agent capability
 
 
+class _Agent(Protocol):
+    """What the loop's ops need of the agent: ``tui.node.agent.Agent`` (not imported: the agent's
+    own imports come back here)."""
+
+    running: bool
+
+    def register(self, op: str, handler: Callable[[RequestT], Message | None]) -> None: ...
+
+    def spawn(self, name: str, target: Callable[[], object]) -> None: ...
+
+    def send(self, message: Message) -> None: ...
+
+
 class LoopCapability:
     """The agent's side of the loop: read its state, send it commands, report state changes."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: _Agent) -> None:
         self.agent = agent
         self.watched: dict[str, float] = {}  # state path -> poll interval
         self._lock = threading.Lock()
 
     @staticmethod
-    def _state(message: dict[str, Any]) -> str:
+    def _state(message: LoopRequest) -> str:
         state = message.get("state")
         if not isinstance(state, str) or not state:
             raise LoopError("give the loop's state file as 'state'")
         return state
 
-    def status(self, message: dict[str, Any]) -> dict[str, Any]:
+    def status(self, message: LoopStatusRequest) -> LoopStatusReply:
         path = self._state(message)
         lines = int(message.get("tail", 0))
         return {
-            "op": "loop.state",
+            "op": STATE_EVENT,
             "state_path": path,
             "state": read_state(path),
             "tail": read_tail(path)[-lines:] if lines > 0 else [],
         }
 
-    def control(self, message: dict[str, Any]) -> dict[str, Any]:
+    def control(self, message: LoopControlRequest) -> LoopControlReply:
         path = self._state(message)
-        return {"op": "loop.control", "state_path": path, "reply": send_control(path, str(message.get("command")))}
+        return {"op": CONTROL.name, "state_path": path, "reply": send_control(path, str(message.get("command")))}
 
-    def watch(self, message: dict[str, Any]) -> dict[str, Any]:
+    def watch(self, message: LoopWatchRequest) -> Ok:
         path = self._state(message)
         with self._lock:
             known = path in self.watched
@@ -389,24 +424,25 @@ class LoopCapability:
         return {"op": "ok"}
 
     def _watch(self, path: str) -> None:
-        seen: tuple[Any, ...] | None = None
+        seen: tuple[int, ...] | None = None
         pause = threading.Event()
         while self.agent.running:
             try:
                 stat = os.stat(path)
-                key: tuple[Any, ...] = (stat.st_mtime_ns, stat.st_size)
+                key: tuple[int, ...] = (stat.st_mtime_ns, stat.st_size)
             except FileNotFoundError:
                 key = ()
             state = read_state(path) if key else None
             key += (bool(state and state.get("loop_alive")),)
             if key != seen:
                 seen = key
-                self.agent.send({"op": "loop.state", "state_path": path, "state": state})
+                event: LoopStateEvent = {"op": STATE_EVENT, "state_path": path, "state": state}
+                self.agent.send(event)
             pause.wait(self.watched[path])
 
 
-def register(agent: Any) -> None:
+def register(agent: _Agent) -> None:
     loop = LoopCapability(agent)
-    agent.register("loop.status", loop.status)
-    agent.register("loop.control", loop.control)
-    agent.register("loop.watch", loop.watch)
+    agent.register(STATUS.name, loop.status)
+    agent.register(CONTROL.name, loop.control)
+    agent.register(WATCH.name, loop.watch)

@@ -14,7 +14,8 @@ import shlex
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+
+from tui.node.protocol_layout import DEBUGPY_HOME, PaneSpec, RunSpec
 
 _SHELL_WORDS = {"cd", "exec", "export", "source", ".", "env", "nice", "time", "while", "for", "if", "{", "("}
 
@@ -23,7 +24,7 @@ def missing_message(program: str, host: str, what: str) -> str:
     return f"{program} is not installed on {host}: {what}"
 
 
-def run_script(root: str, run: dict[str, Any]) -> str:
+def run_script(root: str, run: RunSpec) -> str:
     """The run pane's shell: the [run] env lines, the command, then a shell once it exits."""
     command = " ".join(part for part in (run.get("prefix", ""), run.get("command", "")) if part)
     # Output goes to the log through `tmux pipe-pane`, attached just after the pane starts: wait
@@ -34,7 +35,6 @@ def run_script(root: str, run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-DEBUGPY_HOME = "~/.cache/tether/debugpy"  # Tether's own copy of debugpy, shipped on request (debug.provide)
 _WAIT_FOR_PIPE = (
     'i=0; while [ "$(tmux display-message -p -t "$TMUX_PANE" \'#{pane_pipe}\' 2>/dev/null)" != 1 ]'
     " && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done"
@@ -42,7 +42,7 @@ _WAIT_FOR_PIPE = (
 
 
 def loop_script(
-    run: dict[str, Any],
+    run: RunSpec,
     *,
     rank: int,
     port: int,
@@ -123,7 +123,7 @@ def message_command(text: str) -> str:
 
 
 def pane_command(
-    pane: dict[str, Any], root: str, run: dict[str, Any], host: str, which: Callable[[str], str | None] = shutil.which
+    pane: PaneSpec, root: str, run: RunSpec, host: str, which: Callable[[str], str | None] = shutil.which
 ) -> tuple[str | None, str]:
     """(shell command for the pane or None for a plain shell, note when a program is missing)."""
     name, command = pane["name"], pane.get("command")

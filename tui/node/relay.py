@@ -19,6 +19,7 @@ Ops:    relay.open  {stream, port}   -> relay.opened {stream}; an error when the
 Events: relay.data   {stream, data}  bytes the node's socket sent (base64, reads of up to 64 KiB)
         relay.closed {stream}        the node's socket ended (EOF or error); not sent after relay.close
 Closing either side closes the whole stream (no half-close). The process's exit closes the rest.
+The messages' types are ``protocol_relay``'s.
 """
 
 from __future__ import annotations
@@ -29,10 +30,27 @@ import contextlib
 import socket
 import struct
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tui.node.dapstorm import StopStorm
 from tui.node.pdbsocket import pdb_connection, pdb_refusal
+from tui.node.protocol import ErrorReply
+from tui.node.protocol_relay import (
+    CLOSE,
+    CLOSED,
+    DATA,
+    OPEN,
+    SEND,
+    RelayClose,
+    RelayClosed,
+    RelayData,
+    RelayOpen,
+    RelayOpened,
+    RelaySend,
+)
+
+if TYPE_CHECKING:
+    from tui.node.agent import Agent
 
 LOOPBACK = "127.0.0.1"
 READ_CHUNK = 64 * 1024
@@ -43,27 +61,27 @@ SEND_TIMEOUT_S = 10
 MAX_STREAM_NAME = 128
 
 
-def port_refusal(port: Any) -> str | None:
+def port_refusal(port: object) -> str | None:
     """Why ``port`` cannot be a relay target, or None when it is a TCP port."""
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         return f"port must be a number from 1 to 65535, not {port!r}"
     return None
 
 
-def _error(text: str) -> dict[str, Any]:
+def _error(text: str) -> ErrorReply:
     return {"op": "error", "error": text}
 
 
 class Relay:
     """The node's open streams: a socket per stream name, each read by its own thread."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._sockets: dict[str, socket.socket] = {}
         self._storms: dict[str, StopStorm] = {}  # the streams opened with dap: true
         self._lock = threading.Lock()  # reader threads forget streams while the main thread opens them
 
-    def open(self, message: dict[str, Any]) -> dict[str, Any]:
+    def open(self, message: RelayOpen) -> RelayOpened | ErrorReply:
         stream, port, unix = message.get("stream"), message.get("port"), message.get("pdb")
         refusal = pdb_refusal(unix) if unix is not None else port_refusal(port)
         if refusal is not None:
@@ -95,9 +113,9 @@ class Relay:
             if message.get("dap") is True:
                 self._storms[stream] = StopStorm(sock.sendall, lambda data: self._to_laptop(stream, data))
         self.agent.spawn(f"relay {stream}", lambda: self._read(stream, sock))
-        return {"op": "relay.opened", "stream": stream}
+        return RelayOpened(op="relay.opened", stream=stream)
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: RelaySend) -> None:
         stream = message.get("stream")
         if not isinstance(stream, str):
             return
@@ -116,9 +134,9 @@ class Relay:
             self.agent.log(f"relay {stream}: send failed: {exc!r}")
             if self._forget(stream, sock):
                 _shut(sock)
-                self.agent.send({"op": "relay.closed", "stream": stream})
+                self.agent.send(RelayClosed(op=CLOSED, stream=stream))
 
-    def close(self, message: dict[str, Any]) -> None:
+    def close(self, message: RelayClose) -> None:
         stream = message.get("stream")
         with self._lock:
             sock = self._sockets.pop(stream, None) if isinstance(stream, str) else None
@@ -140,10 +158,10 @@ class Relay:
         finally:
             if self._forget(stream, sock):
                 _shut(sock)
-                self.agent.send({"op": "relay.closed", "stream": stream})
+                self.agent.send(RelayClosed(op=CLOSED, stream=stream))
 
     def _to_laptop(self, stream: str, data: bytes) -> None:
-        self.agent.send({"op": "relay.data", "stream": stream, "data": base64.b64encode(data).decode()})
+        self.agent.send(RelayData(op=DATA, stream=stream, data=base64.b64encode(data).decode()))
 
     def _forget(self, stream: str, sock: socket.socket) -> bool:
         """Drop ``stream`` if it is still ``sock``; False when relay.close (or a new open) got there first."""
@@ -163,8 +181,8 @@ def _shut(sock: socket.socket) -> None:
     sock.close()
 
 
-def register(agent: Any) -> None:
+def register(agent: Agent) -> None:
     relay = Relay(agent)
-    agent.register("relay.open", relay.open)
-    agent.register("relay.send", relay.send)
-    agent.register("relay.close", relay.close)
+    agent.register(OPEN.name, relay.open)
+    agent.register(SEND, relay.send)
+    agent.register(CLOSE, relay.close)

@@ -8,6 +8,8 @@ shows, so noise below that does not cross the link. Stdlib only.
 Ops:   stats.watch {interval, workspace} -> {ok}: start (or retime) the sender
 Event: stats {full?, node: {cpu, mem, memt}, procs: {pid: {cpu, mem, cmd}}, gone: [pid],
        gpus: {index: {name, util, mem, memt, temp, power}}, gpus_gone: [index], nogpu: reason}
+The messages' types are ``protocol_stats``'s. The run's processes are those below the run pane
+that ``tui.node.layout`` found (the agent's ``run_pane``).
 """
 
 from __future__ import annotations
@@ -17,13 +19,33 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
+
+from tui.node.layoutstate import RunPane, read_state
+from tui.node.protocol import Ok
+from tui.node.protocol_layout import WORKSPACE_ENV
+from tui.node.protocol_stats import WATCH, GpuFields, NodeFields, ProcessFields, StatsEvent, StatsWatch
+
+if TYPE_CHECKING:
+    from tui.node.agent import Agent
 
 GPU_QUERY = "index,name,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw"
 GPU_FIELDS = ("name", "util", "mem", "memt", "temp", "power")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 MIN_INTERVAL = 0.2
+
+Fields = TypeVar("Fields", NodeFields, ProcessFields, GpuFields)
+
+
+class Sample(TypedDict):
+    """Everything one look at the node saw (``Sampler.message`` sends what changed of it)."""
+
+    node: NodeFields
+    procs: dict[str, ProcessFields]  # by pid
+    gpus: dict[str, GpuFields]  # by nvidia-smi's index
+    nogpu: str | None  # why there is no GPU
 
 
 def gpu_argv() -> list[str]:
@@ -37,9 +59,9 @@ def _number(text: str) -> float | None:
         return None  # "[N/A]", "[Not Supported]"
 
 
-def parse_gpu_csv(text: str) -> dict[str, dict[str, Any]]:
+def parse_gpu_csv(text: str) -> dict[str, GpuFields]:
     """nvidia-smi's CSV (no header, no units) -> {index: {name, util, mem, memt, temp, power}}."""
-    gpus: dict[str, dict[str, Any]] = {}
+    gpus: dict[str, GpuFields] = {}
     for line in text.splitlines():
         parts = [part.strip() for part in line.split(",")]
         if len(parts) < 7:
@@ -57,7 +79,7 @@ def parse_gpu_csv(text: str) -> dict[str, dict[str, Any]]:
     return gpus
 
 
-def read_gpus() -> tuple[dict[str, dict[str, Any]], str]:
+def read_gpus() -> tuple[dict[str, GpuFields], str]:
     """(GPUs, "") or ({}, why there is none)."""
     if shutil.which("nvidia-smi") is None:
         return {}, "nvidia-smi is not installed"
@@ -132,40 +154,38 @@ def descendants(processes: dict[int, tuple[int, int, int]], root: int, hidden: s
     return sorted(found)
 
 
-def diff_section(
-    old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
-) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def diff_section(old: Mapping[str, Fields], new: Mapping[str, Fields]) -> tuple[dict[str, Fields], list[str]]:
     """(per key, only the fields that changed; keys that are gone)."""
-    changed = {}
+    changed: dict[str, Fields] = {}
     for key, fields in new.items():
-        before = old.get(key, {})
+        before: Mapping[str, object] = old.get(key, {})
         delta = {name: value for name, value in fields.items() if before.get(name, object()) != value}
         if delta:
-            changed[key] = delta
+            changed[key] = cast(Fields, delta)  # some of the fields of a ``Fields``: all are optional
     return changed, [key for key in old if key not in new]
 
 
 class Sampler:
     """Takes samples and turns them into the smallest message that updates the laptop's view."""
 
-    def __init__(self, run_pid: Any = lambda: None, hidden: Any = set) -> None:
+    def __init__(self, run_pid: Callable[[], int | None] = lambda: None, hidden: Callable[[], set[int]] = set) -> None:
         """``run_pid``: the run pane's process; ``hidden``: the processes below it that are not
         the run's (the loop's standby)."""
         self._run_pid = run_pid
         self._hidden = hidden
         self._cpu: tuple[int, int] | None = None
         self._proc_jiffies: dict[int, tuple[int, float]] = {}
-        self._sent: dict[str, Any] = {"node": {}, "procs": {}, "gpus": {}, "nogpu": None}
+        self._sent: Sample = {"node": {}, "procs": {}, "gpus": {}, "nogpu": None}
         self._first = True
 
-    def sample(self) -> dict[str, Any]:
+    def sample(self) -> Sample:
         busy, total = read_cpu_times()
         cpu = 0
         if self._cpu is not None and total > self._cpu[1]:
             cpu = round(100 * (busy - self._cpu[0]) / (total - self._cpu[1]))
         self._cpu = (busy, total)
         used, mem_total = read_memory()
-        procs: dict[str, dict[str, Any]] = {}
+        procs: dict[str, ProcessFields] = {}
         root = self._run_pid()
         if root:
             table = read_processes()
@@ -188,11 +208,12 @@ class Sampler:
             "nogpu": reason or None,
         }
 
-    def message(self, sample: dict[str, Any]) -> dict[str, Any] | None:
-        out: dict[str, Any] = {"op": "stats"}
+    def message(self, sample: Sample) -> StatsEvent | None:
+        out: StatsEvent = {"op": "stats"}
         if self._first:
             out["full"] = True
-        node = {k: v for k, v in sample["node"].items() if self._sent["node"].get(k) != v}
+        sent_node: Mapping[str, object] = self._sent["node"]
+        node = cast(NodeFields, {k: v for k, v in sample["node"].items() if sent_node.get(k) != v})
         if node:
             out["node"] = node
         procs, gone = diff_section(self._sent["procs"], sample["procs"])
@@ -213,14 +234,15 @@ class Sampler:
 
 
 class Stats:
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Agent, run_pane: RunPane) -> None:
         self.agent = agent
+        self.run_pane = run_pane
         self.interval = 2.0
         self._wake = threading.Event()
         self._started = False
         self._lock = threading.Lock()
 
-    def watch(self, message: dict[str, Any]) -> dict[str, Any]:
+    def watch(self, message: StatsWatch) -> Ok:
         self.start(float(message.get("interval", self.interval)))
         return {"op": "ok"}
 
@@ -234,7 +256,7 @@ class Stats:
         self.agent.spawn("stats", self._loop)
 
     def _loop(self) -> None:
-        sampler = Sampler(_run_pane_pid, _standby_pids)
+        sampler = Sampler(lambda: self.run_pane.pid, self.run_pane.standby_pids)
         while self.agent.running:
             self._wake.clear()
             message = sampler.message(sampler.sample())
@@ -243,35 +265,17 @@ class Stats:
             self._wake.wait(self.interval)
 
     def autostart(self) -> None:
-        from tui.node import layout
-
-        workspace = os.environ.get(layout.WORKSPACE_ENV)
-        state = layout.read_state(workspace) if workspace else {}
+        workspace = os.environ.get(WORKSPACE_ENV)
+        state = read_state(workspace) if workspace else {}
         if state.get("interval"):
             # Wait briefly for the layout capability to find the run pane, then start.
             deadline = time.monotonic() + 2
-            while _run_pane_pid() is None and time.monotonic() < deadline:
+            while self.run_pane.pid is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             self.start(float(state["interval"]))
 
 
-def _standby_pids() -> set[int]:
-    try:
-        from tui.node import layout
-    except Exception:
-        return set()
-    return layout.standby_pids()
-
-
-def _run_pane_pid() -> int | None:
-    try:
-        from tui.node import layout
-    except Exception:
-        return None
-    return layout.run_pane_pid()
-
-
-def register(agent: Any) -> None:
-    stats = Stats(agent)
-    agent.register("stats.watch", stats.watch)
+def register(agent: Agent) -> None:
+    stats = Stats(agent, agent.run_pane)
+    agent.register(WATCH.name, stats.watch)
     agent.on_hello(lambda: agent.spawn("stats-autostart", stats.autostart))

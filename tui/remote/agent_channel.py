@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 import tui
 from tui.errors import TetherError
 from tui.node import protocol
-from tui.node.agent import USER_PYTHONPATH_ENV
+from tui.node.protocol import USER_PYTHONPATH_ENV, Message, ReplyT, RequestT
 from tui.remote.ssh import ControlMaster, describe_failure
 
 AGENT_HOME = "$HOME/.cache/tether/agent"
@@ -35,6 +35,13 @@ VENDORED_PACKAGES: tuple[str, ...] = ("libtmux",)  # no runtime dependencies of 
 MIN_PYTHON = (3, 10)
 # Tried in this order after the run's own interpreter: the first new enough runs the agent.
 FALLBACK_PYTHONS = ("python3", "python3.13", "python3.12", "python3.11", "python3.10")
+
+
+class StartRefusal(TypedDict, total=False):
+    """What the start script prints instead of starting the agent (``start_script``)."""
+
+    op: str  # "need_ship" or "no_python"
+    error: str  # no_python's
 
 
 class AgentError(TetherError):
@@ -110,12 +117,9 @@ def start_script(
     version: str, interpreter: str, env_lines: tuple[str, ...], environment: tuple[tuple[str, str], ...] = ()
 ) -> str:
     """Remote shell that execs the agent, or says why it cannot (need_ship, no_python)."""
-    no_python = (
-        protocol.encode({"op": "no_python", "error": f"no Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} on the node"})
-        .decode()
-        .strip()
-    )
-    need_ship = protocol.encode({"op": "need_ship"}).decode().strip()
+    refusal = StartRefusal(op="no_python", error=f"no Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} on the node")
+    no_python = protocol.encode(refusal).decode().strip()
+    need_ship = protocol.encode(StartRefusal(op="need_ship")).decode().strip()
     home = f"{AGENT_HOME}/{version}"
     return "; ".join(
         [
@@ -160,13 +164,13 @@ class AgentChannel:
     """One running agent: requests with replies matched by id, events passed to ``on_event``."""
 
     def __init__(
-        self, process: asyncio.subprocess.Process, hello: dict[str, Any], on_event: Callable[[dict[str, Any]], None]
+        self, process: asyncio.subprocess.Process, hello: protocol.Hello, on_event: Callable[[Message], None]
     ) -> None:
         self._process = process
         self.hello = hello
         self._on_event = on_event
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[int, asyncio.Future[Message]] = {}
         self._busy: set[int] = set()  # requests other than pings awaiting their reply
         self.last_heard = time.monotonic()  # any line from the agent proves the link is alive
         self._reader = asyncio.create_task(self._read_replies())
@@ -184,12 +188,17 @@ class AgentChannel:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(self._reader)
 
-    async def request(self, op: str, *, timeout: float = 15, **fields: Any) -> dict[str, Any]:
+    async def call(self, op: protocol.Op[RequestT, ReplyT], request: RequestT, *, timeout: float = 15) -> ReplyT:
+        """``request`` with the types ``op`` declares for its request and reply."""
+        # The agent answers op's request with op's reply: here the decoded message gets its type.
+        return cast(ReplyT, await self.request(op.name, timeout=timeout, **request))
+
+    async def request(self, op: str, *, timeout: float = 15, **fields: object) -> Message:
         """Send one request and wait for its reply; errors from the agent raise AgentError."""
         if self.closed:
             raise AgentGone("the agent channel is closed")
         request_id = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         if op != "ping":
             self._busy.add(request_id)
@@ -226,14 +235,14 @@ class AgentChannel:
     async def ping(self, timeout: float = 10) -> float:
         """Round-trip time of one ping, in milliseconds."""
         started = time.perf_counter()
-        await self.request("ping", timeout=timeout)
+        await self.call(protocol.PING, protocol.NoFields(), timeout=timeout)
         return (time.perf_counter() - started) * 1000
 
     async def close(self, timeout: float = 3) -> None:
         """Ask the agent to exit, then make sure the channel's ssh process is gone."""
         if not self.closed:
             with contextlib.suppress(AgentError, asyncio.TimeoutError):
-                await self.request("bye", timeout=timeout)
+                await self.call(protocol.BYE, protocol.NoFields(), timeout=timeout)
         if self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.terminate()
@@ -253,7 +262,8 @@ class AgentChannel:
                     message = protocol.decode(line)
                 except protocol.MalformedMessage:
                     continue  # noise on stdout (a chatty .bashrc) is not ours to fail on
-                future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+                request_id = message.get("id")
+                future = self._pending.get(request_id) if isinstance(request_id, int) else None
                 if future is not None and not future.done():
                     future.set_result(message)
                 elif message.get("id") is None:
@@ -280,7 +290,7 @@ async def _spawn(master: ControlMaster, script: str) -> asyncio.subprocess.Proce
     )
 
 
-async def _first_message(process: asyncio.subprocess.Process, timeout: float) -> dict[str, Any] | None:
+async def _first_message(process: asyncio.subprocess.Process, timeout: float) -> Message | None:
     """The first protocol line the remote side prints (skipping shell noise), or None at EOF."""
     assert process.stdout is not None
     while True:
@@ -303,7 +313,7 @@ async def launch_agent(
     interpreter: str = "python3",
     env_lines: tuple[str, ...] = (),
     environment: tuple[tuple[str, str], ...] = (),
-    on_event: Callable[[dict[str, Any]], None] = lambda message: None,
+    on_event: Callable[[Message], None] = lambda message: None,
     timeout: float = 30,
 ) -> AgentLaunch:
     """Start the agent on the node, shipping it first if this version is not there yet.
@@ -317,7 +327,7 @@ async def launch_agent(
         process = await _spawn(master, script)
         first = await _first_message(process, timeout)
         if first is not None and first["op"] == "hello":
-            return AgentLaunch(AgentChannel(process, first, on_event), shipped)
+            return AgentLaunch(AgentChannel(process, cast(protocol.Hello, first), on_event), shipped)
         await process.wait()
         if first is not None and first["op"] == "need_ship" and not shipped:
             await ship_agent(master, version)

@@ -13,10 +13,10 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from tui.errors import TetherError
 from tui.events import EventSink, LinkChanged, LinkState
+from tui.node.protocol import Message
 from tui.remote.agent_channel import AgentChannel, AgentError, launch_agent
 from tui.remote.ssh import ControlMaster
 
@@ -65,7 +65,7 @@ class LinkSupervisor:
         ping_interval: float = 2.0,
         ping_timeout: float = 10.0,
         backoff: Backoff = Backoff(),
-        on_agent_event: Callable[[dict[str, Any]], None] = lambda message: None,
+        on_agent_event: Callable[[Message], None] = lambda message: None,
     ) -> None:
         self.login = login
         self._resolve_node = resolve_node

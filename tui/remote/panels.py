@@ -8,7 +8,7 @@ with a ``full`` stats message and a ``history`` output message, which reset the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 from tui.config import Workspace
 from tui.events import (
@@ -24,7 +24,10 @@ from tui.events import (
     ProcessInfo,
     RunProcesses,
 )
-from tui.node.layout import TMUX_SOCKET_ENV, WORKSPACE_ENV, job_tmux_socket, session_name
+from tui.node import protocol_layout as pl
+from tui.node import protocol_stats as ps
+from tui.node.protocol import Message
+from tui.node.protocol_layout import TMUX_SOCKET_ENV, WORKSPACE_ENV, job_tmux_socket, session_name
 from tui.remote.agent_channel import AgentChannel
 
 DEFAULT_SIZE = (200, 50)
@@ -32,11 +35,11 @@ DEFAULT_SIZE = (200, 50)
 
 def layout_request(
     workspace: Workspace, *, rebuild: bool = False, pass_env: dict[str, str] | None = None
-) -> dict[str, Any]:
+) -> pl.LayoutEnsure:
     """The fields of ``layout.ensure`` for a workspace (pure). ``pass_env``: the [run] pass_env
     values, sent in the request only (the agent gives them to tmux in memory, never to a file)."""
     run, debug = workspace.run, workspace.debug
-    loop = {
+    loop: pl.LoopSpec = {
         "mode": debug.mode,
         "wait_timeout": debug.wait_timeout,
         "ranks": debug.ranks,
@@ -73,7 +76,7 @@ def attach_command(workspace: Workspace) -> str:
     return f"tmux {socket}-u attach-session -t ={session_name(workspace.name)}"
 
 
-def _int(value: Any) -> int | None:
+def _int(value: int | None) -> int | None:
     return None if value is None else int(value)
 
 
@@ -84,50 +87,52 @@ class NodePanels:
         self.workspace = workspace
         self.sink = sink
         self.host = ""
-        self.node: dict[str, Any] = {}
-        self.procs: dict[str, dict[str, Any]] = {}
-        self.gpus: dict[str, dict[str, Any]] = {}
+        self.node: ps.NodeFields = {}
+        self.procs: dict[str, ps.ProcessFields] = {}
+        self.gpus: dict[str, ps.GpuFields] = {}
         self.nogpu: str | None = None
         self.layout: LayoutChanged | None = None
         self._told: set[str] = set()
-        self.last_reply: dict[str, Any] = {}
+        self.last_reply: pl.LayoutReply | None = None  # set by the first bring_up
         self.pass_env: dict[str, str] = {}
 
     async def bring_up(self, agent: AgentChannel) -> LayoutChanged:
         """Ask for the layout (created once, reused after) and start the stats."""
         self.host = str(agent.hello.get("host", "")) or self.host
         request = layout_request(self.workspace, pass_env=self.pass_env)
-        reply = await agent.request("layout.ensure", timeout=60, **request)
+        reply = await agent.call(pl.ENSURE, request, timeout=60)
         self.last_reply = reply
-        await agent.request("stats.watch", interval=self.workspace.ui.stats_interval, workspace=self.workspace.name)
+        stats = ps.StatsWatch(interval=self.workspace.ui.stats_interval, workspace=self.workspace.name)
+        await agent.call(ps.WATCH, stats)
         return self._layout(reply)
 
     async def rebuild(self, agent: AgentChannel) -> LayoutChanged:
         request = layout_request(self.workspace, rebuild=True, pass_env=self.pass_env)
-        reply = await agent.request("layout.ensure", timeout=60, **request)
+        reply = await agent.call(pl.ENSURE, request, timeout=60)
         self.last_reply = reply
         return self._layout(reply)
 
     async def page(self, agent: AgentChannel, before: int | None, count: int) -> OutputPage:
-        reply = await agent.request("output.page", workspace=self.workspace.name, before=before, count=count)
+        reply = await agent.call(pl.PAGE, pl.PageRequest(workspace=self.workspace.name, before=before, count=count))
         return OutputPage(tuple(reply["lines"]), int(reply["start"]), int(reply["total"]))
 
-    def handle(self, message: dict[str, Any]) -> None:
+    def handle(self, message: Message) -> None:
         """One agent event (no request id)."""
         op = message.get("op")
         if op == "output":
-            self.sink(OutputLines(tuple(message.get("lines", ())), bool(message.get("history"))))
+            output = cast(pl.OutputEvent, message)
+            self.sink(OutputLines(tuple(output.get("lines", ())), bool(output.get("history"))))
         elif op == "layout":
-            self._layout(message)
+            self._layout(cast(pl.LayoutEvent, message))
         elif op == "stats":
-            self._stats(message)
+            self._stats(cast(ps.StatsEvent, message))
 
     def _tell_once(self, text: str, level: str = "info") -> None:
         if text not in self._told:
             self._told.add(text)
             self.sink(Notice(text, level))
 
-    def _layout(self, message: dict[str, Any]) -> LayoutChanged:
+    def _layout(self, message: pl.LayoutEvent) -> LayoutChanged:
         self.host = message.get("host") or self.host
         layout = LayoutChanged(
             session=message.get("session", ""),
@@ -148,7 +153,7 @@ class NodePanels:
         self.sink(layout)
         return layout
 
-    def _stats(self, message: dict[str, Any]) -> None:
+    def _stats(self, message: ps.StatsEvent) -> None:
         if message.get("full"):
             self.node, self.procs, self.gpus, self.nogpu = {}, {}, {}, None
         if "node" in message:
@@ -161,8 +166,8 @@ class NodePanels:
         if "procs" in message or "gone" in message or message.get("full"):
             for pid in message.get("gone", ()):
                 self.procs.pop(pid, None)
-            for pid, fields in message.get("procs", {}).items():
-                self.procs.setdefault(pid, {}).update(fields)
+            for pid, process in message.get("procs", {}).items():
+                self.procs.setdefault(pid, {}).update(process)
             self.sink(
                 RunProcesses(
                     tuple(
@@ -174,8 +179,8 @@ class NodePanels:
         if "gpus" in message or "gpus_gone" in message or "nogpu" in message or message.get("full"):
             for index in message.get("gpus_gone", ()):
                 self.gpus.pop(index, None)
-            for index, fields in message.get("gpus", {}).items():
-                self.gpus.setdefault(index, {}).update(fields)
+            for index, gpu in message.get("gpus", {}).items():
+                self.gpus.setdefault(index, {}).update(gpu)
             if "nogpu" in message:
                 self.nogpu = message["nogpu"] or None
             self.sink(self.gpu_stats())

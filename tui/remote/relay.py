@@ -20,9 +20,10 @@ import contextlib
 import itertools
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 from tui.node import protocol
+from tui.node import protocol_relay as pr
 from tui.remote.agent_channel import AgentChannel, AgentError
 
 LOOPBACK = "127.0.0.1"
@@ -39,7 +40,7 @@ class PortRelay:
         self._agent = agent  # read anew per connection: a reconnect brings a new channel
         self._server: asyncio.Server | None = None
         self._writers: dict[str, asyncio.StreamWriter] = {}  # open streams, by name
-        self._connections: set[asyncio.Task[Any]] = set()
+        self._connections: set[asyncio.Task[None]] = set()
         self._numbers = itertools.count(1)
 
     async def start(self) -> None:
@@ -62,24 +63,27 @@ class PortRelay:
             ours.close()
             theirs.close()
             raise
-        target: dict[str, Any] = {"pdb": pdb} if pdb else {"port": self.remote_port, **({"dap": True} if dap else {})}
+        target = pr.RelayTarget(pdb=pdb) if pdb else pr.RelayTarget(port=self.remote_port)
+        if dap and not pdb:
+            target["dap"] = True
         self._connections.add(asyncio.get_running_loop().create_task(self._serve(*carried, target=target)))
         return streams
 
-    def handle(self, message: dict[str, Any]) -> bool:
+    def handle(self, message: protocol.Message) -> bool:
         """Take an agent event; True when it belonged to one of this relay's streams."""
         stream = message.get("stream")
-        if message.get("op") not in ("relay.data", "relay.closed") or not isinstance(stream, str):
+        if message.get("op") not in (pr.DATA, pr.CLOSED) or not isinstance(stream, str):
             return False
         writer = self._writers.get(stream)
         if writer is None:
             return False
-        if message["op"] == "relay.closed":
+        if message["op"] == pr.CLOSED:
             del self._writers[stream]  # the node closed its end: nothing to tell it back
             writer.close()
         elif not writer.is_closing():
             try:
-                writer.write(base64.b64decode(message.get("data", ""), validate=True))  # in arrival order
+                data = cast(pr.RelayData, message).get("data", "")
+                writer.write(base64.b64decode(data, validate=True))  # in arrival order
             except (binascii.Error, TypeError):
                 writer.close()  # raising would end the channel's reader; _serve tells the node
         return True
@@ -95,7 +99,7 @@ class PortRelay:
             await self._server.wait_closed()
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: dict[str, Any] | None = None
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: pr.RelayTarget | None = None
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -106,7 +110,7 @@ class PortRelay:
         self._writers[stream] = writer
         try:
             if channel is not None and not channel.closed:
-                await self._carry(reader, channel, stream, target or {"port": self.remote_port})
+                await self._carry(reader, channel, stream, target or pr.RelayTarget(port=self.remote_port))
         except (AgentError, asyncio.TimeoutError):
             pass  # nothing listens on the node, or the channel went away: the client sees the close
         except asyncio.CancelledError:
@@ -118,14 +122,14 @@ class PortRelay:
             # must close too (a stream the node never opened is ignored there).
             if self._writers.pop(stream, None) is not None and channel is not None and not channel.closed:
                 with contextlib.suppress(AgentError):
-                    await channel.send_raw(protocol.encode({"op": "relay.close", "stream": stream}))
+                    await channel.send_raw(protocol.encode(pr.RelayClose(op=pr.CLOSE, stream=stream)))
 
     async def _carry(
-        self, reader: asyncio.StreamReader, channel: AgentChannel, stream: str, target: dict[str, Any]
+        self, reader: asyncio.StreamReader, channel: AgentChannel, stream: str, target: pr.RelayTarget
     ) -> None:
         """Open the node's end (``target``: relay.open's port or pdb), then pump until either end
         closes or the channel does."""
-        await channel.request("relay.open", stream=stream, **target)
+        await channel.call(pr.OPEN, pr.RelayOpen(stream=stream, **target))
         pump = asyncio.create_task(self._pump(reader, channel, stream))
         gone = asyncio.create_task(channel.wait_closed())  # a reconnect's new channel knows no old streams
         try:
@@ -138,5 +142,5 @@ class PortRelay:
         """The client's bytes to the node until it closes (or handle() closed it on relay.closed)."""
         with contextlib.suppress(ConnectionError, AgentError):
             while data := await reader.read(READ_CHUNK):
-                message = {"op": "relay.send", "stream": stream, "data": base64.b64encode(data).decode()}
+                message = pr.RelaySend(op=pr.SEND, stream=stream, data=base64.b64encode(data).decode())
                 await channel.send_raw(protocol.encode(message))

@@ -19,10 +19,10 @@ import contextlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from tui.errors import TetherError
 from tui.events import EventSink, LinkChanged, LinkState, Notice
+from tui.node.protocol import Message
 from tui.remote.agent_channel import AgentChannel
 from tui.remote.relay import PortRelay
 from tui.remote.scheduler.kube_forward import ForwardChanged, ForwardState
@@ -170,7 +170,7 @@ class Tunnels:
         if change.state is LinkState.UP and self._forwards:
             self._restoring = asyncio.get_running_loop().create_task(self.restore())
 
-    def handle(self, message: dict[str, Any]) -> bool:
+    def handle(self, message: Message) -> bool:
         """Pass an agent event to the relays; True when it was relayed bytes of one of them."""
         return any(relay.handle(message) for relay in self._relays.values())
 

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from tui.config import Workspace
-from tui.errors import TetherError
 from tui.events import HALT_DELETES, HALT_FOREIGN, EventSink, Notice
 from tui.sync import safety
 from tui.sync.ignore import BUILTIN_IGNORES, Rules, compile_for_node, parents
-from tui.sync.push import LinkFailure, Pusher, PushResult
+from tui.sync.node_root import LinkFailure, NodeRoot
+from tui.sync.push import Pusher, PushResult
 from tui.sync.reconcile import Plan, RemoteIndex, deletes_exceed, plan_changes, reconcile, vanished_children
 from tui.sync.rsync import RsyncProgress
 from tui.sync.status import SyncConflict, SyncHaltReport, SyncProgress, SyncState, SyncStatus, write_status
@@ -57,7 +57,8 @@ class SyncEngine:
         self.rules = Rules.for_root(self.root, config.ignore, config.protect)
         self._node_exclude = compile_for_node(list(BUILTIN_IGNORES) + list(config.ignore))
         self._node_protect = compile_for_node(config.protect)
-        self.pusher = Pusher(self.root, workspace.remote_root)
+        self.node = NodeRoot(workspace.remote_root)  # the files.* ops, and the node's real root path
+        self.pusher = Pusher(self.root, self.node)
         self.index = RemoteIndex()
         self.watcher: Watcher | None = None
         self._dirty: dict[str, int] = {}  # path -> sequence number of its last change
@@ -68,7 +69,6 @@ class SyncEngine:
         self._progress = asyncio.Condition()
         self._wake = asyncio.Event()
         self._rescan: str | None = None
-        self._opened_on: object | None = None
         self._paused = False
         self._halt: safety.SyncHalted | None = None
         self._halt_full = False  # the halt came from a full comparison: checking again means a rescan
@@ -190,7 +190,7 @@ class SyncEngine:
     async def back_up(self, paths: list[str]) -> str:
         await self.target.wait_up()
         await self._ensure_open()
-        reply = await self.pusher.request(self.target.agent, "files.backup", paths=paths, timeout=60 + len(paths) / 100)
+        reply = await self.node.backup(self.target.agent, paths)
         for error in reply.get("errors", []):
             self._sink(Notice(f"sync: could not back up {error.get('path')}: {error.get('error')}", "warning"))
         folder = f"{self.workspace.remote_root}/{reply['folder']}"
@@ -202,7 +202,7 @@ class SyncEngine:
         """Bring ``rel`` (relative to the workspace) back from the node."""
         rel = safety.workspace_path(self.root, rel)
         await self.target.wait_up()
-        await self._ensure_readable()
+        await self.node.ensure_readable(self.target.agent)
         await self.pusher.pull(self.target.master, rel)
 
     # -- changes -------------------------------------------------------------------------------
@@ -289,31 +289,7 @@ class SyncEngine:
 
     # -- pushing -------------------------------------------------------------------------------
     async def _ensure_open(self) -> None:
-        agent = self.target.agent
-        if agent is not None and agent is self._opened_on and not agent.closed:
-            return
-        reply = await self.pusher.request(agent, "files.open", protect=self._node_protect, timeout=30)
-        if reply.get("op") == "files.refused":
-            safety.refuse_root(self.workspace.remote_root, reply["root"], reply["home"])
-        self.pusher.remote_root = reply["root"]
-        self._opened_on = agent
-
-    async def _ensure_readable(self) -> None:
-        """The node's real remote root, for reading only. Never ``files.open`` as a sync: that hands
-        the root to this agent, and a console's sync running beside a `tether pull` would see its
-        pushes dropped."""
-        agent = self.target.agent
-        if agent is not None and agent is self._opened_on and not agent.closed:
-            return
-        reply = await self.pusher.request(agent, "files.open", claim=False, timeout=30)
-        if reply.get("op") == "files.refused":
-            safety.refuse_root(self.workspace.remote_root, reply["root"], reply["home"])
-        if reply.get("missing"):
-            raise TetherError(
-                f"{self.workspace.remote_root} is not on the node yet: nothing to pull",
-                fix="check remote_root in tether.toml, or run `tether up` or `tether sync` first",
-            )
-        self.pusher.remote_root = reply["root"]
+        await self.node.ensure_open(self.target.agent, self._node_protect)
 
     def _check_safe(self, plan: Plan, remote_files: int, foreign: list[str] = ()) -> bool:  # type: ignore[assignment]
         """Raise the halt that holds ``plan`` back; True when the user allowed its deletes."""
@@ -347,7 +323,7 @@ class SyncEngine:
         # Both sides at once: the local scan in a thread while the node walks its tree.
         local, reply = await asyncio.gather(
             asyncio.to_thread(scan_local, self.root, self.rules, "", skipped),
-            self.pusher.request(self.target.agent, "files.manifest", exclude=self._node_exclude, timeout=120),
+            self.node.manifest(self.target.agent, self._node_exclude),
         )
         remote = entries_from_wire(reply["entries"])
         plan = reconcile(local, remote, self.rules.excluded, skipped)
@@ -367,7 +343,7 @@ class SyncEngine:
             and p not in {path for path, _ in plan.files}
         )
         if adopt:
-            await self.pusher.request(self.target.agent, "files.record", paths=adopt, timeout=60 + len(adopt) / 1000)
+            await self.node.record(self.target.agent, adopt, timeout=60 + len(adopt) / 1000)
         return result
 
     async def _foreign(self, plan: Plan, local: Tree, remote: Tree, unknown: set[str]) -> list[str]:
@@ -382,11 +358,7 @@ class SyncEngine:
             if p in unknown and p not in gone and remote.get(p) is not None and remote[p].kind == FILE
         ]
         if replaced:  # same bytes, other mtime (a copy made by hand before): nothing is lost
-            theirs = (
-                await self.pusher.request(
-                    self.target.agent, "files.hash", paths=replaced, timeout=60 + len(replaced) / 100
-                )
-            ).get("hashes", {})
+            theirs = await self.node.hashes(self.target.agent, replaced)
             ours = await asyncio.to_thread(file_hashes, self.root, replaced)
             replaced = [p for p in replaced if theirs.get(p) is None or theirs.get(p) != ours.get(p)]
         return sorted(gone | set(replaced))
@@ -450,7 +422,7 @@ class SyncEngine:
             await self.pusher.fetch_copy(self.target.agent, self.target.master, copy)
             # Both sides hold the same copy now: it is Tether's to sync like any file (else the
             # push of the laptop's copy would move the node's aside once more).
-            await self.pusher.request(self.target.agent, "files.record", paths=[copy], timeout=30)
+            await self.node.record(self.target.agent, [copy], timeout=30)
 
     async def _push_changes(self) -> None:
         await self._ensure_open()
@@ -512,7 +484,7 @@ class SyncEngine:
                 self._halted(exc, full=full or isinstance(exc, safety.ForeignFiles))
                 continue
             except Exception as exc:  # an agent error: say it, open the root again, retry later
-                self._opened_on = None
+                self.node.opened_on = None
                 self._sink(Notice(f"sync: {exc}", "error"))
                 await asyncio.sleep(1.0)
             if self._dirty or self._rescan is not None:

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tui.node.protocol_files import PatternRow
+
 BUILTIN_IGNORES: tuple[str, ...] = (
     ".git/",
     ".hg/",
@@ -353,6 +355,6 @@ class Rules:
         return self._self_ignored(path, is_dir)
 
 
-def compile_for_node(patterns: Iterable[str]) -> list[list[object]]:
+def compile_for_node(patterns: Iterable[str]) -> list[PatternRow]:
     """Root-level patterns as [regex, negate, dir_only] for the node agent (stdlib ``re``)."""
-    return [[p.regex.pattern, p.negate, p.dir_only] for p in parse_lines(patterns)]
+    return [(p.regex.pattern, p.negate, p.dir_only) for p in parse_lines(patterns)]

@@ -15,11 +15,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tui.errors import TetherError
+from tui.node.protocol_files import ApplyReply, Conflict, Expected, FileError, FileOp
 from tui.remote.agent_channel import AgentChannel
 from tui.remote.ssh import ControlMaster
+from tui.sync.node_root import LinkFailure, NodeRoot
 from tui.sync.reconcile import Plan
 from tui.sync.rsync import RsyncProgress, files_from, pull_argv, push_argv, remote_of, run_rsync
 
@@ -45,21 +46,17 @@ LINK_WORDS = (
 )
 
 
-class LinkFailure(TetherError):
-    """The push did not reach the node (channel or master gone): the paths go back in the queue."""
-
-
 @dataclass
 class PushResult:
     files: int = 0
     bytes: int = 0
-    conflicts: list[dict[str, str]] = field(default_factory=list)
-    errors: list[dict[str, str]] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    errors: list[FileError] = field(default_factory=list)
     retry: set[str] = field(default_factory=set)  # paths that changed while being sent
     kept: list[str] = field(default_factory=list)  # the node's own files a delete left in place
 
 
-def read_for_put(root: Path, rel: str) -> tuple[dict[str, Any] | None, int]:
+def read_for_put(root: Path, rel: str) -> tuple[FileOp | None, int]:
     """A ``put`` op with the file's bytes, mode and mtime as read now; None when it vanished."""
     try:
         with open(os.path.join(root, rel), "rb") as source:
@@ -67,7 +64,13 @@ def read_for_put(root: Path, rel: str) -> tuple[dict[str, Any] | None, int]:
             st = os.fstat(source.fileno())
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None, 0
-    op = {"k": "put", "p": rel, "d": base64.b64encode(data).decode(), "m": st.st_mode & 0o7777, "t": st.st_mtime_ns}
+    op: FileOp = {
+        "k": "put",
+        "p": rel,
+        "d": base64.b64encode(data).decode(),
+        "m": st.st_mode & 0o7777,
+        "t": st.st_mtime_ns,
+    }
     return op, len(data)
 
 
@@ -76,31 +79,14 @@ def _request_timeout(nbytes: int) -> float:
 
 
 class Pusher:
-    def __init__(self, local_root: Path, remote_root_text: str) -> None:
+    def __init__(self, local_root: Path, node: NodeRoot) -> None:
         self.local_root = local_root
-        self.key = remote_root_text  # how the agent names the opened root
-        self.remote_root = ""  # the node's real path, from files.open
+        self.node = node
 
-    async def request(
-        self, agent: AgentChannel | None, op: str, *, timeout: float = 30.0, **fields: Any
-    ) -> dict[str, Any]:
-        if agent is None or agent.closed:
-            raise LinkFailure("the agent channel is closed")
-        try:
-            return await agent.request(op, timeout=timeout, root=self.key, **fields)
-        except asyncio.TimeoutError:
-            raise LinkFailure(f"no answer to {op} in {timeout:.0f} s") from None
-        except TetherError as exc:
-            if agent.closed or "closed" in str(exc):
-                raise LinkFailure(str(exc)) from None
-            raise
-
-    def _messages(
-        self, plan: Plan, rsync_all: bool
-    ) -> tuple[list[list[dict[str, Any]]], list[int], list[str], PushResult]:
+    def _messages(self, plan: Plan, rsync_all: bool) -> tuple[list[list[FileOp]], list[int], list[str], PushResult]:
         """The files.apply messages (with their byte sizes), the paths left for rsync."""
         result = PushResult()
-        head: list[dict[str, Any]] = [{"k": "del", "p": p} for p in plan.deletes]
+        head: list[FileOp] = [{"k": "del", "p": p} for p in plan.deletes]
         if not (rsync_all and plan.full):  # a whole-tree rsync makes the folders and links itself
             head += [{"k": "mkdir", "p": p, "m": m} for p, m in plan.mkdirs]
             head += [{"k": "link", "p": p, "l": t} for p, t in plan.links]
@@ -139,12 +125,12 @@ class Pusher:
         messages, sizes, by_rsync, result = self._messages(plan, rsync_all)
         replies = await asyncio.gather(
             *(
-                self.request(agent, "files.apply", ops=ops, delete_theirs=delete_theirs, timeout=_request_timeout(size))
+                self.node.apply(agent, ops, delete_theirs=delete_theirs, timeout=_request_timeout(size))
                 for ops, size in zip(messages, sizes)
             ),
             return_exceptions=True,
         )
-        answers: list[dict[str, Any]] = []
+        answers: list[ApplyReply] = []
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
@@ -180,12 +166,11 @@ class Pusher:
         existing = [p for p in paths if plan is None or p not in plan.known_absent]
         # Files the node may hold: node-side edits are moved aside first. What rsync will write is
         # noted for every path, so a cut before files.record still leaves them Tether's own.
-        expect: list[tuple[str, int, int]] = [(p, *_size_mtime(self.local_root, p)) for p in paths]
-        prepared = await self.request(
+        expect: list[Expected] = [(p, *_size_mtime(self.local_root, p)) for p in paths]
+        prepared = await self.node.prepare(
             agent,
-            "files.prepare",
-            paths=existing,
-            expect=[e for e in expect if e[1] >= 0],
+            existing,
+            [e for e in expect if e[1] >= 0],
             theirs_aside=theirs_aside,
             timeout=60 + len(paths) / 1000,
         )
@@ -203,7 +188,7 @@ class Pusher:
         env = {**os.environ, **master.settings.extra_env}
         argv = push_argv(
             str(self.local_root),
-            remote_of(master, self.remote_root),
+            remote_of(master, self.node.remote_root),
             progress=on_progress is not None,
             whole_tree=whole,
             excludes=excludes,
@@ -212,11 +197,11 @@ class Pusher:
         if done.returncode in RSYNC_VANISHED + RSYNC_PARTIAL and not await self._link_broke(done.stderr, agent, master):
             # A file changed or vanished while rsync read it: its event sends it again.
             result.errors += [
-                {"path": "", "error": line} for line in done.stderr.splitlines() if not _gone_meanwhile(line)
+                FileError(path="", error=line) for line in done.stderr.splitlines() if not _gone_meanwhile(line)
             ][:5]
         elif not done.ok:
             raise LinkFailure(f"rsync to {master.name} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
-        await self.request(agent, "files.record", paths=paths, timeout=60 + len(paths) / 1000)
+        await self.node.record(agent, paths, timeout=60 + len(paths) / 1000)
         result.files += len(paths)
         result.bytes += sum(_size(self.local_root, p) for p in paths)
 
@@ -233,7 +218,7 @@ class Pusher:
 
     async def pull(self, master: ControlMaster, rel: str) -> None:
         env = {**os.environ, **master.settings.extra_env}
-        done = await run_rsync(pull_argv(str(self.local_root), remote_of(master, self.remote_root), rel), env=env)
+        done = await run_rsync(pull_argv(str(self.local_root), remote_of(master, self.node.remote_root), rel), env=env)
         if not done.ok:
             raise TetherError(
                 f"could not pull {rel} from {master.name}: {done.stderr.strip()[-300:]}",

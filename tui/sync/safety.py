@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from tui.errors import TetherError
-from tui.node.files import BACKUP_DIR, root_refusal
+from tui.node.protocol_files import BACKUP_DIR, root_refusal
 
 
 class SyncRefused(TetherError):

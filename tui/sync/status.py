@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 from tui.events import HALT_DELETES, HALT_FOREIGN, SyncConflict, SyncHaltReport, SyncProgress, SyncState, SyncStatus
 from tui.state import state_dir
@@ -25,12 +25,30 @@ __all__ = [
     "SyncHaltReport",
     "SyncProgress",
     "SyncState",
+    "StatusFile",
     "SyncStatus",
     "clear_status",
     "read_status",
     "status_path",
     "write_status",
 ]
+
+
+class StatusFile(TypedDict, total=False):
+    """The status file as ``read_status`` gives it: ``SyncStatus.to_json()``, who wrote it when, and
+    whether that process still runs."""
+
+    workspace: str
+    state: str  # a SyncState value
+    pending: int
+    detail: str
+    last_push_ms: float | None
+    last_push_bytes: int | None
+    last_push_files: int | None
+    conflicts: int
+    pid: int  # the writer's
+    updated: float  # Unix seconds
+    running: bool  # added by the reader: the writer still runs
 
 
 def status_path(ws_id: str) -> Path:
@@ -48,10 +66,10 @@ def write_status(ws_id: str, status: SyncStatus) -> None:
     os.replace(tmp, path)
 
 
-def read_status(ws_id: str) -> dict[str, Any] | None:
+def read_status(ws_id: str) -> StatusFile | None:
     """The last state a sync process wrote, with ``running`` telling whether it still runs."""
     try:
-        data: dict[str, Any] = json.loads(status_path(ws_id).read_text())
+        data = cast(StatusFile, json.loads(status_path(ws_id).read_text()))
     except (OSError, ValueError):
         return None
     pid = data.get("pid")

@@ -12,8 +12,8 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from tui.node.protocol_files import ManifestRow
 from tui.sync.ignore import Rules
 
 FILE, DIR, LINK = "f", "d", "l"
@@ -98,7 +98,7 @@ def scan_local(root: Path, rules: Rules, under: str = "", skipped: list[str] | N
     return tree
 
 
-def entries_from_wire(rows: Iterable[list[Any]]) -> Tree:
+def entries_from_wire(rows: Iterable[ManifestRow]) -> Tree:
     """The agent's ``files.manifest`` rows -> a Tree."""
     return {row[0]: Entry(row[1], row[2], row[3], row[4], row[5]) for row in rows}
 

@@ -7,7 +7,6 @@ commands in workers. Every binding has an id (``tether.debug_*``), so ``[ui.keys
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -19,16 +18,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Input, OptionList, RichLog, Static
+from textual.widgets import OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
 from tui.app.screens.form import Field, FormScreen
+from tui.app.widgets.debug_console import ConsoleInput
 from tui.app.widgets.footer import FittingFooter
-from tui.app.widgets.history_input import HistoryInput
 from tui.app.widgets.source_view import GutterMark, SourceView
 from tui.app.widgets.variables import VariablesTree
 from tui.console_api import ConsoleDebugger, ConsoleDebugGroup
-from tui.dap_model import ArrayStats, ArraySummary, SourceBreakpoint, Variable, cap
+from tui.dap_model import ArrayStats, ArraySummary, Completion, EvalResult, SourceBreakpoint, Variable, cap
 from tui.events import DebugOutput, DebugStatus, DebugView, Frame
 
 # What ctrl+e cycles through: debugpy's exception filters, and how the user reads them.
@@ -38,21 +37,6 @@ EXCEPTION_CHOICES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("userUnhandled", "uncaught"), "stop on those that leave your code"),
     ((), "never stop"),
 )
-
-
-class ConsoleInput(HistoryInput):
-    """The debug console's line: Enter evaluates in the frame, Up/Down walk the history, Tab
-    completes (from the debuggee's own names)."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("tab", "complete", "Complete", show=False)]
-
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(placeholder="evaluate in the frame (Tab completes, ↑ history)", id=id)
-
-    def action_complete(self) -> None:
-        screen = self.screen
-        if isinstance(screen, DebuggerScreen):
-            screen.complete(self.value, self.cursor_position)
 
 
 class DebuggerScreen(Screen[None]):
@@ -129,6 +113,7 @@ class DebuggerScreen(Screen[None]):
         self.query_one("#debug-log").border_title = "debug console"
         tree = self.query_one(VariablesTree)
         tree.connect(self._fetch, self._summarize, self._stats)
+        self.query_one(ConsoleInput).connect(self.query_one(RichLog), self._evaluate, self._complete)
         self.show(self.debugger.view)
         if self.view.stop is None:
             self._show_some_file()
@@ -238,6 +223,11 @@ class DebuggerScreen(Screen[None]):
             return None
         return stop.frames[min(self.frame_index, len(stop.frames) - 1)]
 
+    @property
+    def _frame_id(self) -> int | None:
+        frame = self.frame
+        return frame.frame.id if frame else None
+
     def _show_frame(self) -> None:
         frame, stop = self.frame, self.view.stop
         source = self.query_one(SourceView)
@@ -322,59 +312,15 @@ class DebuggerScreen(Screen[None]):
     @work(group="watches", exclusive=True)
     async def _refresh_watches(self) -> None:
         watches = self.query_one("#debug-watches", OptionList)
-        frame = self.frame
         rows = []
         for expression in self.debugger.memory.watches:
             try:
-                result = await self.debugger.evaluate(expression, frame.frame.id if frame else None, "watch")
+                result = await self.debugger.evaluate(expression, self._frame_id, "watch")
                 rows.append(Option(f"{expression} = {cap(result.result, 100)}"))
             except Exception as exc:  # noqa: BLE001 - the watch shows why it has no value
                 rows.append(Option(Text(f"{expression}: {cap(str(exc), 80)}", style="dim")))
         watches.clear_options()
         watches.add_options(rows)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "debug-input":
-            return
-        text = event.value.strip()
-        event.input.value = ""
-        if text:
-            self.query_one(ConsoleInput).remember(text)
-            self._evaluate(text)
-
-    @work(group="console")
-    async def _evaluate(self, text: str) -> None:
-        log = self.query_one(RichLog)
-        log.write(Text(f"> {text}", style="bold"))
-        frame = self.frame
-        try:
-            result = await self.debugger.evaluate(text, frame.frame.id if frame else None, "repl")
-        except Exception as exc:  # noqa: BLE001 - the adapter's words, where the user typed
-            log.write(Text(cap(str(exc), 2000), style="red"))
-            return
-        log.write(cap(result.result, 2000) if result.result else "")
-
-    @work(group="console", exclusive=True)
-    async def complete(self, text: str, cursor: int) -> None:
-        frame = self.frame
-        try:
-            found = await self.debugger.complete(text, cursor + 1, frame.frame.id if frame else None)
-        except Exception:  # noqa: BLE001 - nothing to complete with
-            return
-        if not found:
-            return
-        line = self.query_one(ConsoleInput)
-        word = _last_word(text[:cursor])
-        start = cursor - len(word)
-        # debugpy matches without regard to case: the names with the typed case come first
-        names = [c.text or c.label for c in found]
-        exact = [name for name in names if name.startswith(word)] or names
-        common = os.path.commonprefix(exact)
-        if len(exact) > 1:
-            self.query_one(RichLog).write(Text("  ".join(exact[:40]), style="dim"))
-        if len(common) > len(word):
-            line.value = text[:start] + common + text[cursor:]
-            line.cursor_position = start + len(common)
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -535,22 +481,17 @@ class DebuggerScreen(Screen[None]):
 
     # -- lazy variables ---------------------------------------------------------------------------
 
+    async def _evaluate(self, text: str) -> EvalResult:
+        return await self.debugger.evaluate(text, self._frame_id, "repl")
+
+    async def _complete(self, text: str, column: int) -> list[Completion]:
+        return await self.debugger.complete(text, column, self._frame_id)
+
     async def _fetch(self, reference: int, start: int, count: int) -> list[Variable]:
         return await self.debugger.variables(reference, start, count)
 
     async def _summarize(self, expression: str) -> ArraySummary | None:
-        frame = self.frame
-        return await self.debugger.summarize(expression, frame.frame.id if frame else None)
+        return await self.debugger.summarize(expression, self._frame_id)
 
     async def _stats(self, expression: str) -> ArrayStats | None:
-        frame = self.frame
-        return await self.debugger.array_stats(expression, frame.frame.id if frame else None)
-
-
-def _last_word(text: str) -> str:
-    word = ""
-    for char in reversed(text):
-        if not (char.isalnum() or char == "_"):
-            break
-        word = char + word
-    return word
+        return await self.debugger.array_stats(expression, self._frame_id)

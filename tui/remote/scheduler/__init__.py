@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tui.config import Workspace
 from tui.errors import TetherError
-from tui.node.layout import job_tmux_socket
+from tui.node.protocol_layout import job_tmux_socket
 from tui.remote.scheduler.base import Allocation, LoginShell, Scheduler, holder_script
 from tui.remote.scheduler.direct import DirectScheduler
 from tui.remote.scheduler.kube import KubeScheduler
