@@ -52,3 +52,31 @@ def test_readme_architecture_lists_the_modules_in_tui():
         if p.name != "__init__.py" or defines_something(p)
     }
     assert listed == actual, f"missing from README: {sorted(actual - listed)}; not in tui/: {sorted(listed - actual)}"
+
+
+# The node modules the laptop may import: the agent protocol's types and constants, and the python
+# probe that `tether doctor` and the loop both run. Everything else under tui/node is the node's own.
+SHARED_NODE_MODULES = re.compile(r"tui\.node\.(protocol(_\w+)?|pyenv)$")
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            # `from tui.node import protocol` names a module, not a constant
+            names.update(f"{node.module}.{alias.name}" for alias in node.names if node.module == "tui.node")
+    return names
+
+
+def test_the_laptop_imports_only_the_nodes_shared_modules():
+    laptop = [p for p in (ROOT / "tui").rglob("*.py") if "node" not in p.relative_to(ROOT / "tui").parts]
+    reaching = {
+        f"{p.relative_to(ROOT)} -> {name}"
+        for p in laptop
+        for name in imported_modules(p)
+        if name.startswith("tui.node.") and not SHARED_NODE_MODULES.match(name)
+    }
+    assert not reaching, f"laptop modules reach into the node's own modules: {sorted(reaching)}"
