@@ -35,6 +35,9 @@ class StandInAgent:
         self.requests.append(op)
         return {}
 
+    async def call(self, op, request, **options: object) -> dict:  # as AgentChannel.call: the op's name, its fields
+        return await self.request(op.name, **request)
+
 
 def workspace(folder: Path, debug: str = ""):
     folder.mkdir(parents=True, exist_ok=True)

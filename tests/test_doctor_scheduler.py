@@ -124,7 +124,7 @@ async def test_a_held_job_is_found_and_its_node_checked_without_a_second_job(
     try:
         allocation = await holder.scheduler.allocate(lambda event: None)
         # What `tether up` records once its job runs.
-        holder.store.save(
+        holder.route.store.save(
             SessionRecord(
                 workspace=workspace.name,
                 config_path=str(workspace.config_path),
@@ -150,7 +150,7 @@ async def test_a_held_job_is_found_and_its_node_checked_without_a_second_job(
 @pytest.mark.needs_netns
 async def test_a_recorded_job_that_ended_is_not_replaced(slurm: SlurmCluster, tether_home: Path, tmp_path: Path):
     workspace = load_test_workspace(tmp_path / "ws", slurm.testbed, node="", extra=SLURM)
-    Session(workspace).store.save(
+    Session(workspace).route.store.save(
         SessionRecord(workspace.name, str(workspace.config_path), workspace.connection.login.text, "compute01",
                       scheduler="slurm", job_id="999999")
     )  # fmt: skip
