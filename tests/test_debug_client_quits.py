@@ -27,15 +27,31 @@ from test_debug_reattach import attach_and_hit, free_port, start_guarded
 from test_loop import Pane, alive
 
 from tui.debug.dap import DapClient
+from tui.debug.wire import DapError
 from tui.node import loopstate as ls
 from tui.node.dapstorm import frame
+
+
+async def attached(port: int) -> DapClient:
+    """A client attached to the run, once the last client's session has ended (see attach_after):
+    a loaded node's adapter ends it a moment after the client left."""
+    for _ in range(50):
+        client = await DapClient.connect_initialized("127.0.0.1", port, timeout=15)
+        try:
+            await client.attach({}, timeout=15)
+            return client
+        except DapError as exc:
+            await client.close()
+            if "is already being debugged" not in str(exc):
+                raise
+        await asyncio.sleep(0.1)
+    raise AssertionError("the adapter went on refusing the run to a new client for 5 s")
 
 
 async def leave(port: int, *, quits: bool) -> None:
     """Attach, pause, evaluate; then quit at once (continue, disconnect, close without waiting for
     the answer) or, with the run still paused, drop the connection without a word."""
-    client = await DapClient.connect_initialized("127.0.0.1", port, timeout=15)
-    await client.attach({}, timeout=15)
+    client = await attached(port)
     thread = (await client.threads(timeout=15))[0]
     await client.pause(thread.id, timeout=15)
     stopped = await client.wait_stopped(timeout=15)
